@@ -1,0 +1,84 @@
+//! Business keys carried in W3C baggage and copied onto every span.
+//!
+//! order-service puts `user.id` and `order.id` into the baggage once; every span
+//! started beneath that context, in any service the context reaches over HTTP
+//! or Kafka, gets them as attributes, so Jaeger can find all spans of one user
+//! or one order by tag. Only allow-listed keys are copied: baggage arrives from
+//! callers and must not become an attribute-injection channel.
+
+use opentelemetry::baggage::{Baggage, BaggageExt, KeyValueMetadata};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
+use std::time::Duration;
+
+/// Baggage key for the user an operation acts for.
+pub const USER_ID: &str = "user.id";
+/// Baggage key for the order an operation concerns.
+pub const ORDER_ID: &str = "order.id";
+/// The keys copied from baggage onto spans.
+pub const ALLOWED_KEYS: &[&str] = &[USER_ID, ORDER_ID];
+/// Longer values are not copied: an id is short, anything longer is noise or abuse.
+pub const MAX_VALUE_LEN: usize = 128;
+
+/// Copies allow-listed baggage entries of the parent context onto each new span.
+#[derive(Debug, Clone)]
+pub struct BaggageSpanProcessor {
+    keys: &'static [&'static str],
+}
+
+impl BaggageSpanProcessor {
+    pub fn new(keys: &'static [&'static str]) -> Self {
+        Self { keys }
+    }
+}
+
+impl Default for BaggageSpanProcessor {
+    fn default() -> Self {
+        Self::new(ALLOWED_KEYS)
+    }
+}
+
+impl SpanProcessor for BaggageSpanProcessor {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        use opentelemetry::trace::Span as _;
+        let baggage = cx.baggage();
+        if baggage.len() == 0 {
+            return;
+        }
+        for key in self.keys {
+            if let Some(value) = baggage.get(*key) {
+                if value.as_str().len() <= MAX_VALUE_LEN {
+                    span.set_attribute(KeyValue::new(*key, value.clone()));
+                }
+            }
+        }
+    }
+
+    fn on_end(&self, _span: SpanData) {}
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// `cx` with `entries` added to (or replacing) its baggage.
+pub fn with_entries<'a>(cx: &Context, entries: impl IntoIterator<Item = (&'static str, &'a str)>) -> Context {
+    let mut baggage = copy(cx.baggage());
+    for (key, value) in entries {
+        baggage.insert(key, value.to_owned());
+    }
+    cx.with_baggage(baggage)
+}
+
+/// `Baggage` is not `Clone`; this copies its entries with their metadata.
+pub(crate) fn copy(baggage: &Baggage) -> Baggage {
+    baggage
+        .iter()
+        .map(|(k, (v, m))| KeyValueMetadata::new(k.clone(), v.clone(), m.clone()))
+        .collect()
+}

@@ -1,0 +1,586 @@
+//! Telemetry settings, read once from the standard `OTEL_*` variables.
+//!
+//! Parsing is separate from the environment ([`TelemetryConfig::from_lookup`]) so
+//! every variable and every bad value is unit-tested without touching process
+//! state. A bad value is an error that names the variable; nothing is silently
+//! ignored, because a typo in a sampler name should not quietly drop all traces.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// An environment variable held a value this crate cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {variable}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// The variable's name, so the operator knows what to fix.
+    pub variable: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, value: &str, reason: impl Into<String>) -> Self {
+        Self {
+            variable,
+            value: value.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Which sampler the SDK uses (`OTEL_TRACES_SAMPLER` + `OTEL_TRACES_SAMPLER_ARG`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SamplerConfig {
+    AlwaysOn,
+    AlwaysOff,
+    TraceIdRatio(f64),
+    ParentBasedAlwaysOn,
+    ParentBasedAlwaysOff,
+    ParentBasedTraceIdRatio(f64),
+    /// Strategies polled from a Jaeger remote-sampling endpoint
+    /// (`jaeger_remote` / `parentbased_jaeger_remote`).
+    JaegerRemote(JaegerRemoteConfig),
+}
+
+/// Settings of the Jaeger remote sampler, from `OTEL_TRACES_SAMPLER_ARG`
+/// (`endpoint=…,pollingIntervalMs=…,initialSamplingRate=…`, as the
+/// OpenTelemetry SDK environment specification defines it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JaegerRemoteConfig {
+    pub endpoint: String,
+    pub polling_interval: Duration,
+    /// Ratio used until the first strategy arrives, and whenever the endpoint
+    /// cannot be reached.
+    pub initial_sampling_rate: f64,
+    /// Whether sampled/unsampled parents decide for their children.
+    pub parent_based: bool,
+}
+
+/// Where finished spans go (`OTEL_TRACES_EXPORTER`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExporterConfig {
+    Otlp {
+        endpoint: String,
+        protocol: OtlpProtocol,
+        timeout: Duration,
+    },
+    Zipkin {
+        endpoint: String,
+    },
+    /// Human-readable spans on stdout, for local debugging.
+    Console,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+/// One propagation format named in `OTEL_PROPAGATORS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropagatorKind {
+    TraceContext,
+    Baggage,
+    B3,
+    B3Multi,
+    Jaeger,
+}
+
+/// Log line format (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, with `trace_id` and `span_id`.
+    Json,
+    /// Multi-line coloured output for a developer's terminal.
+    Pretty,
+}
+
+/// Everything [`crate::init`] needs, parsed and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    pub service_name: String,
+    /// `OTEL_SDK_DISABLED=true`: no provider, no exporter, no span is recorded.
+    pub sdk_disabled: bool,
+    pub sampler: SamplerConfig,
+    /// Empty when `OTEL_TRACES_EXPORTER=none`.
+    pub exporters: Vec<ExporterConfig>,
+    /// Empty when `OTEL_PROPAGATORS=none`.
+    pub propagators: Vec<PropagatorKind>,
+    /// `OTEL_RESOURCE_ATTRIBUTES`, already percent-decoded.
+    pub resource_attributes: BTreeMap<String, String>,
+    pub log_format: LogFormat,
+    /// `RUST_LOG`, passed to `tracing_subscriber::EnvFilter`.
+    pub log_filter: String,
+}
+
+pub(crate) const DEFAULT_OTLP_GRPC_ENDPOINT: &str = "http://127.0.0.1:4317";
+pub(crate) const DEFAULT_OTLP_HTTP_ENDPOINT: &str = "http://127.0.0.1:4318";
+const DEFAULT_ZIPKIN_ENDPOINT: &str = "http://127.0.0.1:9411/api/v2/spans";
+const DEFAULT_JAEGER_SAMPLING_ENDPOINT: &str = "http://127.0.0.1:5778/sampling";
+
+impl TelemetryConfig {
+    /// Reads the process environment. `default_service_name` is used when
+    /// `OTEL_SERVICE_NAME` is unset.
+    pub fn from_env(default_service_name: &str) -> Result<Self, ConfigError> {
+        Self::from_lookup(default_service_name, |name| match std::env::var(name) {
+            Ok(v) => Ok(Some(v)),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::new(
+                name,
+                "<not UTF-8>",
+                "the value is not valid UTF-8",
+            )),
+        })
+    }
+
+    /// Parses from any source of variables; `lookup` returns `Ok(None)` for unset.
+    pub fn from_lookup(
+        default_service_name: &str,
+        lookup: impl Fn(&'static str) -> Result<Option<String>, ConfigError>,
+    ) -> Result<Self, ConfigError> {
+        // An empty value means "unset", as the SDK environment specification says.
+        let get = |name: &'static str| -> Result<Option<String>, ConfigError> {
+            Ok(lookup(name)?
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty()))
+        };
+
+        let sdk_disabled = match get("OTEL_SDK_DISABLED")? {
+            None => false,
+            Some(v) => parse_bool("OTEL_SDK_DISABLED", &v)?,
+        };
+        let service_name = get("OTEL_SERVICE_NAME")?.unwrap_or_else(|| default_service_name.into());
+        let sampler = parse_sampler(
+            get("OTEL_TRACES_SAMPLER")?.as_deref(),
+            get("OTEL_TRACES_SAMPLER_ARG")?.as_deref(),
+        )?;
+
+        let protocol = match get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")?
+            .map(|v| ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", v))
+            .or(get("OTEL_EXPORTER_OTLP_PROTOCOL")?.map(|v| ("OTEL_EXPORTER_OTLP_PROTOCOL", v)))
+        {
+            None => OtlpProtocol::Grpc,
+            Some((name, v)) => match v.as_str() {
+                "grpc" => OtlpProtocol::Grpc,
+                "http/protobuf" => OtlpProtocol::HttpProtobuf,
+                _ => {
+                    return Err(ConfigError::new(
+                        name,
+                        &v,
+                        "expected `grpc` or `http/protobuf`",
+                    ));
+                }
+            },
+        };
+        let otlp_endpoint = match (
+            get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")?,
+            get("OTEL_EXPORTER_OTLP_ENDPOINT")?,
+        ) {
+            // The signal-specific variable is used as given.
+            (Some(url), _) => check_url("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url)?,
+            // The generic one is a base URL: OTLP/HTTP appends the signal path.
+            (None, Some(base)) => {
+                let base = check_url("OTEL_EXPORTER_OTLP_ENDPOINT", base)?;
+                match protocol {
+                    OtlpProtocol::Grpc => base,
+                    OtlpProtocol::HttpProtobuf => {
+                        format!("{}/v1/traces", base.trim_end_matches('/'))
+                    }
+                }
+            }
+            (None, None) => match protocol {
+                OtlpProtocol::Grpc => DEFAULT_OTLP_GRPC_ENDPOINT.into(),
+                OtlpProtocol::HttpProtobuf => format!("{DEFAULT_OTLP_HTTP_ENDPOINT}/v1/traces"),
+            },
+        };
+        let otlp_timeout = match get("OTEL_EXPORTER_OTLP_TIMEOUT")? {
+            None => Duration::from_secs(10),
+            Some(v) => Duration::from_millis(parse_u64("OTEL_EXPORTER_OTLP_TIMEOUT", &v)?),
+        };
+        let zipkin_endpoint = match get("OTEL_EXPORTER_ZIPKIN_ENDPOINT")? {
+            None => DEFAULT_ZIPKIN_ENDPOINT.into(),
+            Some(v) => check_url("OTEL_EXPORTER_ZIPKIN_ENDPOINT", v)?,
+        };
+
+        let exporter_value = get("OTEL_TRACES_EXPORTER")?.unwrap_or_else(|| "otlp".into());
+        let mut exporters = Vec::new();
+        for name in list(&exporter_value) {
+            let exporter = match name {
+                "otlp" => ExporterConfig::Otlp {
+                    endpoint: otlp_endpoint.clone(),
+                    protocol,
+                    timeout: otlp_timeout,
+                },
+                "zipkin" => ExporterConfig::Zipkin {
+                    endpoint: zipkin_endpoint.clone(),
+                },
+                "console" => ExporterConfig::Console,
+                "none" => continue,
+                other => {
+                    return Err(ConfigError::new(
+                        "OTEL_TRACES_EXPORTER",
+                        &exporter_value,
+                        format!("unknown exporter `{other}`; expected otlp, zipkin, console or none"),
+                    ));
+                }
+            };
+            if !exporters.contains(&exporter) {
+                exporters.push(exporter);
+            }
+        }
+
+        let propagator_value =
+            get("OTEL_PROPAGATORS")?.unwrap_or_else(|| "tracecontext,baggage".into());
+        let mut propagators = Vec::new();
+        for name in list(&propagator_value) {
+            let kind = match name {
+                "tracecontext" => PropagatorKind::TraceContext,
+                "baggage" => PropagatorKind::Baggage,
+                "b3" => PropagatorKind::B3,
+                "b3multi" => PropagatorKind::B3Multi,
+                "jaeger" => PropagatorKind::Jaeger,
+                "none" => continue,
+                other => {
+                    return Err(ConfigError::new(
+                        "OTEL_PROPAGATORS",
+                        &propagator_value,
+                        format!(
+                            "unknown propagator `{other}`; expected tracecontext, baggage, b3, b3multi, jaeger or none"
+                        ),
+                    ));
+                }
+            };
+            if !propagators.contains(&kind) {
+                propagators.push(kind);
+            }
+        }
+
+        let resource_attributes = match get("OTEL_RESOURCE_ATTRIBUTES")? {
+            None => BTreeMap::new(),
+            Some(v) => parse_resource_attributes(&v)?,
+        };
+        let log_format = match get("LOG_FORMAT")?.as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => {
+                return Err(ConfigError::new("LOG_FORMAT", other, "expected `json` or `pretty`"));
+            }
+        };
+        let log_filter = get("RUST_LOG")?.unwrap_or_else(|| "info".into());
+        tracing_subscriber::EnvFilter::try_new(&log_filter)
+            .map_err(|e| ConfigError::new("RUST_LOG", &log_filter, e.to_string()))?;
+
+        Ok(Self {
+            service_name,
+            sdk_disabled,
+            sampler,
+            exporters,
+            propagators,
+            resource_attributes,
+            log_format,
+            log_filter,
+        })
+    }
+}
+
+fn list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn parse_bool(variable: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ConfigError::new(variable, value, "expected `true` or `false`")),
+    }
+}
+
+fn parse_u64(variable: &'static str, value: &str) -> Result<u64, ConfigError> {
+    value
+        .parse()
+        .map_err(|_| ConfigError::new(variable, value, "expected a whole number of milliseconds"))
+}
+
+fn parse_ratio(variable: &'static str, value: &str) -> Result<f64, ConfigError> {
+    match value.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(ConfigError::new(variable, value, "expected a ratio between 0 and 1")),
+    }
+}
+
+fn check_url(variable: &'static str, value: String) -> Result<String, ConfigError> {
+    match value.parse::<http::Uri>() {
+        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {
+            Ok(value)
+        }
+        _ => Err(ConfigError::new(
+            variable,
+            &value,
+            "expected an absolute http:// or https:// URL",
+        )),
+    }
+}
+
+fn parse_sampler(name: Option<&str>, arg: Option<&str>) -> Result<SamplerConfig, ConfigError> {
+    const VAR: &str = "OTEL_TRACES_SAMPLER";
+    const ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+    // The specification's default ratio when the argument is missing.
+    let ratio = || arg.map_or(Ok(1.0), |a| parse_ratio(ARG, a));
+    Ok(match name.unwrap_or("parentbased_always_on") {
+        "always_on" => SamplerConfig::AlwaysOn,
+        "always_off" => SamplerConfig::AlwaysOff,
+        "traceidratio" => SamplerConfig::TraceIdRatio(ratio()?),
+        "parentbased_always_on" => SamplerConfig::ParentBasedAlwaysOn,
+        "parentbased_always_off" => SamplerConfig::ParentBasedAlwaysOff,
+        "parentbased_traceidratio" => SamplerConfig::ParentBasedTraceIdRatio(ratio()?),
+        "jaeger_remote" => SamplerConfig::JaegerRemote(parse_jaeger_remote(arg, false)?),
+        "parentbased_jaeger_remote" => SamplerConfig::JaegerRemote(parse_jaeger_remote(arg, true)?),
+        other => {
+            return Err(ConfigError::new(
+                VAR,
+                other,
+                "expected always_on, always_off, traceidratio, parentbased_always_on, \
+                 parentbased_always_off, parentbased_traceidratio, jaeger_remote or \
+                 parentbased_jaeger_remote",
+            ));
+        }
+    })
+}
+
+fn parse_jaeger_remote(arg: Option<&str>, parent_based: bool) -> Result<JaegerRemoteConfig, ConfigError> {
+    const ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+    let mut config = JaegerRemoteConfig {
+        endpoint: DEFAULT_JAEGER_SAMPLING_ENDPOINT.into(),
+        polling_interval: Duration::from_secs(60),
+        initial_sampling_rate: 0.001,
+        parent_based,
+    };
+    let Some(arg) = arg else { return Ok(config) };
+    for pair in list(arg) {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(ConfigError::new(ARG, arg, format!("`{pair}` is not key=value")));
+        };
+        match key.trim() {
+            "endpoint" => config.endpoint = check_url(ARG, value.trim().to_owned())?,
+            "pollingIntervalMs" => {
+                let ms = parse_u64(ARG, value.trim())?;
+                if ms == 0 {
+                    return Err(ConfigError::new(ARG, arg, "pollingIntervalMs must be above 0"));
+                }
+                config.polling_interval = Duration::from_millis(ms);
+            }
+            "initialSamplingRate" => config.initial_sampling_rate = parse_ratio(ARG, value.trim())?,
+            other => {
+                return Err(ConfigError::new(
+                    ARG,
+                    arg,
+                    format!("unknown key `{other}`; expected endpoint, pollingIntervalMs or initialSamplingRate"),
+                ));
+            }
+        }
+    }
+    Ok(config)
+}
+
+/// `key1=value1,key2=value2` with percent-encoded values (W3C baggage octets).
+fn parse_resource_attributes(value: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    const VAR: &str = "OTEL_RESOURCE_ATTRIBUTES";
+    let mut out = BTreeMap::new();
+    for pair in list(value) {
+        let Some((k, v)) = pair.split_once('=') else {
+            return Err(ConfigError::new(VAR, value, format!("`{pair}` is not key=value")));
+        };
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(ConfigError::new(VAR, value, format!("`{pair}` has an empty key")));
+        }
+        let v = percent_decode(v.trim())
+            .ok_or_else(|| ConfigError::new(VAR, value, format!("`{pair}` has a bad %-escape")))?;
+        out.insert(k.to_owned(), v);
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<TelemetryConfig, ConfigError> {
+        let vars: Vec<(String, String)> =
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        TelemetryConfig::from_lookup("svc", move |name| {
+            Ok(vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        })
+    }
+
+    fn err_var(vars: &[(&str, &str)]) -> &'static str {
+        parse(vars).expect_err("value should be refused").variable
+    }
+
+    #[test]
+    fn defaults_are_otlp_grpc_parent_based_always_on_with_w3c_propagation() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.service_name, "svc");
+        assert!(!c.sdk_disabled);
+        assert_eq!(c.sampler, SamplerConfig::ParentBasedAlwaysOn);
+        assert_eq!(
+            c.exporters,
+            vec![ExporterConfig::Otlp {
+                endpoint: "http://127.0.0.1:4317".into(),
+                protocol: OtlpProtocol::Grpc,
+                timeout: Duration::from_secs(10),
+            }]
+        );
+        assert_eq!(c.propagators, vec![PropagatorKind::TraceContext, PropagatorKind::Baggage]);
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn every_sampler_name_parses_with_its_argument() {
+        let cases: &[(&str, Option<&str>, SamplerConfig)] = &[
+            ("always_on", None, SamplerConfig::AlwaysOn),
+            ("always_off", None, SamplerConfig::AlwaysOff),
+            ("traceidratio", Some("0.25"), SamplerConfig::TraceIdRatio(0.25)),
+            ("traceidratio", None, SamplerConfig::TraceIdRatio(1.0)),
+            ("parentbased_always_on", None, SamplerConfig::ParentBasedAlwaysOn),
+            ("parentbased_always_off", None, SamplerConfig::ParentBasedAlwaysOff),
+            ("parentbased_traceidratio", Some("0.1"), SamplerConfig::ParentBasedTraceIdRatio(0.1)),
+        ];
+        for (name, arg, want) in cases {
+            let mut vars = vec![("OTEL_TRACES_SAMPLER", *name)];
+            if let Some(arg) = arg {
+                vars.push(("OTEL_TRACES_SAMPLER_ARG", arg));
+            }
+            assert_eq!(&parse(&vars).unwrap().sampler, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn jaeger_remote_sampler_reads_endpoint_interval_and_initial_rate() {
+        let c = parse(&[
+            ("OTEL_TRACES_SAMPLER", "parentbased_jaeger_remote"),
+            (
+                "OTEL_TRACES_SAMPLER_ARG",
+                "endpoint=http://jaeger:5778/sampling, pollingIntervalMs=5000,initialSamplingRate=0.25",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.sampler,
+            SamplerConfig::JaegerRemote(JaegerRemoteConfig {
+                endpoint: "http://jaeger:5778/sampling".into(),
+                polling_interval: Duration::from_millis(5000),
+                initial_sampling_rate: 0.25,
+                parent_based: true,
+            })
+        );
+        let plain = parse(&[("OTEL_TRACES_SAMPLER", "jaeger_remote")]).unwrap();
+        let SamplerConfig::JaegerRemote(r) = plain.sampler else { panic!("not remote") };
+        assert!(!r.parent_based);
+        assert_eq!(r.endpoint, DEFAULT_JAEGER_SAMPLING_ENDPOINT);
+    }
+
+    #[test]
+    fn bad_values_are_errors_naming_their_variable() {
+        assert_eq!(err_var(&[("OTEL_TRACES_SAMPLER", "sometimes")]), "OTEL_TRACES_SAMPLER");
+        for arg in ["1.5", "-0.1", "abc", "NaN"] {
+            assert_eq!(
+                err_var(&[("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", arg)]),
+                "OTEL_TRACES_SAMPLER_ARG",
+                "{arg}"
+            );
+        }
+        for arg in ["endpoint", "endpoint=ftp://x", "pollingIntervalMs=0", "pollingIntervalMs=soon", "colour=blue"] {
+            assert_eq!(
+                err_var(&[("OTEL_TRACES_SAMPLER", "jaeger_remote"), ("OTEL_TRACES_SAMPLER_ARG", arg)]),
+                "OTEL_TRACES_SAMPLER_ARG",
+                "{arg}"
+            );
+        }
+        assert_eq!(err_var(&[("OTEL_SDK_DISABLED", "yes")]), "OTEL_SDK_DISABLED");
+        assert_eq!(err_var(&[("OTEL_TRACES_EXPORTER", "otlp,jaeger")]), "OTEL_TRACES_EXPORTER");
+        assert_eq!(err_var(&[("OTEL_PROPAGATORS", "tracecontext,xray")]), "OTEL_PROPAGATORS");
+        assert_eq!(err_var(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]), "OTEL_EXPORTER_OTLP_PROTOCOL");
+        assert_eq!(err_var(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4317")]), "OTEL_EXPORTER_OTLP_ENDPOINT");
+        assert_eq!(err_var(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")]), "OTEL_EXPORTER_OTLP_TIMEOUT");
+        assert_eq!(err_var(&[("OTEL_EXPORTER_ZIPKIN_ENDPOINT", "zipkin")]), "OTEL_EXPORTER_ZIPKIN_ENDPOINT");
+        assert_eq!(err_var(&[("OTEL_RESOURCE_ATTRIBUTES", "team")]), "OTEL_RESOURCE_ATTRIBUTES");
+        assert_eq!(err_var(&[("OTEL_RESOURCE_ATTRIBUTES", "a=%zz")]), "OTEL_RESOURCE_ATTRIBUTES");
+        assert_eq!(err_var(&[("LOG_FORMAT", "xml")]), "LOG_FORMAT");
+        assert_eq!(err_var(&[("RUST_LOG", "info,[[[")]), "RUST_LOG");
+        let message = parse(&[("OTEL_TRACES_SAMPLER", "sometimes")]).unwrap_err().to_string();
+        assert!(message.contains("OTEL_TRACES_SAMPLER") && message.contains("sometimes"), "{message}");
+    }
+
+    #[test]
+    fn http_protocol_appends_the_signal_path_to_the_base_endpoint_only() {
+        let c = parse(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/"),
+        ])
+        .unwrap();
+        assert!(matches!(&c.exporters[0], ExporterConfig::Otlp { endpoint, protocol: OtlpProtocol::HttpProtobuf, .. } if endpoint == "http://jaeger:4318/v1/traces"));
+        let c = parse(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:4318/custom"),
+        ])
+        .unwrap();
+        assert!(matches!(&c.exporters[0], ExporterConfig::Otlp { endpoint, .. } if endpoint == "http://collector:4318/custom"));
+    }
+
+    #[test]
+    fn exporters_and_propagators_accept_lists_and_none() {
+        let c = parse(&[
+            ("OTEL_TRACES_EXPORTER", "none"),
+            ("OTEL_PROPAGATORS", "b3multi, jaeger,b3,tracecontext,baggage,baggage"),
+        ])
+        .unwrap();
+        assert!(c.exporters.is_empty());
+        assert_eq!(
+            c.propagators,
+            vec![
+                PropagatorKind::B3Multi,
+                PropagatorKind::Jaeger,
+                PropagatorKind::B3,
+                PropagatorKind::TraceContext,
+                PropagatorKind::Baggage
+            ]
+        );
+        let c = parse(&[("OTEL_TRACES_EXPORTER", "zipkin,console"), ("OTEL_PROPAGATORS", "none")]).unwrap();
+        assert_eq!(c.exporters.len(), 2);
+        assert!(c.propagators.is_empty());
+    }
+
+    #[test]
+    fn resource_attributes_are_percent_decoded_and_empty_values_mean_unset() {
+        let c = parse(&[
+            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=staging,team=order%20flow"),
+            ("OTEL_SERVICE_NAME", ""),
+            ("OTEL_SDK_DISABLED", "TRUE"),
+        ])
+        .unwrap();
+        assert_eq!(c.resource_attributes["team"], "order flow");
+        assert_eq!(c.resource_attributes["deployment.environment.name"], "staging");
+        assert_eq!(c.service_name, "svc");
+        assert!(c.sdk_disabled);
+    }
+}

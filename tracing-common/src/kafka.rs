@@ -1,0 +1,126 @@
+//! Trace context over Kafka: header injection/extraction for rdkafka, and
+//! PRODUCER/CONSUMER spans following the messaging semantic conventions.
+//!
+//! No maintained crate does this for rdkafka, so it lives here. The producer
+//! span's context goes into the record headers; the consumer span is a child of
+//! that context (one trace across the hop, as the order flow needs) and also
+//! links to it, which is how the conventions model a message that may be
+//! processed long after it was sent, or more than once.
+
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry::{Context, KeyValue};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Collects header pairs produced by a propagator.
+#[derive(Debug, Default)]
+pub struct HeaderInjector(Vec<(String, String)>);
+
+impl Injector for HeaderInjector {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.retain(|(k, _)| k != key);
+        self.0.push((key.to_owned(), value));
+    }
+}
+
+impl HeaderInjector {
+    /// Appends the collected pairs to `headers`.
+    pub fn into_headers(self, mut headers: OwnedHeaders) -> OwnedHeaders {
+        for (key, value) in &self.0 {
+            headers = headers.insert(Header { key, value: Some(value.as_str()) });
+        }
+        headers
+    }
+}
+
+/// Reads propagation headers from a record. Values that are not UTF-8 are
+/// treated as absent (propagators then ignore them).
+#[derive(Debug)]
+pub struct HeaderExtractor<'a, H>(pub &'a H);
+
+impl<H: Headers> Extractor for HeaderExtractor<'_, H> {
+    fn get(&self, key: &str) -> Option<&str> {
+        // Kafka header keys are case-sensitive; propagators ask in lower case,
+        // but accept other producers' capitalisation too. The last value wins,
+        // as a later header overrides an earlier one in Kafka's model.
+        self.0
+            .iter()
+            .filter(|h| h.key.eq_ignore_ascii_case(key))
+            .last()
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|h| h.key).collect()
+    }
+}
+
+/// `headers` plus the propagation headers of `cx` (global propagator).
+pub fn inject(cx: &Context, headers: OwnedHeaders) -> OwnedHeaders {
+    let mut injector = HeaderInjector::default();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(cx, &mut injector));
+    injector.into_headers(headers)
+}
+
+/// The context carried by a record's headers (empty when there are none).
+pub fn extract<H: Headers>(headers: Option<&H>) -> Context {
+    match headers {
+        Some(h) => opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(h))),
+        None => Context::new(),
+    }
+}
+
+/// A PRODUCER span `send {topic}`. Inject `span.context()` into the record's
+/// headers, then call [`record_delivery`] when the broker acknowledges.
+pub fn producer_span(topic: &str, key: &str) -> tracing::Span {
+    tracing::info_span!(
+        "messaging.send",
+        otel.name = %format_args!("send {topic}"),
+        otel.kind = "producer",
+        messaging.system = "kafka",
+        messaging.operation.type = "send",
+        messaging.operation.name = "send",
+        messaging.destination.name = topic,
+        messaging.kafka.message.key = key,
+        messaging.destination.partition.id = tracing::field::Empty,
+        messaging.kafka.offset = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// Records where the broker stored the message.
+pub fn record_delivery(span: &tracing::Span, partition: i32, offset: i64) {
+    span.record("messaging.destination.partition.id", partition.to_string());
+    span.record("messaging.kafka.offset", offset);
+}
+
+/// A CONSUMER span `process {topic}` for `message`: child of the context in
+/// its headers, plus a link to that same producer span.
+pub fn consumer_span<M: Message>(message: &M, consumer_group: &str) -> tracing::Span {
+    let key = message.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or("");
+    let span = tracing::info_span!(
+        "messaging.process",
+        otel.name = %format_args!("process {}", message.topic()),
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
+        messaging.destination.name = message.topic(),
+        messaging.consumer.group.name = consumer_group,
+        messaging.destination.partition.id = %message.partition(),
+        messaging.kafka.offset = message.offset(),
+        messaging.kafka.message.key = key,
+        messaging.message.body.size = message.payload().map_or(0, <[u8]>::len) as i64,
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+    let parent = extract(message.headers());
+    let producer = parent.span().span_context().clone();
+    let _ = span.set_parent(parent);
+    if producer.is_valid() {
+        span.add_link_with_attributes(producer, vec![KeyValue::new("messaging.operation.type", "send")]);
+    }
+    span
+}

@@ -1,0 +1,33 @@
+//! Telemetry shared by the order-flow services: one call sets up tracing,
+//! and small helpers carry one request's trace across HTTP, Kafka and Postgres.
+//!
+//! - [`config`]: the `OTEL_*` variables, parsed and checked ([`TelemetryConfig`]).
+//! - [`telemetry`]: [`init`] installs provider, exporters, sampler, propagators
+//!   and JSON logs; [`TelemetryGuard`] flushes at shutdown.
+//! - [`server`]: SERVER spans for axum and the trust-boundary policy.
+//! - [`client`]: a reqwest client that injects context and records CLIENT spans.
+//! - [`kafka`]: rdkafka header propagation and PRODUCER/CONSUMER spans.
+//! - [`db`]: Postgres CLIENT spans (sqlx-otel).
+//! - [`baggage`]: allow-listed baggage keys copied onto every span.
+//! - [`propagation`]: the composite propagator and map carriers (outbox rows).
+//! - [`spans`]: recording errors on spans.
+//! - [`logging`]: JSON log lines with `trace_id`/`span_id`.
+//! - [`testing`]: an in-memory span capture for tests.
+
+pub mod baggage;
+pub mod client;
+pub mod config;
+pub mod db;
+pub mod kafka;
+pub mod logging;
+pub mod propagation;
+pub mod server;
+pub mod spans;
+mod stats;
+pub mod telemetry;
+pub mod testing;
+
+pub use config::{ConfigError, TelemetryConfig};
+pub use server::{ServerTracingLayer, TrustPolicy};
+pub use stats::ExportStats;
+pub use telemetry::{InitError, TelemetryGuard, init, init_with};

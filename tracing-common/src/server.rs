@@ -1,0 +1,243 @@
+//! SERVER spans for axum: context extraction, `{method} {route}` names,
+//! HTTP semantic-convention attributes, status mapping, and the trust-boundary
+//! policy for services that face callers outside the system.
+//!
+//! Hand-written rather than taken from `axum-tracing-opentelemetry` because the
+//! gateway needs two things that crate does not offer: starting a new root
+//! that *links* to the caller's trace, and dropping the caller's baggage.
+//!
+//! Apply it with `Router::layer` after the routes it should trace, so axum has
+//! matched the route (and `MatchedPath` is known) when a span is named. Routes
+//! added afterwards (health checks) stay untraced.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::task::{Context as TaskContext, Poll};
+
+use axum::extract::MatchedPath;
+use futures::future::BoxFuture;
+use http::{HeaderValue, Request, Response};
+use opentelemetry::baggage::BaggageExt;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_http::HeaderExtractor;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tower::{Layer, Service};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// What a server does with a trace context arriving from its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IncomingTrace {
+    /// The caller's span becomes the parent (one trace end to end).
+    #[default]
+    Continue,
+    /// Start a new trace and add a link to the caller's span, so a caller
+    /// outside the system cannot pick the trace id or the sampling decision.
+    NewRootWithLink,
+}
+
+impl FromStr for IncomingTrace {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "continue" => Ok(Self::Continue),
+            "new-root" => Ok(Self::NewRootWithLink),
+            _ => Err("expected `continue` or `new-root`".into()),
+        }
+    }
+}
+
+/// What a server does with baggage arriving from its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IncomingBaggage {
+    /// Keep it: the caller is another service of this system.
+    #[default]
+    Keep,
+    /// Discard it: the caller is outside the system.
+    Drop,
+}
+
+impl FromStr for IncomingBaggage {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "keep" => Ok(Self::Keep),
+            "drop" => Ok(Self::Drop),
+            _ => Err("expected `keep` or `drop`".into()),
+        }
+    }
+}
+
+/// How much of an incoming context a server trusts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TrustPolicy {
+    pub trace: IncomingTrace,
+    pub baggage: IncomingBaggage,
+}
+
+impl TrustPolicy {
+    /// For services called only by services of this system.
+    pub const INTERNAL: Self = Self {
+        trace: IncomingTrace::Continue,
+        baggage: IncomingBaggage::Keep,
+    };
+    /// The gateway's default: continue the caller's trace (as the seeds do)
+    /// but never accept its baggage.
+    pub const EDGE: Self = Self {
+        trace: IncomingTrace::Continue,
+        baggage: IncomingBaggage::Drop,
+    };
+}
+
+/// Tower layer opening a SERVER span around each request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerTracingLayer {
+    policy: TrustPolicy,
+}
+
+impl ServerTracingLayer {
+    pub fn new(policy: TrustPolicy) -> Self {
+        Self { policy }
+    }
+}
+
+impl<S> Layer<S> for ServerTracingLayer {
+    type Service = ServerTracing<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        ServerTracing { inner, policy: self.policy }
+    }
+}
+
+/// The service produced by [`ServerTracingLayer`].
+#[derive(Debug, Clone)]
+pub struct ServerTracing<S> {
+    inner: S,
+    policy: TrustPolicy,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ServerTracing<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let span = server_span(&request, self.policy);
+        // The service that was polled ready must be the one called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let future = span.in_scope(|| inner.call(request));
+        Box::pin(
+            async move {
+                let mut result = future.await;
+                let span = tracing::Span::current();
+                if let Ok(response) = &mut result {
+                    record_status(&span, response.status().as_u16());
+                    insert_traceparent(&span, response.headers_mut());
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+const MAX_HOST_LEN: usize = 255;
+
+fn server_span<B>(request: &Request<B>, policy: TrustPolicy) -> tracing::Span {
+    let method = known_method(request.method());
+    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    let name = match route {
+        Some(route) => format!("{method} {route}"),
+        None => method.to_owned(),
+    };
+    let host = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.split(':').next())
+        .filter(|h| h.len() <= MAX_HOST_LEN);
+    let span = tracing::info_span!(
+        "http.server.request",
+        otel.name = %name,
+        otel.kind = "server",
+        http.request.method = method,
+        http.route = route,
+        url.path = request.uri().path(),
+        url.scheme = "http",
+        server.address = host,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+
+    let incoming = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
+    let incoming = match policy.baggage {
+        IncomingBaggage::Keep => incoming,
+        IncomingBaggage::Drop => incoming.with_cleared_baggage(),
+    };
+    match policy.trace {
+        IncomingTrace::Continue => {
+            let _ = span.set_parent(incoming);
+        }
+        IncomingTrace::NewRootWithLink => {
+            let caller = incoming.span().span_context().clone();
+            let _ = span.set_parent(Context::new().with_baggage(crate::baggage::copy(incoming.baggage())));
+            if caller.is_valid() {
+                span.add_link_with_attributes(caller, vec![KeyValue::new("link.reason", "untrusted-caller")]);
+            }
+        }
+    }
+    span
+}
+
+/// Semantic conventions: unknown methods are reported as `_OTHER`, which also
+/// keeps span names low-cardinality under garbage input.
+fn known_method(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::PATCH => "PATCH",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::TRACE => "TRACE",
+        http::Method::CONNECT => "CONNECT",
+        _ => "_OTHER",
+    }
+}
+
+/// 5xx is an error on a server span; 4xx is the caller's problem, not the
+/// server's (the client span of the caller records it).
+fn record_status(span: &tracing::Span, status: u16) {
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+        span.record("error.type", status.to_string());
+    }
+}
+
+/// The `traceparent` of the server span, so a caller (or a user with `curl`)
+/// can find the trace in Jaeger.
+fn insert_traceparent(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    let cx = span.context();
+    if !cx.span().span_context().is_valid() {
+        return;
+    }
+    let mut carrier = HashMap::with_capacity(1);
+    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
+    if let Some(value) = carrier.get("traceparent").and_then(|v| HeaderValue::from_str(v).ok()) {
+        headers.insert("traceparent", value);
+    }
+}

@@ -1,0 +1,268 @@
+//! Process-wide telemetry set-up: provider, exporters, sampler, propagators and
+//! the `tracing` subscriber, and the guard that flushes them at shutdown.
+
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanExporter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::baggage::BaggageSpanProcessor;
+use crate::config::{ConfigError, ExporterConfig, LogFormat, OtlpProtocol, SamplerConfig, TelemetryConfig};
+use crate::logging::JsonWithTraceIds;
+use crate::stats::{CountingExporter, CountingProcessor, ExportStats, SharedCounters};
+
+/// Telemetry could not start. Each variant names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot build the {exporter} span exporter: {reason}")]
+    Exporter { exporter: &'static str, reason: String },
+    #[error("cannot build the Jaeger remote sampler (OTEL_TRACES_SAMPLER_ARG): {0}")]
+    Sampler(String),
+    #[error("a global tracing subscriber is already installed: {0}")]
+    Subscriber(String),
+}
+
+/// Keeps the tracer provider alive; [`TelemetryGuard::shutdown`] (or drop)
+/// flushes queued spans within a bounded time. Hold it in `main` until the
+/// server has drained, so the last requests' spans are exported too.
+#[must_use = "dropping the guard shuts telemetry down"]
+#[derive(Debug)]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+    counters: SharedCounters,
+}
+
+/// Upper bound on the time shutdown spends flushing spans.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl TelemetryGuard {
+    /// Span export counters so far.
+    pub fn stats(&self) -> ExportStats {
+        self.counters.snapshot()
+    }
+
+    /// Flushes and stops the exporters (at most [`SHUTDOWN_TIMEOUT`]), then logs
+    /// how many spans were exported and lost.
+    pub fn shutdown(mut self) -> ExportStats {
+        self.shutdown_inner()
+    }
+
+    fn shutdown_inner(&mut self) -> ExportStats {
+        let Some(provider) = self.provider.take() else {
+            return self.stats();
+        };
+        // The batch processor's worker thread does the export; blocking here is
+        // what makes the flush happen before the process exits.
+        let result = provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT);
+        let stats = self.stats();
+        match result {
+            Ok(()) if stats.lost() == 0 => tracing::info!(
+                spans_exported = stats.exported,
+                "telemetry shut down; all spans exported"
+            ),
+            Ok(()) => tracing::warn!(
+                spans_ended = stats.ended,
+                spans_exported = stats.exported,
+                spans_lost = stats.lost(),
+                spans_failed = stats.failed,
+                "telemetry shut down; some spans were not exported"
+            ),
+            Err(error) => tracing::warn!(
+                %error,
+                spans_ended = stats.ended,
+                spans_exported = stats.exported,
+                spans_lost = stats.lost(),
+                "telemetry shutdown did not finish cleanly"
+            ),
+        }
+        stats
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        self.shutdown_inner();
+    }
+}
+
+/// Reads `OTEL_*`, `RUST_LOG` and `LOG_FORMAT`, installs the global tracer
+/// provider, propagator and `tracing` subscriber. Call once, early in `main`,
+/// inside the Tokio runtime (the gRPC exporter and the remote sampler need it).
+pub fn init(service_name: &str, service_version: &str) -> Result<TelemetryGuard, InitError> {
+    let config = TelemetryConfig::from_env(service_name)?;
+    init_with(&config, service_version)
+}
+
+/// [`init`] with an explicit configuration.
+pub fn init_with(config: &TelemetryConfig, service_version: &str) -> Result<TelemetryGuard, InitError> {
+    opentelemetry::global::set_text_map_propagator(crate::propagation::propagator(&config.propagators));
+
+    let counters = SharedCounters::default();
+    let provider = if config.sdk_disabled {
+        None
+    } else {
+        let provider = tracer_provider(config, service_version, &counters)?;
+        opentelemetry::global::set_tracer_provider(provider.clone());
+        Some(provider)
+    };
+
+    let filter = EnvFilter::try_new(&config.log_filter).map_err(|e| {
+        InitError::Config(ConfigError {
+            variable: "RUST_LOG",
+            value: config.log_filter.clone(),
+            reason: e.to_string(),
+        })
+    })?;
+    let fmt_layer = match config.log_format {
+        LogFormat::Json => tracing_subscriber::fmt::layer().event_format(JsonWithTraceIds).boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().pretty().boxed(),
+    };
+    let otel_layer = provider.as_ref().map(|p| otel_layer(p.tracer(tracer_scope())));
+    tracing_subscriber::registry()
+        .with(otel_layer)
+        .with(fmt_layer.with_filter(filter))
+        .try_init()
+        .map_err(|e| InitError::Subscriber(e.to_string()))?;
+
+    Ok(TelemetryGuard { provider, counters })
+}
+
+/// The `tracing` -> OpenTelemetry bridge with the settings this stack uses.
+///
+/// Busy/idle timings, thread and source-location attributes are off: they add
+/// work to every span and nothing a trace reader needs here.
+pub fn otel_layer<S>(tracer: opentelemetry_sdk::trace::SdkTracer) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_location(false)
+        .with_level(false)
+        .with_target(false)
+}
+
+/// The instrumentation scope of spans made through `tracing`.
+pub(crate) fn tracer_scope() -> &'static str {
+    env!("CARGO_PKG_NAME")
+}
+
+/// The resource: `service.name`, `service.version`, `service.instance.id`,
+/// `deployment.environment.name`, then `OTEL_RESOURCE_ATTRIBUTES`, which wins.
+pub fn resource(config: &TelemetryConfig, service_version: &str) -> Resource {
+    let mut attributes = vec![
+        KeyValue::new("service.version", service_version.to_owned()),
+        KeyValue::new("service.instance.id", uuid::Uuid::new_v4().to_string()),
+        KeyValue::new("deployment.environment.name", "local"),
+    ];
+    attributes.retain(|kv| !config.resource_attributes.contains_key(kv.key.as_str()));
+    attributes.extend(
+        config
+            .resource_attributes
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+    );
+    Resource::builder_empty()
+        .with_attributes(attributes)
+        .with_service_name(config.service_name.clone())
+        .build()
+}
+
+fn tracer_provider(
+    config: &TelemetryConfig,
+    service_version: &str,
+    counters: &SharedCounters,
+) -> Result<SdkTracerProvider, InitError> {
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(resource(config, service_version))
+        .with_sampler(sampler(config)?)
+        .with_span_processor(BaggageSpanProcessor::default());
+    for exporter in &config.exporters {
+        builder = match exporter {
+            ExporterConfig::Otlp { endpoint, protocol, timeout } => {
+                let built = match protocol {
+                    OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+                        .with_tonic()
+                        .with_endpoint(endpoint)
+                        .with_timeout(*timeout)
+                        .build(),
+                    OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+                        .with_http()
+                        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                        .with_endpoint(endpoint)
+                        .with_timeout(*timeout)
+                        .build(),
+                }
+                .map_err(|e| InitError::Exporter { exporter: "otlp", reason: e.to_string() })?;
+                with_counted_batch(builder, built, "otlp", counters)
+            }
+            // Deprecated upstream (Zipkin ingests OTLP now); kept for users whose
+            // backend only speaks the Zipkin v2 API.
+            #[allow(deprecated)]
+            ExporterConfig::Zipkin { endpoint } => {
+                let built = opentelemetry_zipkin::ZipkinExporter::builder()
+                    .with_collector_endpoint(endpoint)
+                    .build()
+                    .map_err(|e| InitError::Exporter { exporter: "zipkin", reason: e.to_string() })?;
+                with_counted_batch(builder, built, "zipkin", counters)
+            }
+            ExporterConfig::Console => {
+                with_counted_batch(builder, opentelemetry_stdout::SpanExporter::default(), "console", counters)
+            }
+        };
+    }
+    Ok(builder.build())
+}
+
+/// A batch processor (bounded queue, sizes from `OTEL_BSP_*`) around a counted exporter.
+fn with_counted_batch<E: SpanExporter + 'static>(
+    builder: opentelemetry_sdk::trace::TracerProviderBuilder,
+    exporter: E,
+    name: &'static str,
+    counters: &SharedCounters,
+) -> opentelemetry_sdk::trace::TracerProviderBuilder {
+    let exporter = CountingExporter { inner: exporter, counters: counters.clone(), name };
+    let batch = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(BatchConfigBuilder::default().build())
+        .build();
+    builder.with_span_processor(CountingProcessor { inner: batch, counters: counters.clone() })
+}
+
+fn sampler(config: &TelemetryConfig) -> Result<Sampler, InitError> {
+    let parent_based = |s| Sampler::ParentBased(Box::new(s));
+    Ok(match &config.sampler {
+        SamplerConfig::AlwaysOn => Sampler::AlwaysOn,
+        SamplerConfig::AlwaysOff => Sampler::AlwaysOff,
+        SamplerConfig::TraceIdRatio(r) => Sampler::TraceIdRatioBased(*r),
+        SamplerConfig::ParentBasedAlwaysOn => parent_based(Sampler::AlwaysOn),
+        SamplerConfig::ParentBasedAlwaysOff => parent_based(Sampler::AlwaysOff),
+        SamplerConfig::ParentBasedTraceIdRatio(r) => parent_based(Sampler::TraceIdRatioBased(*r)),
+        SamplerConfig::JaegerRemote(remote) => {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|e| InitError::Sampler(e.to_string()))?;
+            let sampler = Sampler::jaeger_remote(
+                opentelemetry_sdk::runtime::Tokio,
+                client,
+                Sampler::TraceIdRatioBased(remote.initial_sampling_rate),
+                config.service_name.clone(),
+            )
+            .with_endpoint(remote.endpoint.clone())
+            .with_update_interval(remote.polling_interval)
+            .build()
+            .map_err(|e| InitError::Sampler(e.to_string()))?;
+            if remote.parent_based { parent_based(sampler) } else { sampler }
+        }
+    })
+}
