@@ -43,14 +43,14 @@ impl SpanProcessor for BaggageSpanProcessor {
     fn on_start(&self, span: &mut Span, cx: &Context) {
         use opentelemetry::trace::Span as _;
         let baggage = cx.baggage();
-        if baggage.len() == 0 {
+        if baggage.is_empty() {
             return;
         }
         for key in self.keys {
-            if let Some(value) = baggage.get(*key) {
-                if value.as_str().len() <= MAX_VALUE_LEN {
-                    span.set_attribute(KeyValue::new(*key, value.clone()));
-                }
+            if let Some(value) = baggage.get(*key)
+                && value.as_str().len() <= MAX_VALUE_LEN
+            {
+                span.set_attribute(KeyValue::new(*key, value.clone()));
             }
         }
     }
@@ -67,7 +67,10 @@ impl SpanProcessor for BaggageSpanProcessor {
 }
 
 /// `cx` with `entries` added to (or replacing) its baggage.
-pub fn with_entries<'a>(cx: &Context, entries: impl IntoIterator<Item = (&'static str, &'a str)>) -> Context {
+pub fn with_entries<'a>(
+    cx: &Context,
+    entries: impl IntoIterator<Item = (&'static str, &'a str)>,
+) -> Context {
     let mut baggage = copy(cx.baggage());
     for (key, value) in entries {
         baggage.insert(key, value.to_owned());

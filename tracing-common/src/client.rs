@@ -7,7 +7,9 @@ use std::time::Duration;
 use http::Extensions;
 use reqwest::{Request, Response};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Error, Result};
-use reqwest_tracing::{ReqwestOtelSpanBackend, TracingMiddleware, default_on_request_end, reqwest_otel_span};
+use reqwest_tracing::{
+    ReqwestOtelSpanBackend, TracingMiddleware, default_on_request_end, reqwest_otel_span,
+};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -21,7 +23,9 @@ pub fn http_client(timeout: Duration) -> reqwest::Result<ClientWithMiddleware> {
         .connect_timeout(timeout.min(Duration::from_secs(2)))
         .pool_idle_timeout(Duration::from_secs(30))
         .build()?;
-    Ok(ClientBuilder::new(inner).with(TracingMiddleware::<ClientSpans>::new()).build())
+    Ok(ClientBuilder::new(inner)
+        .with(TracingMiddleware::<ClientSpans>::new())
+        .build())
 }
 
 /// Span shape for outgoing requests: name `{method}` (the semantic-convention
@@ -40,7 +44,9 @@ impl ReqwestOtelSpanBackend for ClientSpans {
     fn on_request_end(span: &Span, outcome: &Result<Response>, _extensions: &mut Extensions) {
         default_on_request_end(span, outcome);
         match outcome {
-            Ok(response) if response.status().is_client_error() || response.status().is_server_error() => {
+            Ok(response)
+                if response.status().is_client_error() || response.status().is_server_error() =>
+            {
                 span.set_attribute("error.type", response.status().as_u16().to_string());
             }
             Ok(_) => {}

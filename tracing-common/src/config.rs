@@ -221,7 +221,9 @@ impl TelemetryConfig {
                     return Err(ConfigError::new(
                         "OTEL_TRACES_EXPORTER",
                         &exporter_value,
-                        format!("unknown exporter `{other}`; expected otlp, zipkin, console or none"),
+                        format!(
+                            "unknown exporter `{other}`; expected otlp, zipkin, console or none"
+                        ),
                     ));
                 }
             };
@@ -264,7 +266,11 @@ impl TelemetryConfig {
             None | Some("json") => LogFormat::Json,
             Some("pretty") => LogFormat::Pretty,
             Some(other) => {
-                return Err(ConfigError::new("LOG_FORMAT", other, "expected `json` or `pretty`"));
+                return Err(ConfigError::new(
+                    "LOG_FORMAT",
+                    other,
+                    "expected `json` or `pretty`",
+                ));
             }
         };
         let log_filter = get("RUST_LOG")?.unwrap_or_else(|| "info".into());
@@ -292,7 +298,11 @@ fn parse_bool(variable: &'static str, value: &str) -> Result<bool, ConfigError> 
     match value.to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err(ConfigError::new(variable, value, "expected `true` or `false`")),
+        _ => Err(ConfigError::new(
+            variable,
+            value,
+            "expected `true` or `false`",
+        )),
     }
 }
 
@@ -305,7 +315,11 @@ fn parse_u64(variable: &'static str, value: &str) -> Result<u64, ConfigError> {
 fn parse_ratio(variable: &'static str, value: &str) -> Result<f64, ConfigError> {
     match value.parse::<f64>() {
         Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
-        _ => Err(ConfigError::new(variable, value, "expected a ratio between 0 and 1")),
+        _ => Err(ConfigError::new(
+            variable,
+            value,
+            "expected a ratio between 0 and 1",
+        )),
     }
 }
 
@@ -348,7 +362,10 @@ fn parse_sampler(name: Option<&str>, arg: Option<&str>) -> Result<SamplerConfig,
     })
 }
 
-fn parse_jaeger_remote(arg: Option<&str>, parent_based: bool) -> Result<JaegerRemoteConfig, ConfigError> {
+fn parse_jaeger_remote(
+    arg: Option<&str>,
+    parent_based: bool,
+) -> Result<JaegerRemoteConfig, ConfigError> {
     const ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
     let mut config = JaegerRemoteConfig {
         endpoint: DEFAULT_JAEGER_SAMPLING_ENDPOINT.into(),
@@ -359,14 +376,22 @@ fn parse_jaeger_remote(arg: Option<&str>, parent_based: bool) -> Result<JaegerRe
     let Some(arg) = arg else { return Ok(config) };
     for pair in list(arg) {
         let Some((key, value)) = pair.split_once('=') else {
-            return Err(ConfigError::new(ARG, arg, format!("`{pair}` is not key=value")));
+            return Err(ConfigError::new(
+                ARG,
+                arg,
+                format!("`{pair}` is not key=value"),
+            ));
         };
         match key.trim() {
             "endpoint" => config.endpoint = check_url(ARG, value.trim().to_owned())?,
             "pollingIntervalMs" => {
                 let ms = parse_u64(ARG, value.trim())?;
                 if ms == 0 {
-                    return Err(ConfigError::new(ARG, arg, "pollingIntervalMs must be above 0"));
+                    return Err(ConfigError::new(
+                        ARG,
+                        arg,
+                        "pollingIntervalMs must be above 0",
+                    ));
                 }
                 config.polling_interval = Duration::from_millis(ms);
             }
@@ -375,7 +400,9 @@ fn parse_jaeger_remote(arg: Option<&str>, parent_based: bool) -> Result<JaegerRe
                 return Err(ConfigError::new(
                     ARG,
                     arg,
-                    format!("unknown key `{other}`; expected endpoint, pollingIntervalMs or initialSamplingRate"),
+                    format!(
+                        "unknown key `{other}`; expected endpoint, pollingIntervalMs or initialSamplingRate"
+                    ),
                 ));
             }
         }
@@ -389,11 +416,19 @@ fn parse_resource_attributes(value: &str) -> Result<BTreeMap<String, String>, Co
     let mut out = BTreeMap::new();
     for pair in list(value) {
         let Some((k, v)) = pair.split_once('=') else {
-            return Err(ConfigError::new(VAR, value, format!("`{pair}` is not key=value")));
+            return Err(ConfigError::new(
+                VAR,
+                value,
+                format!("`{pair}` is not key=value"),
+            ));
         };
         let k = k.trim();
         if k.is_empty() {
-            return Err(ConfigError::new(VAR, value, format!("`{pair}` has an empty key")));
+            return Err(ConfigError::new(
+                VAR,
+                value,
+                format!("`{pair}` has an empty key"),
+            ));
         }
         let v = percent_decode(v.trim())
             .ok_or_else(|| ConfigError::new(VAR, value, format!("`{pair}` has a bad %-escape")))?;
@@ -424,8 +459,10 @@ mod tests {
     use super::*;
 
     fn parse(vars: &[(&str, &str)]) -> Result<TelemetryConfig, ConfigError> {
-        let vars: Vec<(String, String)> =
-            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         TelemetryConfig::from_lookup("svc", move |name| {
             Ok(vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
         })
@@ -449,7 +486,10 @@ mod tests {
                 timeout: Duration::from_secs(10),
             }]
         );
-        assert_eq!(c.propagators, vec![PropagatorKind::TraceContext, PropagatorKind::Baggage]);
+        assert_eq!(
+            c.propagators,
+            vec![PropagatorKind::TraceContext, PropagatorKind::Baggage]
+        );
         assert_eq!(c.log_format, LogFormat::Json);
     }
 
@@ -458,11 +498,27 @@ mod tests {
         let cases: &[(&str, Option<&str>, SamplerConfig)] = &[
             ("always_on", None, SamplerConfig::AlwaysOn),
             ("always_off", None, SamplerConfig::AlwaysOff),
-            ("traceidratio", Some("0.25"), SamplerConfig::TraceIdRatio(0.25)),
+            (
+                "traceidratio",
+                Some("0.25"),
+                SamplerConfig::TraceIdRatio(0.25),
+            ),
             ("traceidratio", None, SamplerConfig::TraceIdRatio(1.0)),
-            ("parentbased_always_on", None, SamplerConfig::ParentBasedAlwaysOn),
-            ("parentbased_always_off", None, SamplerConfig::ParentBasedAlwaysOff),
-            ("parentbased_traceidratio", Some("0.1"), SamplerConfig::ParentBasedTraceIdRatio(0.1)),
+            (
+                "parentbased_always_on",
+                None,
+                SamplerConfig::ParentBasedAlwaysOn,
+            ),
+            (
+                "parentbased_always_off",
+                None,
+                SamplerConfig::ParentBasedAlwaysOff,
+            ),
+            (
+                "parentbased_traceidratio",
+                Some("0.1"),
+                SamplerConfig::ParentBasedTraceIdRatio(0.1),
+            ),
         ];
         for (name, arg, want) in cases {
             let mut vars = vec![("OTEL_TRACES_SAMPLER", *name)];
@@ -493,41 +549,90 @@ mod tests {
             })
         );
         let plain = parse(&[("OTEL_TRACES_SAMPLER", "jaeger_remote")]).unwrap();
-        let SamplerConfig::JaegerRemote(r) = plain.sampler else { panic!("not remote") };
+        let SamplerConfig::JaegerRemote(r) = plain.sampler else {
+            panic!("not remote")
+        };
         assert!(!r.parent_based);
         assert_eq!(r.endpoint, DEFAULT_JAEGER_SAMPLING_ENDPOINT);
     }
 
     #[test]
     fn bad_values_are_errors_naming_their_variable() {
-        assert_eq!(err_var(&[("OTEL_TRACES_SAMPLER", "sometimes")]), "OTEL_TRACES_SAMPLER");
+        assert_eq!(
+            err_var(&[("OTEL_TRACES_SAMPLER", "sometimes")]),
+            "OTEL_TRACES_SAMPLER"
+        );
         for arg in ["1.5", "-0.1", "abc", "NaN"] {
             assert_eq!(
-                err_var(&[("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", arg)]),
+                err_var(&[
+                    ("OTEL_TRACES_SAMPLER", "traceidratio"),
+                    ("OTEL_TRACES_SAMPLER_ARG", arg)
+                ]),
                 "OTEL_TRACES_SAMPLER_ARG",
                 "{arg}"
             );
         }
-        for arg in ["endpoint", "endpoint=ftp://x", "pollingIntervalMs=0", "pollingIntervalMs=soon", "colour=blue"] {
+        for arg in [
+            "endpoint",
+            "endpoint=ftp://x",
+            "pollingIntervalMs=0",
+            "pollingIntervalMs=soon",
+            "colour=blue",
+        ] {
             assert_eq!(
-                err_var(&[("OTEL_TRACES_SAMPLER", "jaeger_remote"), ("OTEL_TRACES_SAMPLER_ARG", arg)]),
+                err_var(&[
+                    ("OTEL_TRACES_SAMPLER", "jaeger_remote"),
+                    ("OTEL_TRACES_SAMPLER_ARG", arg)
+                ]),
                 "OTEL_TRACES_SAMPLER_ARG",
                 "{arg}"
             );
         }
-        assert_eq!(err_var(&[("OTEL_SDK_DISABLED", "yes")]), "OTEL_SDK_DISABLED");
-        assert_eq!(err_var(&[("OTEL_TRACES_EXPORTER", "otlp,jaeger")]), "OTEL_TRACES_EXPORTER");
-        assert_eq!(err_var(&[("OTEL_PROPAGATORS", "tracecontext,xray")]), "OTEL_PROPAGATORS");
-        assert_eq!(err_var(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]), "OTEL_EXPORTER_OTLP_PROTOCOL");
-        assert_eq!(err_var(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4317")]), "OTEL_EXPORTER_OTLP_ENDPOINT");
-        assert_eq!(err_var(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")]), "OTEL_EXPORTER_OTLP_TIMEOUT");
-        assert_eq!(err_var(&[("OTEL_EXPORTER_ZIPKIN_ENDPOINT", "zipkin")]), "OTEL_EXPORTER_ZIPKIN_ENDPOINT");
-        assert_eq!(err_var(&[("OTEL_RESOURCE_ATTRIBUTES", "team")]), "OTEL_RESOURCE_ATTRIBUTES");
-        assert_eq!(err_var(&[("OTEL_RESOURCE_ATTRIBUTES", "a=%zz")]), "OTEL_RESOURCE_ATTRIBUTES");
+        assert_eq!(
+            err_var(&[("OTEL_SDK_DISABLED", "yes")]),
+            "OTEL_SDK_DISABLED"
+        );
+        assert_eq!(
+            err_var(&[("OTEL_TRACES_EXPORTER", "otlp,jaeger")]),
+            "OTEL_TRACES_EXPORTER"
+        );
+        assert_eq!(
+            err_var(&[("OTEL_PROPAGATORS", "tracecontext,xray")]),
+            "OTEL_PROPAGATORS"
+        );
+        assert_eq!(
+            err_var(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]),
+            "OTEL_EXPORTER_OTLP_PROTOCOL"
+        );
+        assert_eq!(
+            err_var(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4317")]),
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        );
+        assert_eq!(
+            err_var(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")]),
+            "OTEL_EXPORTER_OTLP_TIMEOUT"
+        );
+        assert_eq!(
+            err_var(&[("OTEL_EXPORTER_ZIPKIN_ENDPOINT", "zipkin")]),
+            "OTEL_EXPORTER_ZIPKIN_ENDPOINT"
+        );
+        assert_eq!(
+            err_var(&[("OTEL_RESOURCE_ATTRIBUTES", "team")]),
+            "OTEL_RESOURCE_ATTRIBUTES"
+        );
+        assert_eq!(
+            err_var(&[("OTEL_RESOURCE_ATTRIBUTES", "a=%zz")]),
+            "OTEL_RESOURCE_ATTRIBUTES"
+        );
         assert_eq!(err_var(&[("LOG_FORMAT", "xml")]), "LOG_FORMAT");
         assert_eq!(err_var(&[("RUST_LOG", "info,[[[")]), "RUST_LOG");
-        let message = parse(&[("OTEL_TRACES_SAMPLER", "sometimes")]).unwrap_err().to_string();
-        assert!(message.contains("OTEL_TRACES_SAMPLER") && message.contains("sometimes"), "{message}");
+        let message = parse(&[("OTEL_TRACES_SAMPLER", "sometimes")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("OTEL_TRACES_SAMPLER") && message.contains("sometimes"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -537,21 +642,31 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/"),
         ])
         .unwrap();
-        assert!(matches!(&c.exporters[0], ExporterConfig::Otlp { endpoint, protocol: OtlpProtocol::HttpProtobuf, .. } if endpoint == "http://jaeger:4318/v1/traces"));
+        assert!(
+            matches!(&c.exporters[0], ExporterConfig::Otlp { endpoint, protocol: OtlpProtocol::HttpProtobuf, .. } if endpoint == "http://jaeger:4318/v1/traces")
+        );
         let c = parse(&[
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:4318"),
-            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:4318/custom"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://collector:4318/custom",
+            ),
         ])
         .unwrap();
-        assert!(matches!(&c.exporters[0], ExporterConfig::Otlp { endpoint, .. } if endpoint == "http://collector:4318/custom"));
+        assert!(
+            matches!(&c.exporters[0], ExporterConfig::Otlp { endpoint, .. } if endpoint == "http://collector:4318/custom")
+        );
     }
 
     #[test]
     fn exporters_and_propagators_accept_lists_and_none() {
         let c = parse(&[
             ("OTEL_TRACES_EXPORTER", "none"),
-            ("OTEL_PROPAGATORS", "b3multi, jaeger,b3,tracecontext,baggage,baggage"),
+            (
+                "OTEL_PROPAGATORS",
+                "b3multi, jaeger,b3,tracecontext,baggage,baggage",
+            ),
         ])
         .unwrap();
         assert!(c.exporters.is_empty());
@@ -565,7 +680,11 @@ mod tests {
                 PropagatorKind::Baggage
             ]
         );
-        let c = parse(&[("OTEL_TRACES_EXPORTER", "zipkin,console"), ("OTEL_PROPAGATORS", "none")]).unwrap();
+        let c = parse(&[
+            ("OTEL_TRACES_EXPORTER", "zipkin,console"),
+            ("OTEL_PROPAGATORS", "none"),
+        ])
+        .unwrap();
         assert_eq!(c.exporters.len(), 2);
         assert!(c.propagators.is_empty());
     }
@@ -573,13 +692,19 @@ mod tests {
     #[test]
     fn resource_attributes_are_percent_decoded_and_empty_values_mean_unset() {
         let c = parse(&[
-            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=staging,team=order%20flow"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment.name=staging,team=order%20flow",
+            ),
             ("OTEL_SERVICE_NAME", ""),
             ("OTEL_SDK_DISABLED", "TRUE"),
         ])
         .unwrap();
         assert_eq!(c.resource_attributes["team"], "order flow");
-        assert_eq!(c.resource_attributes["deployment.environment.name"], "staging");
+        assert_eq!(
+            c.resource_attributes["deployment.environment.name"],
+            "staging"
+        );
         assert_eq!(c.service_name, "svc");
         assert!(c.sdk_disabled);
     }

@@ -28,7 +28,10 @@ impl HeaderInjector {
     /// Appends the collected pairs to `headers`.
     pub fn into_headers(self, mut headers: OwnedHeaders) -> OwnedHeaders {
         for (key, value) in &self.0 {
-            headers = headers.insert(Header { key, value: Some(value.as_str()) });
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_str()),
+            });
         }
         headers
     }
@@ -67,7 +70,9 @@ pub fn inject(cx: &Context, headers: OwnedHeaders) -> OwnedHeaders {
 /// The context carried by a record's headers (empty when there are none).
 pub fn extract<H: Headers>(headers: Option<&H>) -> Context {
     match headers {
-        Some(h) => opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(h))),
+        Some(h) => {
+            opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(h)))
+        }
         None => Context::new(),
     }
 }
@@ -99,7 +104,10 @@ pub fn record_delivery(span: &tracing::Span, partition: i32, offset: i64) {
 /// A CONSUMER span `process {topic}` for `message`: child of the context in
 /// its headers, plus a link to that same producer span.
 pub fn consumer_span<M: Message>(message: &M, consumer_group: &str) -> tracing::Span {
-    let key = message.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or("");
+    let key = message
+        .key()
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .unwrap_or("");
     let span = tracing::info_span!(
         "messaging.process",
         otel.name = %format_args!("process {}", message.topic()),
@@ -120,7 +128,77 @@ pub fn consumer_span<M: Message>(message: &M, consumer_group: &str) -> tracing::
     let producer = parent.span().span_context().clone();
     let _ = span.set_parent(parent);
     if producer.is_valid() {
-        span.add_link_with_attributes(producer, vec![KeyValue::new("messaging.operation.type", "send")]);
+        span.add_link_with_attributes(
+            producer,
+            vec![KeyValue::new("messaging.operation.type", "send")],
+        );
     }
     span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PropagatorKind;
+    use crate::propagation::propagator;
+    use opentelemetry::baggage::BaggageExt;
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+
+    #[test]
+    fn every_propagator_round_trips_through_kafka_headers() {
+        let sc = SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        );
+        let cx = Context::new()
+            .with_remote_span_context(sc.clone())
+            .with_baggage(vec![KeyValue::new("order.id", "o-1")]);
+        for kinds in [
+            vec![PropagatorKind::TraceContext, PropagatorKind::Baggage],
+            vec![PropagatorKind::B3],
+            vec![PropagatorKind::B3Multi],
+            vec![PropagatorKind::Jaeger],
+        ] {
+            let p = propagator(&kinds);
+            let mut injector = HeaderInjector::default();
+            p.inject_context(&cx, &mut injector);
+            let headers = injector.into_headers(OwnedHeaders::new());
+            let got = p.extract(&HeaderExtractor(&headers));
+            let got_sc = got.span().span_context().clone();
+            assert_eq!(got_sc.trace_id(), sc.trace_id(), "{kinds:?}");
+            assert_eq!(got_sc.span_id(), sc.span_id(), "{kinds:?}");
+            assert!(got_sc.is_sampled(), "{kinds:?}");
+            if kinds.contains(&PropagatorKind::Baggage) {
+                assert_eq!(
+                    got.baggage().get("order.id").map(|v| v.as_str()),
+                    Some("o-1")
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_last_duplicate_header_wins_and_non_utf8_values_are_absent() {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "traceparent",
+                value: Some("first"),
+            })
+            .insert(Header {
+                key: "Traceparent",
+                value: Some("second"),
+            })
+            .insert(Header {
+                key: "baggage",
+                value: Some(&[0xff_u8][..]),
+            });
+        let extractor = HeaderExtractor(&headers);
+        assert_eq!(extractor.get("traceparent"), Some("second"));
+        assert_eq!(extractor.get("baggage"), None);
+        assert_eq!(extractor.get("missing"), None);
+    }
 }

@@ -22,19 +22,30 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let meta = event.metadata();
         let mut line = Map::new();
         line.insert(
             "timestamp".into(),
             Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
         );
-        line.insert("level".into(), Value::String(meta.level().as_str().to_owned()));
+        line.insert(
+            "level".into(),
+            Value::String(meta.level().as_str().to_owned()),
+        );
         line.insert("target".into(), Value::String(meta.target().to_owned()));
         event.record(&mut JsonVisitor(&mut line));
 
         if let Some(scope) = ctx.event_scope() {
-            let spans: Vec<Value> = scope.from_root().map(|s| Value::String(s.name().to_owned())).collect();
+            let spans: Vec<Value> = scope
+                .from_root()
+                .map(|s| Value::String(s.name().to_owned()))
+                .collect();
             if !spans.is_empty() {
                 line.insert("spans".into(), Value::Array(spans));
             }
@@ -57,10 +68,12 @@ struct JsonVisitor<'a>(&'a mut Map<String, Value>);
 
 impl Visit for JsonVisitor<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().to_owned(), Value::String(format!("{value:?}")));
+        self.0
+            .insert(field.name().to_owned(), Value::String(format!("{value:?}")));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), Value::String(value.to_owned()));
+        self.0
+            .insert(field.name().to_owned(), Value::String(value.to_owned()));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.insert(field.name().to_owned(), Value::from(value));
@@ -75,7 +88,8 @@ impl Visit for JsonVisitor<'_> {
         self.0.insert(field.name().to_owned(), Value::from(value));
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0.insert(field.name().to_owned(), Value::String(value.to_string()));
+        self.0
+            .insert(field.name().to_owned(), Value::String(value.to_string()));
     }
 }
 
@@ -120,7 +134,10 @@ mod tests {
             (sc.trace_id().to_string(), sc.span_id().to_string())
         });
         let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["message"], "outside");
         assert!(lines[0].get("trace_id").is_none());

@@ -4,7 +4,11 @@
 use std::collections::HashMap;
 
 use opentelemetry::Context;
-use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
+use opentelemetry::propagation::text_map_propagator::FieldIter;
+use opentelemetry::propagation::{
+    Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
+};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TraceState};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 
 use crate::config::PropagatorKind;
@@ -24,19 +28,101 @@ pub fn propagator(kinds: &[PropagatorKind]) -> TextMapCompositePropagator {
         .iter()
         .map(|kind| -> Box<dyn TextMapPropagator + Send + Sync> {
             match kind {
-                PropagatorKind::TraceContext => Box::new(TraceContextPropagator::new()),
+                PropagatorKind::TraceContext => {
+                    Box::new(BoundedTraceContext(TraceContextPropagator::new()))
+                }
                 PropagatorKind::Baggage => Box::new(BaggagePropagator::new()),
-                PropagatorKind::B3 => Box::new(opentelemetry_zipkin::Propagator::with_encoding(opentelemetry_zipkin::B3Encoding::SingleHeader)),
+                PropagatorKind::B3 => Box::new(SingleHeaderB3(
+                    opentelemetry_zipkin::Propagator::with_encoding(
+                        opentelemetry_zipkin::B3Encoding::SingleHeader,
+                    ),
+                )),
                 PropagatorKind::B3Multi => {
                     Box::new(opentelemetry_zipkin::Propagator::with_encoding(
                         opentelemetry_zipkin::B3Encoding::MultipleHeader,
                     ))
                 }
-                PropagatorKind::Jaeger => Box::new(opentelemetry_jaeger_propagator::Propagator::new()),
+                PropagatorKind::Jaeger => {
+                    Box::new(opentelemetry_jaeger_propagator::Propagator::new())
+                }
             }
         })
         .collect();
     TextMapCompositePropagator::new(propagators)
+}
+
+/// W3C trace context with the specification's `tracestate` limits applied on
+/// extraction: more than 32 list members or more than 512 characters make the
+/// whole `tracestate` invalid, and it is dropped (the parent is kept).
+/// The SDK's propagator accepts any length.
+#[derive(Debug)]
+struct BoundedTraceContext(TraceContextPropagator);
+
+const MAX_TRACESTATE_MEMBERS: usize = 32;
+const MAX_TRACESTATE_LEN: usize = 512;
+
+impl TextMapPropagator for BoundedTraceContext {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        self.0.inject_context(cx, injector);
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        let extracted = self.0.extract_with_context(cx, extractor);
+        let state = extractor.get("tracestate").unwrap_or_default();
+        let members = state.split(',').filter(|m| !m.trim().is_empty()).count();
+        if members <= MAX_TRACESTATE_MEMBERS && state.len() <= MAX_TRACESTATE_LEN {
+            return extracted;
+        }
+        let sc = extracted.span().span_context().clone();
+        if !sc.is_valid() {
+            return extracted;
+        }
+        let trimmed = SpanContext::new(
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags(),
+            sc.is_remote(),
+            TraceState::default(),
+        );
+        extracted.with_remote_span_context(trimmed)
+    }
+
+    fn fields(&self) -> FieldIter<'_> {
+        self.0.fields()
+    }
+}
+
+/// B3 single-header (`b3`) only. opentelemetry-zipkin 0.32 also writes the
+/// multi-header form in single-header mode (its `UnSpecified` bit test is
+/// always true), which doubles the headers and defeats choosing `b3` over
+/// `b3multi`; this drops everything but `b3` on injection.
+#[allow(deprecated)]
+#[derive(Debug)]
+struct SingleHeaderB3(opentelemetry_zipkin::Propagator);
+
+struct OnlyB3<'a>(&'a mut dyn Injector);
+
+impl Injector for OnlyB3<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if key == "b3" {
+            self.0.set(key, value);
+        }
+    }
+}
+
+#[allow(deprecated)]
+impl TextMapPropagator for SingleHeaderB3 {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        self.0.inject_context(cx, &mut OnlyB3(injector));
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        self.0.extract_with_context(cx, extractor)
+    }
+
+    fn fields(&self) -> FieldIter<'_> {
+        self.0.fields()
+    }
 }
 
 /// Serialises `cx` with the global propagator into a plain map, for storage
@@ -55,9 +141,11 @@ pub fn extract_from_map(map: &HashMap<String, String>) -> Context {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::baggage::BaggageExt;
-    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
     use opentelemetry::KeyValue;
+    use opentelemetry::baggage::BaggageExt;
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
 
     pub(crate) fn remote_parent() -> Context {
         let sc = SpanContext::new(
@@ -100,7 +188,13 @@ mod tests {
         let with = propagator(&[PropagatorKind::TraceContext, PropagatorKind::Baggage]);
         let mut carrier = HashMap::new();
         with.inject_context(&remote_parent(), &mut carrier);
-        assert_eq!(with.extract(&carrier).baggage().get("user.id").map(|v| v.as_str()), Some("user123"));
+        assert_eq!(
+            with.extract(&carrier)
+                .baggage()
+                .get("user.id")
+                .map(|v| v.as_str()),
+            Some("user123")
+        );
 
         let without = propagator(&[PropagatorKind::TraceContext]);
         let mut carrier = HashMap::new();
@@ -117,9 +211,69 @@ mod tests {
             keys.sort();
             keys
         };
-        assert_eq!(names(PropagatorKind::TraceContext), ["traceparent"]);
+        assert_eq!(
+            names(PropagatorKind::TraceContext),
+            ["traceparent", "tracestate"]
+        );
         assert_eq!(names(PropagatorKind::B3), ["b3"]);
         assert!(names(PropagatorKind::B3Multi).contains(&"x-b3-traceid".to_string()));
         assert_eq!(names(PropagatorKind::Jaeger), ["uber-trace-id"]);
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use opentelemetry::baggage::BaggageExt;
+
+    fn extract(kinds: &[PropagatorKind], pairs: &[(&str, String)]) -> Context {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        propagator(kinds).extract(&map)
+    }
+
+    #[test]
+    fn b3_single_header_mode_writes_only_the_b3_header() {
+        let mut carrier = HashMap::new();
+        let cx = extract(
+            &[PropagatorKind::TraceContext],
+            &[(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+            )],
+        );
+        propagator(&[PropagatorKind::B3]).inject_context(&cx, &mut carrier);
+        assert_eq!(carrier.keys().collect::<Vec<_>>(), ["b3"]);
+        assert_eq!(
+            carrier["b3"],
+            "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"
+        );
+    }
+
+    #[test]
+    fn oversized_baggage_is_truncated_to_the_w3c_limits_without_failing() {
+        // 200 members: W3C allows at most 180 list members.
+        let many = (0..200)
+            .map(|i| format!("k{i}=v"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let cx = extract(&[PropagatorKind::Baggage], &[("baggage", many)]);
+        assert!(cx.baggage().len() <= 180, "{}", cx.baggage().len());
+        // A header past 8192 bytes is refused whole by the SDK (W3C lets a
+        // platform drop what exceeds the limit); within the limit it is kept.
+        let big = format!("user.id=u1,blob={}", "x".repeat(9000));
+        let cx = extract(&[PropagatorKind::Baggage], &[("baggage", big)]);
+        assert!(cx.baggage().get("blob").is_none());
+        let fits = format!("user.id=u1,blob={}", "x".repeat(4000));
+        let cx = extract(&[PropagatorKind::Baggage], &[("baggage", fits)]);
+        assert_eq!(cx.baggage().get("user.id").map(|v| v.as_str()), Some("u1"));
+        // Garbage is ignored.
+        let cx = extract(
+            &[PropagatorKind::Baggage],
+            &[("baggage", ";;==,\u{7f}".into())],
+        );
+        assert!(cx.baggage().get("user.id").is_none());
     }
 }

@@ -106,7 +106,10 @@ impl ServerTracingLayer {
 impl<S> Layer<S> for ServerTracingLayer {
     type Service = ServerTracing<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        ServerTracing { inner, policy: self.policy }
+        ServerTracing {
+            inner,
+            policy: self.policy,
+        }
     }
 }
 
@@ -156,7 +159,10 @@ const MAX_HOST_LEN: usize = 255;
 
 fn server_span<B>(request: &Request<B>, policy: TrustPolicy) -> tracing::Span {
     let method = known_method(request.method());
-    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
     let name = match route {
         Some(route) => format!("{method} {route}"),
         None => method.to_owned(),
@@ -181,7 +187,9 @@ fn server_span<B>(request: &Request<B>, policy: TrustPolicy) -> tracing::Span {
         error.type = tracing::field::Empty,
     );
 
-    let incoming = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
+    let incoming = opentelemetry::global::get_text_map_propagator(|p| {
+        p.extract(&HeaderExtractor(request.headers()))
+    });
     let incoming = match policy.baggage {
         IncomingBaggage::Keep => incoming,
         IncomingBaggage::Drop => incoming.with_cleared_baggage(),
@@ -192,9 +200,13 @@ fn server_span<B>(request: &Request<B>, policy: TrustPolicy) -> tracing::Span {
         }
         IncomingTrace::NewRootWithLink => {
             let caller = incoming.span().span_context().clone();
-            let _ = span.set_parent(Context::new().with_baggage(crate::baggage::copy(incoming.baggage())));
+            let _ = span
+                .set_parent(Context::new().with_baggage(crate::baggage::copy(incoming.baggage())));
             if caller.is_valid() {
-                span.add_link_with_attributes(caller, vec![KeyValue::new("link.reason", "untrusted-caller")]);
+                span.add_link_with_attributes(
+                    caller,
+                    vec![KeyValue::new("link.reason", "untrusted-caller")],
+                );
             }
         }
     }
@@ -237,7 +249,10 @@ fn insert_traceparent(span: &tracing::Span, headers: &mut http::HeaderMap) {
     }
     let mut carrier = HashMap::with_capacity(1);
     TraceContextPropagator::new().inject_context(&cx, &mut carrier);
-    if let Some(value) = carrier.get("traceparent").and_then(|v| HeaderValue::from_str(v).ok()) {
+    if let Some(value) = carrier
+        .get("traceparent")
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
         headers.insert("traceparent", value);
     }
 }

@@ -7,13 +7,17 @@ use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanExporter};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanExporter,
+};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::baggage::BaggageSpanProcessor;
-use crate::config::{ConfigError, ExporterConfig, LogFormat, OtlpProtocol, SamplerConfig, TelemetryConfig};
+use crate::config::{
+    ConfigError, ExporterConfig, LogFormat, OtlpProtocol, SamplerConfig, TelemetryConfig,
+};
 use crate::logging::JsonWithTraceIds;
 use crate::stats::{CountingExporter, CountingProcessor, ExportStats, SharedCounters};
 
@@ -23,7 +27,10 @@ pub enum InitError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("cannot build the {exporter} span exporter: {reason}")]
-    Exporter { exporter: &'static str, reason: String },
+    Exporter {
+        exporter: &'static str,
+        reason: String,
+    },
     #[error("cannot build the Jaeger remote sampler (OTEL_TRACES_SAMPLER_ARG): {0}")]
     Sampler(String),
     #[error("a global tracing subscriber is already installed: {0}")]
@@ -102,8 +109,13 @@ pub fn init(service_name: &str, service_version: &str) -> Result<TelemetryGuard,
 }
 
 /// [`init`] with an explicit configuration.
-pub fn init_with(config: &TelemetryConfig, service_version: &str) -> Result<TelemetryGuard, InitError> {
-    opentelemetry::global::set_text_map_propagator(crate::propagation::propagator(&config.propagators));
+pub fn init_with(
+    config: &TelemetryConfig,
+    service_version: &str,
+) -> Result<TelemetryGuard, InitError> {
+    opentelemetry::global::set_text_map_propagator(crate::propagation::propagator(
+        &config.propagators,
+    ));
 
     let counters = SharedCounters::default();
     let provider = if config.sdk_disabled {
@@ -122,10 +134,14 @@ pub fn init_with(config: &TelemetryConfig, service_version: &str) -> Result<Tele
         })
     })?;
     let fmt_layer = match config.log_format {
-        LogFormat::Json => tracing_subscriber::fmt::layer().event_format(JsonWithTraceIds).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .event_format(JsonWithTraceIds)
+            .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer().pretty().boxed(),
     };
-    let otel_layer = provider.as_ref().map(|p| otel_layer(p.tracer(tracer_scope())));
+    let otel_layer = provider
+        .as_ref()
+        .map(|p| otel_layer(p.tracer(tracer_scope())));
     tracing_subscriber::registry()
         .with(otel_layer)
         .with(fmt_layer.with_filter(filter))
@@ -139,7 +155,9 @@ pub fn init_with(config: &TelemetryConfig, service_version: &str) -> Result<Tele
 ///
 /// Busy/idle timings, thread and source-location attributes are off: they add
 /// work to every span and nothing a trace reader needs here.
-pub fn otel_layer<S>(tracer: opentelemetry_sdk::trace::SdkTracer) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>
+pub fn otel_layer<S>(
+    tracer: opentelemetry_sdk::trace::SdkTracer,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
@@ -189,7 +207,11 @@ fn tracer_provider(
         .with_span_processor(BaggageSpanProcessor::default());
     for exporter in &config.exporters {
         builder = match exporter {
-            ExporterConfig::Otlp { endpoint, protocol, timeout } => {
+            ExporterConfig::Otlp {
+                endpoint,
+                protocol,
+                timeout,
+            } => {
                 let built = match protocol {
                     OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
                         .with_tonic()
@@ -203,7 +225,10 @@ fn tracer_provider(
                         .with_timeout(*timeout)
                         .build(),
                 }
-                .map_err(|e| InitError::Exporter { exporter: "otlp", reason: e.to_string() })?;
+                .map_err(|e| InitError::Exporter {
+                    exporter: "otlp",
+                    reason: e.to_string(),
+                })?;
                 with_counted_batch(builder, built, "otlp", counters)
             }
             // Deprecated upstream (Zipkin ingests OTLP now); kept for users whose
@@ -213,12 +238,18 @@ fn tracer_provider(
                 let built = opentelemetry_zipkin::ZipkinExporter::builder()
                     .with_collector_endpoint(endpoint)
                     .build()
-                    .map_err(|e| InitError::Exporter { exporter: "zipkin", reason: e.to_string() })?;
+                    .map_err(|e| InitError::Exporter {
+                        exporter: "zipkin",
+                        reason: e.to_string(),
+                    })?;
                 with_counted_batch(builder, built, "zipkin", counters)
             }
-            ExporterConfig::Console => {
-                with_counted_batch(builder, opentelemetry_stdout::SpanExporter::default(), "console", counters)
-            }
+            ExporterConfig::Console => with_counted_batch(
+                builder,
+                opentelemetry_stdout::SpanExporter::default(),
+                "console",
+                counters,
+            ),
         };
     }
     Ok(builder.build())
@@ -231,11 +262,18 @@ fn with_counted_batch<E: SpanExporter + 'static>(
     name: &'static str,
     counters: &SharedCounters,
 ) -> opentelemetry_sdk::trace::TracerProviderBuilder {
-    let exporter = CountingExporter { inner: exporter, counters: counters.clone(), name };
+    let exporter = CountingExporter {
+        inner: exporter,
+        counters: counters.clone(),
+        name,
+    };
     let batch = BatchSpanProcessor::builder(exporter)
         .with_batch_config(BatchConfigBuilder::default().build())
         .build();
-    builder.with_span_processor(CountingProcessor { inner: batch, counters: counters.clone() })
+    builder.with_span_processor(CountingProcessor {
+        inner: batch,
+        counters: counters.clone(),
+    })
 }
 
 fn sampler(config: &TelemetryConfig) -> Result<Sampler, InitError> {
@@ -262,7 +300,11 @@ fn sampler(config: &TelemetryConfig) -> Result<Sampler, InitError> {
             .with_update_interval(remote.polling_interval)
             .build()
             .map_err(|e| InitError::Sampler(e.to_string()))?;
-            if remote.parent_based { parent_based(sampler) } else { sampler }
+            if remote.parent_based {
+                parent_based(sampler)
+            } else {
+                sampler
+            }
         }
     })
 }

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};
 use opentelemetry::{Key, Value};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::Layer;
 
 use crate::baggage::BaggageSpanProcessor;
 use crate::config::PropagatorKind;
@@ -49,7 +49,10 @@ pub fn capture() -> &'static SpanCapture {
             .with(crate::telemetry::otel_layer(provider.tracer("test")))
             .with(logs)
             .try_init();
-        SpanCapture { exporter, _provider: provider }
+        SpanCapture {
+            exporter,
+            _provider: provider,
+        }
     })
 }
 
@@ -61,12 +64,20 @@ impl SpanCapture {
 
     /// The finished spans of one trace.
     pub fn trace(&self, trace_id: TraceId) -> Vec<SpanData> {
-        self.spans().into_iter().filter(|s| s.span_context.trace_id() == trace_id).collect()
+        self.spans()
+            .into_iter()
+            .filter(|s| s.span_context.trace_id() == trace_id)
+            .collect()
     }
 
     /// Waits (bounded) until `done` holds for the trace's spans, and returns them.
     /// Spans of background work (consumers, relays) finish after the response.
-    pub fn wait_for(&self, trace_id: TraceId, timeout: Duration, done: impl Fn(&[SpanData]) -> bool) -> Vec<SpanData> {
+    pub fn wait_for(
+        &self,
+        trace_id: TraceId,
+        timeout: Duration,
+        done: impl Fn(&[SpanData]) -> bool,
+    ) -> Vec<SpanData> {
         let deadline = Instant::now() + timeout;
         loop {
             let spans = self.trace(trace_id);
@@ -93,7 +104,10 @@ pub fn only<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
 
 /// The value of attribute `key` on `span`.
 pub fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
-    span.attributes.iter().find(|kv| kv.key == Key::new(key.to_owned())).map(|kv| &kv.value)
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == Key::new(key.to_owned()))
+        .map(|kv| &kv.value)
 }
 
 /// The attribute as a string (any value type), for terse assertions.
