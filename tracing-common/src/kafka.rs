@@ -10,7 +10,15 @@
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry::{Context, KeyValue};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Collects header pairs produced by a propagator.
@@ -134,6 +142,108 @@ pub fn consumer_span<M: Message>(message: &M, consumer_group: &str) -> tracing::
         );
     }
     span
+}
+
+/// An idempotent producer: retries never duplicate or reorder a partition's
+/// records. `message.timeout.ms` bounds how long a send waits for a broker that
+/// is down, so a request never hangs on Kafka.
+pub fn producer(brokers: &str, send_timeout: std::time::Duration) -> KafkaResult<FutureProducer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", send_timeout.as_millis().to_string())
+        .set("socket.connection.setup.timeout.ms", "3000")
+        .create()
+}
+
+/// A consumer in `group` that commits only offsets the application stored
+/// (after its database transaction committed): at-least-once delivery.
+pub fn consumer(brokers: &str, group: &str) -> KafkaResult<StreamConsumer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .create()
+}
+
+/// Creates the topics that do not exist yet (brokers may not auto-create).
+pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> KafkaResult<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(5)));
+    for result in admin.create_topics(&new, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::AdminOp(code)).inspect_err(|_| tracing::error!(%topic, ?code, "cannot create topic"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends one record under a PRODUCER span that is a child of `parent`, with
+/// the span's context (and `parent`'s baggage) in the record headers.
+/// Returns the partition and offset the broker stored it at.
+pub async fn send_traced(
+    producer: &FutureProducer,
+    parent: &Context,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+) -> Result<(i32, i64), KafkaError> {
+    let span = producer_span(topic, key);
+    let _ = span.set_parent(parent.clone());
+    let headers = inject(&span.context(), OwnedHeaders::new());
+    let record = FutureRecord::to(topic).key(key).payload(payload).headers(headers);
+    let result = producer.send(record, Timeout::Never).instrument(span.clone()).await;
+    match result {
+        Ok(delivery) => {
+            record_delivery(&span, delivery.partition, delivery.offset);
+            Ok((delivery.partition, delivery.offset))
+        }
+        Err((error, _)) => {
+            crate::spans::record_error(&span, error_type(&error), &error.to_string());
+            Err(error)
+        }
+    }
+}
+
+/// Whether the brokers answer a metadata request within 3 seconds.
+pub async fn broker_reachable(brokers: &str) -> KafkaResult<()> {
+    let brokers = brokers.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::Consumer as _;
+        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
+        consumer.fetch_metadata(None, std::time::Duration::from_secs(3)).map(|_| ())
+    })
+    .await
+    .unwrap_or_else(|_| Err(KafkaError::Canceled))
+}
+
+/// Waits (at most 5 seconds) for queued records to be acknowledged.
+pub fn flush(producer: &FutureProducer) {
+    use rdkafka::producer::Producer;
+    if let Err(e) = producer.flush(std::time::Duration::from_secs(5)) {
+        tracing::warn!(error = %e, "kafka producer did not flush before shutdown");
+    }
+}
+
+/// Low-cardinality class of a Kafka failure, for `error.type`.
+pub fn error_type(error: &KafkaError) -> &'static str {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::MessageTimedOut) => "timeout",
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition) => "unknown_topic",
+        Some(_) => "broker_error",
+        None => "client_error",
+    }
 }
 
 #[cfg(test)]

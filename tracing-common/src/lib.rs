@@ -12,6 +12,7 @@
 //! - [`propagation`]: the composite propagator and map carriers (outbox rows).
 //! - [`spans`]: recording errors on spans.
 //! - [`logging`]: JSON log lines with `trace_id`/`span_id`.
+//! - [`service`]: env settings, database bootstrap and the shutdown signal.
 //! - [`testing`]: an in-memory span capture for tests.
 
 pub mod baggage;
@@ -22,6 +23,7 @@ pub mod kafka;
 pub mod logging;
 pub mod propagation;
 pub mod server;
+pub mod service;
 pub mod spans;
 mod stats;
 pub mod telemetry;

@@ -1,0 +1,26 @@
+//! Settings from the environment, read once at start-up.
+
+use std::time::Duration;
+
+use tracing_common::ConfigError;
+use tracing_common::service::{env_millis, env_or};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: u16,
+    pub database_url: String,
+    pub kafka_brokers: String,
+    /// Upper bound on waiting for the broker to acknowledge a reply.
+    pub kafka_send_timeout: Duration,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            port: env_or("PORT", 3004)?,
+            database_url: env_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/inventory".to_owned())?,
+            kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092".to_owned())?,
+            kafka_send_timeout: env_millis("KAFKA_SEND_TIMEOUT_MS", 5000)?,
+        })
+    }
+}

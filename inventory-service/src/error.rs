@@ -1,0 +1,34 @@
+//! One error type for every handler; 5xx detail stays in logs and spans.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 400: the request body is not a valid stock check.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404: no product has this id.
+    #[error("product not found")]
+    ProductNotFound,
+    /// 503: the database could not be reached in time.
+    #[error("database unavailable: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match &self {
+            AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m.clone()),
+            AppError::ProductNotFound => (StatusCode::NOT_FOUND, "product_not_found", self.to_string()),
+            AppError::Database(e) => {
+                tracing::error!(error = %e, "database error");
+                tracing_common::spans::record_error(&tracing::Span::current(), "database", &e.to_string());
+                (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the inventory database is unavailable".to_owned())
+            }
+        };
+        (status, Json(json!({ "success": false, "error": code, "message": message }))).into_response()
+    }
+}

@@ -1,0 +1,149 @@
+//! The `order-events` consumer: reserve stock for each new order and answer
+//! on `inventory-events`.
+
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::FutureProducer;
+use serde::{Deserialize, Serialize};
+use sqlx::Postgres;
+use tracing::Instrument;
+use tracing_common::db::TracedPool;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use uuid::Uuid;
+
+use crate::db::{self, Outcome};
+
+pub const ORDER_EVENTS: &str = "order-events";
+pub const INVENTORY_EVENTS: &str = "inventory-events";
+pub const CONSUMER_GROUP: &str = "inventory-service";
+
+/// An `order-events` record, as order-service writes it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCreated {
+    pub event_id: Uuid,
+    pub order_id: Uuid,
+    pub items: Vec<OrderLine>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderLine {
+    pub product_id: String,
+    pub quantity: i32,
+}
+
+/// An `inventory-events` record.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StockDecision<'a> {
+    pub event_id: Uuid,
+    pub order_id: Uuid,
+    /// `stock-reserved` or `stock-rejected`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub reason: Option<&'a str>,
+}
+
+/// Consumes until `shutdown` flips, storing each offset only after the
+/// record's transaction committed and its answer was acknowledged.
+pub async fn consume(consumer: StreamConsumer, producer: FutureProducer, db: TracedPool<Postgres>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    if let Err(e) = consumer.subscribe(&[ORDER_EVENTS]) {
+        tracing::error!(error = %e, "cannot subscribe to {ORDER_EVENTS}");
+        return;
+    }
+    loop {
+        let message = tokio::select! {
+            _ = shutdown.changed() => break,
+            m = consumer.recv() => m,
+        };
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "kafka receive failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let span = tracing_common::kafka::consumer_span(&message, CONSUMER_GROUP);
+        let handled = handle(&message, &producer, &db).instrument(span.clone()).await;
+        match handled {
+            Ok(()) => {
+                if let Err(e) = consumer.store_offset_from_message(&message) {
+                    tracing::warn!(error = %e, "cannot store offset");
+                }
+            }
+            Err(e) => {
+                tracing_common::spans::record_error(&span, "processing", &e.to_string());
+                tracing::error!(parent: &span, error = %e, "order event not processed; it will be redelivered");
+                // Not storing the offset means redelivery after a restart or
+                // rebalance; pause so a database outage is not a hot loop.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Err(e) = consumer.seek(message.topic(), message.partition(), rdkafka::Offset::Offset(message.offset()), Duration::from_secs(5)) {
+                    tracing::warn!(error = %e, "cannot rewind to the failed record");
+                }
+            }
+        }
+    }
+    tracing::info!("order-events consumer stopped");
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+async fn handle<M: Message>(message: &M, producer: &FutureProducer, db: &TracedPool<Postgres>) -> Result<(), HandleError> {
+    let span = tracing::Span::current();
+    let event: OrderCreated = match message.payload().map(serde_json::from_slice) {
+        Some(Ok(event)) => event,
+        Some(Err(e)) => {
+            // A record that can never be processed is skipped, not retried forever.
+            tracing_common::spans::record_error(&span, "invalid_message", &format!("undecodable order event: {e}"));
+            tracing::warn!(error = %e, offset = message.offset(), "skipping undecodable order event");
+            return Ok(());
+        }
+        None => {
+            tracing_common::spans::record_error(&span, "invalid_message", "order event without payload");
+            return Ok(());
+        }
+    };
+    span.set_attribute("order.id", event.order_id.to_string());
+    span.set_attribute("messaging.message.id", event.event_id.to_string());
+
+    let reserve_span = tracing::info_span!("reserve-stock", order.id = %event.order_id, item_count = event.items.len());
+    let lines: Vec<(String, i32)> = event.items.iter().map(|l| (l.product_id.clone(), l.quantity)).collect();
+    let outcome = async {
+        if lines.is_empty() || lines.iter().any(|(_, q)| *q < 1) {
+            return Ok::<_, sqlx::Error>(Some(Outcome::Rejected("order has no valid lines".into())));
+        }
+        match db::reserve(db, event.event_id, event.order_id, &lines).await? {
+            Some(outcome) => Ok(Some(outcome)),
+            // Processed before: answer again with the recorded outcome, reserve nothing.
+            None => {
+                tracing::Span::current().add_event("duplicate_event_skipped", vec![]);
+                db::processed_outcome(db, event.event_id).await
+            }
+        }
+    }
+    .instrument(reserve_span.clone())
+    .await?;
+    let Some(outcome) = outcome else { return Ok(()) };
+    let (kind, reason) = match &outcome {
+        Outcome::Reserved => ("stock-reserved", None),
+        Outcome::Rejected(r) => {
+            reserve_span.add_event("stock_rejected", vec![opentelemetry::KeyValue::new("reason", r.clone())]);
+            ("stock-rejected", Some(r.as_str()))
+        }
+    };
+    drop(reserve_span);
+    let reply = StockDecision { event_id: event.event_id, order_id: event.order_id, kind, reason };
+    let payload = serde_json::to_vec(&reply).expect("serialising a struct of strings cannot fail");
+    tracing_common::kafka::send_traced(producer, &span.context(), INVENTORY_EVENTS, &event.order_id.to_string(), &payload).await?;
+    Ok(())
+}

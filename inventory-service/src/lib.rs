@@ -1,0 +1,114 @@
+//! inventory-service: owns the `inventory` database; answers stock checks
+//! over HTTP and reserves stock for `order-events`, answering on
+//! `inventory-events`.
+//!
+//! - [`config`]: settings from the environment.
+//! - [`db`]: the SQL, one function per query; reservation is atomic and
+//!   idempotent by event id.
+//! - [`kafka`]: the consumer loop and the event shapes.
+//! - [`error`]: the error type and its HTTP mapping.
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod kafka;
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::Postgres;
+use tracing_common::db::TracedPool;
+use tracing_common::{ServerTracingLayer, TrustPolicy};
+
+use crate::error::AppError;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: TracedPool<Postgres>,
+    /// Checked by `/readyz`.
+    pub kafka_brokers: String,
+}
+
+pub async fn connect(database_url: &str) -> anyhow::Result<TracedPool<Postgres>> {
+    let pool = tracing_common::service::connect_creating_database(database_url, 10).await?;
+    sqlx::migrate!("./migrations").run(&pool).await?;
+    Ok(tracing_common::db::traced_pool(pool))
+}
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/check", post(check))
+        .route("/inventory/{product_id}", get(product))
+        .layer(ServerTracingLayer::new(TrustPolicy::INTERNAL))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CheckRequest {
+    items: Vec<CheckLine>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CheckLine {
+    product_id: String,
+    quantity: i64,
+}
+
+/// Whether every line can be served from current stock (nothing is reserved).
+async fn check(State(state): State<AppState>, body: axum::body::Bytes) -> Result<Json<Value>, AppError> {
+    let request: CheckRequest =
+        serde_json::from_slice(&body).map_err(|e| AppError::BadRequest(format!("invalid stock check: {e}")))?;
+    if request.items.is_empty() || request.items.len() > 100 {
+        return Err(AppError::BadRequest("items must hold 1 to 100 lines".into()));
+    }
+    let mut wanted: HashMap<&str, i64> = HashMap::new();
+    for line in &request.items {
+        *wanted.entry(line.product_id.as_str()).or_default() += line.quantity;
+    }
+    let ids: Vec<String> = wanted.keys().map(|k| (*k).to_owned()).collect();
+    let stock = db::stock_of(&state.db, &ids).await?;
+    let mut lines = Vec::with_capacity(wanted.len());
+    let mut all_available = true;
+    for (product_id, requested) in &wanted {
+        let available = stock.iter().find(|s| s.product_id == *product_id).map_or(0, |s| i64::from(s.available));
+        let known = stock.iter().any(|s| s.product_id == *product_id);
+        let ok = known && available >= *requested;
+        all_available &= ok;
+        lines.push(json!({ "productId": product_id, "requested": requested, "available": available, "known": known, "sufficient": ok }));
+    }
+    tracing_opentelemetry::OpenTelemetrySpanExt::set_attribute(&tracing::Span::current(), "inventory.available", all_available);
+    Ok(Json(json!({ "available": all_available, "items": lines })))
+}
+
+async fn product(State(state): State<AppState>, Path(product_id): Path<String>) -> Result<Json<Value>, AppError> {
+    let stock = db::stock_of(&state.db, std::slice::from_ref(&product_id)).await?;
+    let item = stock.into_iter().next().ok_or(AppError::ProductNotFound)?;
+    Ok(Json(json!({ "success": true, "product": item })))
+}
+
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if let Err(e) = db::ping(&state.db).await {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ready": false, "reason": format!("database: {e}") })));
+    }
+    match tracing_common::kafka::broker_reachable(&state.kafka_brokers).await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "ready": true }))),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ready": false, "reason": format!("kafka: {e}") }))),
+    }
+}

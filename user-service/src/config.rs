@@ -1,0 +1,19 @@
+//! Settings from the environment, read once at start-up.
+
+use tracing_common::ConfigError;
+use tracing_common::service::env_or;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: u16,
+    pub database_url: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            port: env_or("PORT", 3001)?,
+            database_url: env_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/users".to_owned())?,
+        })
+    }
+}

@@ -1,0 +1,34 @@
+//! One error type for every handler; 5xx detail stays in logs and spans.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 404: no user has this id.
+    #[error("user not found")]
+    UserNotFound,
+    /// 400: the id is empty, too long or has characters ids never have.
+    #[error("invalid user id")]
+    InvalidUserId,
+    /// 503: the database could not be reached in time.
+    #[error("database unavailable: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match &self {
+            AppError::UserNotFound => (StatusCode::NOT_FOUND, "user_not_found", self.to_string()),
+            AppError::InvalidUserId => (StatusCode::BAD_REQUEST, "invalid_user_id", self.to_string()),
+            AppError::Database(e) => {
+                tracing::error!(error = %e, "database error");
+                tracing_common::spans::record_error(&tracing::Span::current(), "database", &e.to_string());
+                (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the user database is unavailable".to_owned())
+            }
+        };
+        (status, Json(json!({ "success": false, "error": code, "message": message }))).into_response()
+    }
+}

@@ -1,0 +1,75 @@
+//! user-service: owns the `users` database and answers `GET /users/{id}`.
+//!
+//! - [`config`]: settings from the environment.
+//! - [`db`]: the SQL, one function per query.
+//! - [`error`]: the error type and its HTTP mapping.
+//! - [`app`] builds the router; [`run`] serves it until shutdown.
+
+pub mod config;
+pub mod db;
+pub mod error;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use opentelemetry::KeyValue;
+use serde_json::{Value, json};
+use sqlx::Postgres;
+use tracing_common::db::TracedPool;
+use tracing_common::{ServerTracingLayer, TrustPolicy};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::error::AppError;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: TracedPool<Postgres>,
+}
+
+/// Connects (creating the database if needed) and migrates.
+pub async fn connect(database_url: &str) -> anyhow::Result<TracedPool<Postgres>> {
+    let pool = tracing_common::service::connect_creating_database(database_url, 10).await?;
+    sqlx::migrate!("./migrations").run(&pool).await?;
+    Ok(tracing_common::db::traced_pool(pool))
+}
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/users/{id}", get(get_user))
+        .layer(ServerTracingLayer::new(TrustPolicy::INTERNAL))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+async fn get_user(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, AppError> {
+    if !valid_id(&id) {
+        return Err(AppError::InvalidUserId);
+    }
+    let user = db::find_user(&state.db, &id).await?.ok_or(AppError::UserNotFound)?;
+    let span = tracing::Span::current();
+    span.set_attribute("user.found", true);
+    span.add_event("user_retrieved", vec![KeyValue::new("user.id", user.id.clone())]);
+    Ok(Json(json!({ "success": true, "user": user })))
+}
+
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    match db::ping(&state.db).await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "ready": true }))),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ready": false, "reason": e.to_string() }))),
+    }
+}
