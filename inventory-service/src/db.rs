@@ -12,12 +12,17 @@ pub struct Stock {
     pub available: i32,
 }
 
-pub async fn stock_of(pool: &TracedPool<Postgres>, product_ids: &[String]) -> Result<Vec<Stock>, sqlx::Error> {
-    sqlx::query_as::<_, Stock>("SELECT product_id, name, available FROM stock WHERE product_id = ANY($1)")
-        .bind(product_ids)
-        .with_operation("SELECT", "stock")
-        .fetch_all(pool)
-        .await
+pub async fn stock_of(
+    pool: &TracedPool<Postgres>,
+    product_ids: &[String],
+) -> Result<Vec<Stock>, sqlx::Error> {
+    sqlx::query_as::<_, Stock>(
+        "SELECT product_id, name, available FROM stock WHERE product_id = ANY($1)",
+    )
+    .bind(product_ids)
+    .with_operation("SELECT", "stock")
+    .fetch_all(pool)
+    .await
 }
 
 /// What was decided for an order event.
@@ -28,7 +33,10 @@ pub enum Outcome {
 }
 
 /// The answer already given to `event_id`, if it was processed before.
-pub async fn processed_outcome(pool: &TracedPool<Postgres>, event_id: Uuid) -> Result<Option<Outcome>, sqlx::Error> {
+pub async fn processed_outcome(
+    pool: &TracedPool<Postgres>,
+    event_id: Uuid,
+) -> Result<Option<Outcome>, sqlx::Error> {
     let row: Option<(String, Option<String>)> =
         sqlx::query_as("SELECT outcome, reason FROM processed_events WHERE event_id = $1")
             .bind(event_id)
@@ -68,24 +76,28 @@ pub async fn reserve(
     let mut shortage = None;
     for (product_id, quantity) in lines {
         // Conditional decrement: never below zero, whatever runs concurrently.
-        let updated = sqlx::query("UPDATE stock SET available = available - $2 WHERE product_id = $1 AND available >= $2")
-            .bind(product_id)
-            .bind(quantity)
-            .with_operation("UPDATE", "stock")
-            .execute(&mut tx)
-            .await?
-            .rows_affected();
+        let updated = sqlx::query(
+            "UPDATE stock SET available = available - $2 WHERE product_id = $1 AND available >= $2",
+        )
+        .bind(product_id)
+        .bind(quantity)
+        .with_operation("UPDATE", "stock")
+        .execute(&mut tx)
+        .await?
+        .rows_affected();
         if updated == 0 {
             shortage = Some(format!("insufficient stock for {product_id}"));
             break;
         }
-        sqlx::query("INSERT INTO reservations (order_id, product_id, quantity) VALUES ($1, $2, $3)")
-            .bind(order_id)
-            .bind(product_id)
-            .bind(quantity)
-            .with_operation("INSERT", "reservations")
-            .execute(&mut tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO reservations (order_id, product_id, quantity) VALUES ($1, $2, $3)",
+        )
+        .bind(order_id)
+        .bind(product_id)
+        .bind(quantity)
+        .with_operation("INSERT", "reservations")
+        .execute(&mut tx)
+        .await?;
     }
     let outcome = match shortage {
         None => Outcome::Reserved,

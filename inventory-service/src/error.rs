@@ -22,13 +22,27 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code, message) = match &self {
             AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m.clone()),
-            AppError::ProductNotFound => (StatusCode::NOT_FOUND, "product_not_found", self.to_string()),
+            AppError::ProductNotFound => {
+                (StatusCode::NOT_FOUND, "product_not_found", self.to_string())
+            }
             AppError::Database(e) => {
                 tracing::error!(error = %e, "database error");
-                tracing_common::spans::record_error(&tracing::Span::current(), "database", &e.to_string());
-                (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the inventory database is unavailable".to_owned())
+                tracing_common::spans::record_error(
+                    &tracing::Span::current(),
+                    "database",
+                    &e.to_string(),
+                );
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "the inventory database is unavailable".to_owned(),
+                )
             }
         };
-        (status, Json(json!({ "success": false, "error": code, "message": message }))).into_response()
+        (
+            status,
+            Json(json!({ "success": false, "error": code, "message": message })),
+        )
+            .into_response()
     }
 }

@@ -49,7 +49,12 @@ pub struct StockDecision<'a> {
 
 /// Consumes until `shutdown` flips, storing each offset only after the
 /// record's transaction committed and its answer was acknowledged.
-pub async fn consume(consumer: StreamConsumer, producer: FutureProducer, db: TracedPool<Postgres>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn consume(
+    consumer: StreamConsumer,
+    producer: FutureProducer,
+    db: TracedPool<Postgres>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     if let Err(e) = consumer.subscribe(&[ORDER_EVENTS]) {
         tracing::error!(error = %e, "cannot subscribe to {ORDER_EVENTS}");
         return;
@@ -68,7 +73,9 @@ pub async fn consume(consumer: StreamConsumer, producer: FutureProducer, db: Tra
             }
         };
         let span = tracing_common::kafka::consumer_span(&message, CONSUMER_GROUP);
-        let handled = handle(&message, &producer, &db).instrument(span.clone()).await;
+        let handled = handle(&message, &producer, &db)
+            .instrument(span.clone())
+            .await;
         match handled {
             Ok(()) => {
                 if let Err(e) = consumer.store_offset_from_message(&message) {
@@ -81,7 +88,12 @@ pub async fn consume(consumer: StreamConsumer, producer: FutureProducer, db: Tra
                 // Not storing the offset means redelivery after a restart or
                 // rebalance; pause so a database outage is not a hot loop.
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                if let Err(e) = consumer.seek(message.topic(), message.partition(), rdkafka::Offset::Offset(message.offset()), Duration::from_secs(5)) {
+                if let Err(e) = consumer.seek(
+                    message.topic(),
+                    message.partition(),
+                    rdkafka::Offset::Offset(message.offset()),
+                    Duration::from_secs(5),
+                ) {
                     tracing::warn!(error = %e, "cannot rewind to the failed record");
                 }
             }
@@ -98,18 +110,30 @@ pub enum HandleError {
     Kafka(#[from] rdkafka::error::KafkaError),
 }
 
-async fn handle<M: Message>(message: &M, producer: &FutureProducer, db: &TracedPool<Postgres>) -> Result<(), HandleError> {
+async fn handle<M: Message>(
+    message: &M,
+    producer: &FutureProducer,
+    db: &TracedPool<Postgres>,
+) -> Result<(), HandleError> {
     let span = tracing::Span::current();
     let event: OrderCreated = match message.payload().map(serde_json::from_slice) {
         Some(Ok(event)) => event,
         Some(Err(e)) => {
             // A record that can never be processed is skipped, not retried forever.
-            tracing_common::spans::record_error(&span, "invalid_message", &format!("undecodable order event: {e}"));
+            tracing_common::spans::record_error(
+                &span,
+                "invalid_message",
+                &format!("undecodable order event: {e}"),
+            );
             tracing::warn!(error = %e, offset = message.offset(), "skipping undecodable order event");
             return Ok(());
         }
         None => {
-            tracing_common::spans::record_error(&span, "invalid_message", "order event without payload");
+            tracing_common::spans::record_error(
+                &span,
+                "invalid_message",
+                "order event without payload",
+            );
             return Ok(());
         }
     };
@@ -117,10 +141,16 @@ async fn handle<M: Message>(message: &M, producer: &FutureProducer, db: &TracedP
     span.set_attribute("messaging.message.id", event.event_id.to_string());
 
     let reserve_span = tracing::info_span!("reserve-stock", order.id = %event.order_id, item_count = event.items.len());
-    let lines: Vec<(String, i32)> = event.items.iter().map(|l| (l.product_id.clone(), l.quantity)).collect();
+    let lines: Vec<(String, i32)> = event
+        .items
+        .iter()
+        .map(|l| (l.product_id.clone(), l.quantity))
+        .collect();
     let outcome = async {
         if lines.is_empty() || lines.iter().any(|(_, q)| *q < 1) {
-            return Ok::<_, sqlx::Error>(Some(Outcome::Rejected("order has no valid lines".into())));
+            return Ok::<_, sqlx::Error>(Some(Outcome::Rejected(
+                "order has no valid lines".into(),
+            )));
         }
         match db::reserve(db, event.event_id, event.order_id, &lines).await? {
             Some(outcome) => Ok(Some(outcome)),
@@ -133,17 +163,34 @@ async fn handle<M: Message>(message: &M, producer: &FutureProducer, db: &TracedP
     }
     .instrument(reserve_span.clone())
     .await?;
-    let Some(outcome) = outcome else { return Ok(()) };
+    let Some(outcome) = outcome else {
+        return Ok(());
+    };
     let (kind, reason) = match &outcome {
         Outcome::Reserved => ("stock-reserved", None),
         Outcome::Rejected(r) => {
-            reserve_span.add_event("stock_rejected", vec![opentelemetry::KeyValue::new("reason", r.clone())]);
+            reserve_span.add_event(
+                "stock_rejected",
+                vec![opentelemetry::KeyValue::new("reason", r.clone())],
+            );
             ("stock-rejected", Some(r.as_str()))
         }
     };
     drop(reserve_span);
-    let reply = StockDecision { event_id: event.event_id, order_id: event.order_id, kind, reason };
+    let reply = StockDecision {
+        event_id: event.event_id,
+        order_id: event.order_id,
+        kind,
+        reason,
+    };
     let payload = serde_json::to_vec(&reply).expect("serialising a struct of strings cannot fail");
-    tracing_common::kafka::send_traced(producer, &span.context(), INVENTORY_EVENTS, &event.order_id.to_string(), &payload).await?;
+    tracing_common::kafka::send_traced(
+        producer,
+        &span.context(),
+        INVENTORY_EVENTS,
+        &event.order_id.to_string(),
+        &payload,
+    )
+    .await?;
     Ok(())
 }

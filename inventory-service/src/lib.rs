@@ -55,7 +55,9 @@ pub async fn run(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,11 +74,16 @@ struct CheckLine {
 }
 
 /// Whether every line can be served from current stock (nothing is reserved).
-async fn check(State(state): State<AppState>, body: axum::body::Bytes) -> Result<Json<Value>, AppError> {
-    let request: CheckRequest =
-        serde_json::from_slice(&body).map_err(|e| AppError::BadRequest(format!("invalid stock check: {e}")))?;
+async fn check(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, AppError> {
+    let request: CheckRequest = serde_json::from_slice(&body)
+        .map_err(|e| AppError::BadRequest(format!("invalid stock check: {e}")))?;
     if request.items.is_empty() || request.items.len() > 100 {
-        return Err(AppError::BadRequest("items must hold 1 to 100 lines".into()));
+        return Err(AppError::BadRequest(
+            "items must hold 1 to 100 lines".into(),
+        ));
     }
     let mut wanted: HashMap<&str, i64> = HashMap::new();
     for line in &request.items {
@@ -87,17 +94,27 @@ async fn check(State(state): State<AppState>, body: axum::body::Bytes) -> Result
     let mut lines = Vec::with_capacity(wanted.len());
     let mut all_available = true;
     for (product_id, requested) in &wanted {
-        let available = stock.iter().find(|s| s.product_id == *product_id).map_or(0, |s| i64::from(s.available));
+        let available = stock
+            .iter()
+            .find(|s| s.product_id == *product_id)
+            .map_or(0, |s| i64::from(s.available));
         let known = stock.iter().any(|s| s.product_id == *product_id);
         let ok = known && available >= *requested;
         all_available &= ok;
         lines.push(json!({ "productId": product_id, "requested": requested, "available": available, "known": known, "sufficient": ok }));
     }
-    tracing_opentelemetry::OpenTelemetrySpanExt::set_attribute(&tracing::Span::current(), "inventory.available", all_available);
+    tracing_opentelemetry::OpenTelemetrySpanExt::set_attribute(
+        &tracing::Span::current(),
+        "inventory.available",
+        all_available,
+    );
     Ok(Json(json!({ "available": all_available, "items": lines })))
 }
 
-async fn product(State(state): State<AppState>, Path(product_id): Path<String>) -> Result<Json<Value>, AppError> {
+async fn product(
+    State(state): State<AppState>,
+    Path(product_id): Path<String>,
+) -> Result<Json<Value>, AppError> {
     let stock = db::stock_of(&state.db, std::slice::from_ref(&product_id)).await?;
     let item = stock.into_iter().next().ok_or(AppError::ProductNotFound)?;
     Ok(Json(json!({ "success": true, "product": item })))
@@ -105,10 +122,16 @@ async fn product(State(state): State<AppState>, Path(product_id): Path<String>) 
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if let Err(e) = db::ping(&state.db).await {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ready": false, "reason": format!("database: {e}") })));
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "reason": format!("database: {e}") })),
+        );
     }
     match tracing_common::kafka::broker_reachable(&state.kafka_brokers).await {
         Ok(()) => (StatusCode::OK, Json(json!({ "ready": true }))),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ready": false, "reason": format!("kafka: {e}") }))),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "reason": format!("kafka: {e}") })),
+        ),
     }
 }

@@ -172,7 +172,9 @@ pub fn consumer(brokers: &str, group: &str) -> KafkaResult<StreamConsumer> {
 
 /// Creates the topics that do not exist yet (brokers may not auto-create).
 pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> KafkaResult<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
@@ -182,7 +184,8 @@ pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> K
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
-                return Err(KafkaError::AdminOp(code)).inspect_err(|_| tracing::error!(%topic, ?code, "cannot create topic"));
+                return Err(KafkaError::AdminOp(code))
+                    .inspect_err(|_| tracing::error!(%topic, ?code, "cannot create topic"));
             }
         }
     }
@@ -202,8 +205,14 @@ pub async fn send_traced(
     let span = producer_span(topic, key);
     let _ = span.set_parent(parent.clone());
     let headers = inject(&span.context(), OwnedHeaders::new());
-    let record = FutureRecord::to(topic).key(key).payload(payload).headers(headers);
-    let result = producer.send(record, Timeout::Never).instrument(span.clone()).await;
+    let record = FutureRecord::to(topic)
+        .key(key)
+        .payload(payload)
+        .headers(headers);
+    let result = producer
+        .send(record, Timeout::Never)
+        .instrument(span.clone())
+        .await;
     match result {
         Ok(delivery) => {
             record_delivery(&span, delivery.partition, delivery.offset);
@@ -221,8 +230,12 @@ pub async fn broker_reachable(brokers: &str) -> KafkaResult<()> {
     let brokers = brokers.to_owned();
     tokio::task::spawn_blocking(move || {
         use rdkafka::consumer::Consumer as _;
-        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
-        consumer.fetch_metadata(None, std::time::Duration::from_secs(3)).map(|_| ())
+        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()?;
+        consumer
+            .fetch_metadata(None, std::time::Duration::from_secs(3))
+            .map(|_| ())
     })
     .await
     .unwrap_or_else(|_| Err(KafkaError::Canceled))

@@ -49,7 +49,10 @@ pub fn env_millis(name: &'static str, default_ms: u64) -> Result<std::time::Dura
 
 /// Connects to `url`, creating its database first when it does not exist
 /// and the role may create databases (a fresh local Postgres).
-pub async fn connect_creating_database(url: &str, max_connections: u32) -> Result<sqlx::PgPool, sqlx::Error> {
+pub async fn connect_creating_database(
+    url: &str,
+    max_connections: u32,
+) -> Result<sqlx::PgPool, sqlx::Error> {
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
     let options: PgConnectOptions = url.parse()?;
     let pool_options = || {
@@ -62,7 +65,10 @@ pub async fn connect_creating_database(url: &str, max_connections: u32) -> Resul
         // 3D000: invalid_catalog_name, the database does not exist.
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
             let name = options.get_database().unwrap_or("postgres").to_owned();
-            let admin = pool_options().max_connections(1).connect_with(options.clone().database("postgres")).await?;
+            let admin = pool_options()
+                .max_connections(1)
+                .connect_with(options.clone().database("postgres"))
+                .await?;
             let quoted = format!("\"{}\"", name.replace('"', "\"\""));
             // The name is quoted as an identifier above; DDL takes no bind parameters.
             let ddl = sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}"));

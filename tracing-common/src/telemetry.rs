@@ -170,6 +170,24 @@ where
         .with_target(false)
 }
 
+/// What reaches the OpenTelemetry layer: the application's INFO-and-above
+/// spans and events. Library internals (connection pool chatter, HTTP/2
+/// frames, the exporter's own gRPC calls) would be noise in every trace, and
+/// the exporter's spans would feed back into the exporter.
+pub fn span_filter() -> tracing_subscriber::filter::Targets {
+    use tracing::level_filters::LevelFilter;
+    tracing_subscriber::filter::Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target("hyper", LevelFilter::OFF)
+        .with_target("hyper_util", LevelFilter::OFF)
+        .with_target("h2", LevelFilter::OFF)
+        .with_target("tonic", LevelFilter::OFF)
+        .with_target("tower", LevelFilter::OFF)
+        .with_target("reqwest", LevelFilter::OFF)
+        .with_target("sqlx", LevelFilter::WARN)
+        .with_target("rdkafka", LevelFilter::WARN)
+}
+
 /// The instrumentation scope of spans made through `tracing`.
 pub(crate) fn tracer_scope() -> &'static str {
     env!("CARGO_PKG_NAME")

@@ -46,7 +46,10 @@ pub fn capture() -> &'static SpanCapture {
                 .with_filter(tracing_subscriber::EnvFilter::new("info"))
         });
         let _ = tracing_subscriber::registry()
-            .with(crate::telemetry::otel_layer(provider.tracer("test")))
+            .with(
+                crate::telemetry::otel_layer(provider.tracer("test"))
+                    .with_filter(crate::telemetry::span_filter()),
+            )
             .with(logs)
             .try_init();
         SpanCapture {

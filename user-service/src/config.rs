@@ -13,7 +13,10 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             port: env_or("PORT", 3001)?,
-            database_url: env_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/users".to_owned())?,
+            database_url: env_or(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/users".to_owned(),
+            )?,
         })
     }
 }

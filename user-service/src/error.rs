@@ -22,13 +22,27 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code, message) = match &self {
             AppError::UserNotFound => (StatusCode::NOT_FOUND, "user_not_found", self.to_string()),
-            AppError::InvalidUserId => (StatusCode::BAD_REQUEST, "invalid_user_id", self.to_string()),
+            AppError::InvalidUserId => {
+                (StatusCode::BAD_REQUEST, "invalid_user_id", self.to_string())
+            }
             AppError::Database(e) => {
                 tracing::error!(error = %e, "database error");
-                tracing_common::spans::record_error(&tracing::Span::current(), "database", &e.to_string());
-                (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the user database is unavailable".to_owned())
+                tracing_common::spans::record_error(
+                    &tracing::Span::current(),
+                    "database",
+                    &e.to_string(),
+                );
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "the user database is unavailable".to_owned(),
+                )
             }
         };
-        (status, Json(json!({ "success": false, "error": code, "message": message }))).into_response()
+        (
+            status,
+            Json(json!({ "success": false, "error": code, "message": message })),
+        )
+            .into_response()
     }
 }

@@ -49,27 +49,44 @@ pub async fn run(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-async fn get_user(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, AppError> {
+async fn get_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
     if !valid_id(&id) {
         return Err(AppError::InvalidUserId);
     }
-    let user = db::find_user(&state.db, &id).await?.ok_or(AppError::UserNotFound)?;
+    let user = db::find_user(&state.db, &id)
+        .await?
+        .ok_or(AppError::UserNotFound)?;
     let span = tracing::Span::current();
     span.set_attribute("user.found", true);
-    span.add_event("user_retrieved", vec![KeyValue::new("user.id", user.id.clone())]);
+    span.add_event(
+        "user_retrieved",
+        vec![KeyValue::new("user.id", user.id.clone())],
+    );
     Ok(Json(json!({ "success": true, "user": user })))
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     match db::ping(&state.db).await {
         Ok(()) => (StatusCode::OK, Json(json!({ "ready": true }))),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ready": false, "reason": e.to_string() }))),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "reason": e.to_string() })),
+        ),
     }
 }

@@ -1,0 +1,35 @@
+//! Settings from the environment, read once at start-up.
+
+use std::time::Duration;
+
+use tracing_common::ConfigError;
+use tracing_common::server::{IncomingBaggage, IncomingTrace};
+use tracing_common::service::{env_millis, env_or, env_url};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: u16,
+    pub user_service_url: String,
+    pub order_service_url: String,
+    pub inventory_service_url: String,
+    /// Budget of each call to a service (order creation calls two more inside).
+    pub http_timeout: Duration,
+    /// `GATEWAY_INCOMING_TRACE`: `continue` (default) or `new-root`.
+    pub incoming_trace: IncomingTrace,
+    /// `GATEWAY_INCOMING_BAGGAGE`: `drop` (default) or `keep`.
+    pub incoming_baggage: IncomingBaggage,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            port: env_or("PORT", 3000)?,
+            user_service_url: env_url("USER_SERVICE_URL", "http://127.0.0.1:3001")?,
+            order_service_url: env_url("ORDER_SERVICE_URL", "http://127.0.0.1:3003")?,
+            inventory_service_url: env_url("INVENTORY_SERVICE_URL", "http://127.0.0.1:3004")?,
+            http_timeout: env_millis("HTTP_CLIENT_TIMEOUT_MS", 10_000)?,
+            incoming_trace: env_or("GATEWAY_INCOMING_TRACE", IncomingTrace::Continue)?,
+            incoming_baggage: env_or("GATEWAY_INCOMING_BAGGAGE", IncomingBaggage::Drop)?,
+        })
+    }
+}

@@ -1,0 +1,141 @@
+//! api-gateway: the public entry point. Routes `/api/*` to the services,
+//! passes their answers through, and is the trust boundary for trace
+//! context (see [`config::Config::incoming_trace`]).
+
+pub mod config;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tracing_common::client::TracedClient;
+use tracing_common::{ServerTracingLayer, TrustPolicy};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub http: TracedClient,
+    pub user_service_url: String,
+    pub order_service_url: String,
+    pub inventory_service_url: String,
+    pub policy: TrustPolicy,
+}
+
+/// Request bodies above this are refused with 413 before any service is called.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub fn app(state: AppState) -> Router {
+    let policy = state.policy;
+    Router::new()
+        .route("/api/users/{id}", get(get_user))
+        .route("/api/orders", post(create_order))
+        .route("/api/orders/{id}", get(get_order))
+        .route("/api/inventory/{product_id}", get(get_inventory))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(ServerTracingLayer::new(policy))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Path segments are forwarded percent-encoded so an id cannot change the route.
+fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn get_user(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    forward(
+        s.http
+            .get(format!("{}/users/{}", s.user_service_url, segment(&id))),
+        "user-service",
+    )
+    .await
+}
+
+async fn get_order(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    forward(
+        s.http
+            .get(format!("{}/orders/{}", s.order_service_url, segment(&id))),
+        "order-service",
+    )
+    .await
+}
+
+async fn get_inventory(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    forward(
+        s.http.get(format!(
+            "{}/inventory/{}",
+            s.inventory_service_url,
+            segment(&id)
+        )),
+        "inventory-service",
+    )
+    .await
+}
+
+async fn create_order(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut request = s
+        .http
+        .post(format!("{}/orders", s.order_service_url))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(key) = headers.get("idempotency-key") {
+        request = request.header("idempotency-key", key.clone());
+    }
+    forward(request, "order-service").await
+}
+
+/// Sends and passes the service's status and JSON body through; a service
+/// that cannot be reached becomes 502 (or 504 on timeout) with a clear body.
+async fn forward(request: reqwest_middleware::RequestBuilder, service: &'static str) -> Response {
+    match request.send().await {
+        Ok(response) => {
+            let status =
+                StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            match response.bytes().await {
+                Ok(bytes) => {
+                    let mut out = Response::new(Body::from(bytes));
+                    *out.status_mut() = status;
+                    out.headers_mut()
+                        .insert("content-type", HeaderValue::from_static("application/json"));
+                    out
+                }
+                Err(e) => unavailable(StatusCode::BAD_GATEWAY, service, &e.to_string()),
+            }
+        }
+        Err(e) => {
+            let status = if tracing_common::client::error_kind(&e) == "timeout" {
+                StatusCode::GATEWAY_TIMEOUT
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            unavailable(status, service, &e.to_string())
+        }
+    }
+}
+
+fn unavailable(status: StatusCode, service: &'static str, detail: &str) -> Response {
+    tracing::warn!(service, error = detail, "upstream call failed");
+    (status, Json(json!({ "success": false, "error": "upstream_unavailable", "message": format!("{service} is unavailable") })))
+        .into_response()
+}

@@ -1,0 +1,39 @@
+//! Settings from the environment, read once at start-up.
+
+use std::time::Duration;
+
+use tracing_common::ConfigError;
+use tracing_common::service::{env_millis, env_or, env_url};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: u16,
+    pub database_url: String,
+    pub kafka_brokers: String,
+    pub user_service_url: String,
+    pub inventory_service_url: String,
+    /// Budget of each call to user- and inventory-service.
+    pub http_timeout: Duration,
+    /// Upper bound on waiting for the broker to acknowledge an event.
+    pub kafka_send_timeout: Duration,
+    /// How often the outbox relay looks for events left unpublished.
+    pub outbox_interval: Duration,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            port: env_or("PORT", 3003)?,
+            database_url: env_or(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/orders".to_owned(),
+            )?,
+            kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092".to_owned())?,
+            user_service_url: env_url("USER_SERVICE_URL", "http://127.0.0.1:3001")?,
+            inventory_service_url: env_url("INVENTORY_SERVICE_URL", "http://127.0.0.1:3004")?,
+            http_timeout: env_millis("HTTP_CLIENT_TIMEOUT_MS", 2000)?,
+            kafka_send_timeout: env_millis("KAFKA_SEND_TIMEOUT_MS", 5000)?,
+            outbox_interval: env_millis("OUTBOX_RELAY_INTERVAL_MS", 2000)?,
+        })
+    }
+}

@@ -1,0 +1,226 @@
+//! Queries of the `orders` database, one function each.
+
+use std::collections::HashMap;
+
+use sqlx::{PgPool, Postgres};
+use tracing_common::db::{QueryAnnotateExt, TracedPool};
+use uuid::Uuid;
+
+use crate::domain::NewOrder;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OrderRow {
+    pub id: Uuid,
+    pub user_id: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub total_cents: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ItemRow {
+    pub product_id: String,
+    pub quantity: i32,
+    pub unit_price_cents: i64,
+}
+
+/// An event to publish, written in the order's transaction.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    pub id: Uuid,
+    pub topic: &'static str,
+    pub key: String,
+    pub payload: serde_json::Value,
+    pub trace_context: HashMap<String, String>,
+}
+
+pub enum Inserted {
+    Created,
+    /// Another request with the same idempotency key created this order first.
+    Existing(Uuid),
+}
+
+/// Writes the order, its items and its outbox event in one transaction.
+pub async fn insert_order(
+    pool: &TracedPool<Postgres>,
+    id: Uuid,
+    order: &NewOrder,
+    idempotency_key: Option<&str>,
+    event: &OutboxEvent,
+) -> Result<Inserted, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO orders (id, user_id, status, total_cents, idempotency_key) VALUES ($1, $2, 'pending', $3, $4) \
+         ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(id)
+    .bind(&order.user_id)
+    .bind(order.total.0)
+    .bind(idempotency_key)
+    .with_operation("INSERT", "orders")
+    .execute(&mut tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        tx.rollback().await?;
+        let key = idempotency_key.unwrap_or_default();
+        return match order_id_by_key(pool, key).await? {
+            Some(existing) => Ok(Inserted::Existing(existing)),
+            None => Err(sqlx::Error::RowNotFound),
+        };
+    }
+    let lines: Vec<i32> = (0..order.lines.len() as i32).collect();
+    let products: Vec<&str> = order.lines.iter().map(|l| l.product_id.as_str()).collect();
+    let quantities: Vec<i32> = order.lines.iter().map(|l| l.quantity).collect();
+    let prices: Vec<i64> = order.lines.iter().map(|l| l.unit_price.0).collect();
+    sqlx::query(
+        "INSERT INTO order_items (order_id, line, product_id, quantity, unit_price_cents) \
+         SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::int[], $5::bigint[])",
+    )
+    .bind(id)
+    .bind(&lines)
+    .bind(&products)
+    .bind(&quantities)
+    .bind(&prices)
+    .with_operation("INSERT", "order_items")
+    .execute(&mut tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO outbox (id, topic, message_key, payload, trace_context) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(event.id)
+    .bind(event.topic)
+    .bind(&event.key)
+    .bind(&event.payload)
+    .bind(sqlx::types::Json(&event.trace_context))
+    .with_operation("INSERT", "outbox")
+    .execute(&mut tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Inserted::Created)
+}
+
+pub async fn order_id_by_key(
+    pool: &TracedPool<Postgres>,
+    key: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM orders WHERE idempotency_key = $1")
+        .bind(key)
+        .with_operation("SELECT", "orders")
+        .fetch_optional(pool)
+        .await
+}
+
+pub async fn order(
+    pool: &TracedPool<Postgres>,
+    id: Uuid,
+) -> Result<Option<(OrderRow, Vec<ItemRow>)>, sqlx::Error> {
+    let Some(order) = sqlx::query_as::<_, OrderRow>(
+        "SELECT id, user_id, status, status_reason, total_cents FROM orders WHERE id = $1",
+    )
+    .bind(id)
+    .with_operation("SELECT", "orders")
+    .fetch_optional(pool)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let items = sqlx::query_as::<_, ItemRow>(
+        "SELECT product_id, quantity, unit_price_cents FROM order_items WHERE order_id = $1 ORDER BY line",
+    )
+    .bind(id)
+    .with_operation("SELECT", "order_items")
+    .fetch_all(pool)
+    .await?;
+    Ok(Some((order, items)))
+}
+
+pub async fn mark_published(
+    pool: &TracedPool<Postgres>,
+    event_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE outbox SET published_at = now() WHERE id = $1 AND published_at IS NULL")
+        .bind(event_id)
+        .with_operation("UPDATE", "outbox")
+        .execute(pool)
+        .await
+        .map(|_| ())
+}
+
+/// Applies an inventory decision once per event id; only a pending order changes.
+pub async fn settle(
+    pool: &TracedPool<Postgres>,
+    event_id: Uuid,
+    order_id: Uuid,
+    status: &str,
+    reason: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let claimed =
+        sqlx::query("INSERT INTO processed_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(event_id)
+            .with_operation("INSERT", "processed_events")
+            .execute(&mut tx)
+            .await?
+            .rows_affected();
+    if claimed == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    let updated = sqlx::query(
+        "UPDATE orders SET status = $2, status_reason = $3, updated_at = now() WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(order_id)
+    .bind(status)
+    .bind(reason)
+    .with_operation("UPDATE", "orders")
+    .execute(&mut tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(updated == 1)
+}
+
+/// An unpublished outbox row, as the relay reads it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct PendingEvent {
+    pub id: Uuid,
+    pub topic: String,
+    pub message_key: String,
+    pub payload: serde_json::Value,
+    pub trace_context: sqlx::types::Json<HashMap<String, String>>,
+}
+
+/// Locks up to `limit` events older than `min_age_ms` that nobody published;
+/// other replicas skip the locked rows. Runs on the untraced pool: polling is
+/// not part of any request's trace, the publish span joins the original one.
+pub async fn lock_unpublished(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    min_age_ms: i64,
+    limit: i64,
+) -> Result<Vec<PendingEvent>, sqlx::Error> {
+    sqlx::query_as::<_, PendingEvent>(
+        "SELECT id, topic, message_key, payload, trace_context FROM outbox \
+         WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $1::double precision / 1000) \
+         ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(min_age_ms)
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+pub async fn mark_published_locked(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE outbox SET published_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+}
+
+pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+}

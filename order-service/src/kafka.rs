@@ -1,0 +1,196 @@
+//! Publishing order events (right after commit, and by the outbox relay) and
+//! consuming `inventory-events` to settle orders.
+
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::FutureProducer;
+use serde::Deserialize;
+use sqlx::{PgPool, Postgres};
+use tracing::Instrument;
+use tracing_common::db::TracedPool;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use uuid::Uuid;
+
+use crate::db;
+
+pub const ORDER_EVENTS: &str = "order-events";
+pub const INVENTORY_EVENTS: &str = "inventory-events";
+pub const CONSUMER_GROUP: &str = "order-service";
+
+/// Events older than this are the relay's; younger ones are still being
+/// published by the request that wrote them.
+pub const RELAY_MIN_AGE_MS: i64 = 5000;
+
+/// Publishes what the outbox still holds; returns how many were published.
+/// Stops at the first failure (the broker is likely down) and leaves the rest.
+pub async fn relay_once(
+    raw: &PgPool,
+    producer: &FutureProducer,
+    min_age_ms: i64,
+) -> Result<usize, sqlx::Error> {
+    let mut tx = raw.begin().await?;
+    let pending = db::lock_unpublished(&mut tx, min_age_ms, 100).await?;
+    let mut published = 0;
+    for event in &pending {
+        // The original request's context: the late publish joins its trace.
+        let parent = tracing_common::propagation::extract_from_map(&event.trace_context.0);
+        let payload = serde_json::to_vec(&event.payload).expect("a JSON value serialises");
+        match tracing_common::kafka::send_traced(
+            producer,
+            &parent,
+            &event.topic,
+            &event.message_key,
+            &payload,
+        )
+        .await
+        {
+            Ok(_) => {
+                db::mark_published_locked(&mut tx, event.id).await?;
+                published += 1;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, event_id = %event.id, "outbox relay cannot publish; will retry");
+                break;
+            }
+        }
+    }
+    tx.commit().await?;
+    if published > 0 {
+        tracing::info!(published, "outbox relay published pending events");
+    }
+    Ok(published)
+}
+
+/// Runs [`relay_once`] every `interval` until `shutdown` flips.
+pub async fn relay(
+    raw: PgPool,
+    producer: FutureProducer,
+    interval: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            () = tokio::time::sleep(interval) => {}
+        }
+        if let Err(e) = relay_once(&raw, &producer, RELAY_MIN_AGE_MS).await {
+            tracing::warn!(error = %e, "outbox relay pass failed");
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StockDecision {
+    event_id: Uuid,
+    order_id: Uuid,
+    #[serde(rename = "type")]
+    kind: String,
+    reason: Option<String>,
+}
+
+/// Consumes `inventory-events` until `shutdown` flips; offsets are stored only
+/// after the order update committed.
+pub async fn consume(
+    consumer: StreamConsumer,
+    db: TracedPool<Postgres>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    if let Err(e) = consumer.subscribe(&[INVENTORY_EVENTS]) {
+        tracing::error!(error = %e, "cannot subscribe to {INVENTORY_EVENTS}");
+        return;
+    }
+    loop {
+        let message = tokio::select! {
+            _ = shutdown.changed() => break,
+            m = consumer.recv() => m,
+        };
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "kafka receive failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let span = tracing_common::kafka::consumer_span(&message, CONSUMER_GROUP);
+        match handle(&message, &db).instrument(span.clone()).await {
+            Ok(()) => {
+                if let Err(e) = consumer.store_offset_from_message(&message) {
+                    tracing::warn!(error = %e, "cannot store offset");
+                }
+            }
+            Err(e) => {
+                tracing_common::spans::record_error(&span, "database", &e.to_string());
+                tracing::error!(error = %e, "inventory event not applied; it will be redelivered");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let offset = rdkafka::Offset::Offset(message.offset());
+                if let Err(e) = consumer.seek(
+                    message.topic(),
+                    message.partition(),
+                    offset,
+                    Duration::from_secs(5),
+                ) {
+                    tracing::warn!(error = %e, "cannot rewind to the failed record");
+                }
+            }
+        }
+    }
+    tracing::info!("inventory-events consumer stopped");
+}
+
+async fn handle<M: Message>(message: &M, db: &TracedPool<Postgres>) -> Result<(), sqlx::Error> {
+    let span = tracing::Span::current();
+    let decision: StockDecision = match message.payload().map(serde_json::from_slice) {
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            tracing_common::spans::record_error(
+                &span,
+                "invalid_message",
+                &format!("undecodable inventory event: {e}"),
+            );
+            tracing::warn!(error = %e, offset = message.offset(), "skipping undecodable inventory event");
+            return Ok(());
+        }
+        None => {
+            tracing_common::spans::record_error(
+                &span,
+                "invalid_message",
+                "inventory event without payload",
+            );
+            return Ok(());
+        }
+    };
+    span.set_attribute("order.id", decision.order_id.to_string());
+    let status = match decision.kind.as_str() {
+        "stock-reserved" => "confirmed",
+        "stock-rejected" => "rejected",
+        other => {
+            tracing_common::spans::record_error(
+                &span,
+                "invalid_message",
+                &format!("unknown inventory event type {other:?}"),
+            );
+            return Ok(());
+        }
+    };
+    let changed = db::settle(
+        db,
+        decision.event_id,
+        decision.order_id,
+        status,
+        decision.reason.as_deref(),
+    )
+    .await?;
+    span.add_event(
+        if changed {
+            "order_settled"
+        } else {
+            "order_already_settled"
+        },
+        vec![opentelemetry::KeyValue::new("order.status", status)],
+    );
+    Ok(())
+}
