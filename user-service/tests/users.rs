@@ -1,0 +1,68 @@
+//! user-service against a real Postgres database of its own, spans included.
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use opentelemetry::trace::SpanKind;
+use tower::ServiceExt;
+use tracing_common::testing::{attr_str, capture, is_child_of, only, trace_id_of};
+use user_service::AppState;
+
+/// A fresh database per test, so tests never see each other's rows.
+async fn spawn_app() -> axum::Router {
+    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let base = base.rsplit_once('/').map_or(base.as_str(), |(b, _)| b).to_owned();
+    let name = format!("users_test_{}", uuid_like());
+    let db = user_service::connect(&format!("{base}/{name}")).await.expect("Postgres must be running");
+    user_service::app(AppState { db })
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{}_{}", std::process::id(), nanos)
+}
+
+const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+#[tokio::test]
+async fn a_seeded_user_is_returned_with_a_server_span_a_db_span_and_the_user_retrieved_event() {
+    let capture = capture();
+    let app = spawn_app().await;
+    let response = app
+        .oneshot(Request::get("/users/user123").header("traceparent", PARENT).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let trace_id = trace_id_of(response.headers()["traceparent"].to_str().unwrap()).unwrap();
+    let body: serde_json::Value =
+        serde_json::from_slice(&axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap()).unwrap();
+    assert_eq!(body["user"]["id"], "user123");
+    assert!(body["user"].get("email").is_none(), "e-mail must not leave the service");
+
+    let spans = capture.trace(trace_id);
+    let server = only(&spans, "GET /users/{id}");
+    let db = only(&spans, "SELECT users");
+    assert_eq!(server.span_kind, SpanKind::Server);
+    assert_eq!(server.parent_span_id.to_string(), "00f067aa0ba902b7");
+    assert_eq!(db.span_kind, SpanKind::Client);
+    assert!(is_child_of(db, server));
+    assert_eq!(attr_str(db, "db.system.name").as_deref(), Some("postgresql"));
+    assert_eq!(attr_str(db, "db.query.text").as_deref(), Some("SELECT id, name, tier FROM users WHERE id = $1"));
+    assert!(server.events.iter().any(|e| e.name == "user_retrieved"));
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_ids_get_clear_errors() {
+    let app = spawn_app().await;
+    for (uri, status, code) in [
+        ("/users/nobody", StatusCode::NOT_FOUND, "user_not_found"),
+        ("/users/a%20b", StatusCode::BAD_REQUEST, "invalid_user_id"),
+        ("/users/x'%20OR%201=1--", StatusCode::BAD_REQUEST, "invalid_user_id"),
+    ] {
+        let response = app.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), status, "{uri}");
+        let body: serde_json::Value =
+            serde_json::from_slice(&axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap()).unwrap();
+        assert_eq!(body["error"], code, "{uri}");
+    }
+}
