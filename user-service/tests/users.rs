@@ -9,16 +9,25 @@ use user_service::AppState;
 
 /// A fresh database per test, so tests never see each other's rows.
 async fn spawn_app() -> axum::Router {
-    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let base = base.rsplit_once('/').map_or(base.as_str(), |(b, _)| b).to_owned();
+    let base = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let base = base
+        .rsplit_once('/')
+        .map_or(base.as_str(), |(b, _)| b)
+        .to_owned();
     let name = format!("users_test_{}", uuid_like());
-    let db = user_service::connect(&format!("{base}/{name}")).await.expect("Postgres must be running");
+    let db = user_service::connect(&format!("{base}/{name}"))
+        .await
+        .expect("Postgres must be running");
     user_service::app(AppState { db })
 }
 
 fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("{}_{}", std::process::id(), nanos)
 }
 
@@ -29,15 +38,27 @@ async fn a_seeded_user_is_returned_with_a_server_span_a_db_span_and_the_user_ret
     let capture = capture();
     let app = spawn_app().await;
     let response = app
-        .oneshot(Request::get("/users/user123").header("traceparent", PARENT).body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get("/users/user123")
+                .header("traceparent", PARENT)
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let trace_id = trace_id_of(response.headers()["traceparent"].to_str().unwrap()).unwrap();
-    let body: serde_json::Value =
-        serde_json::from_slice(&axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap()).unwrap();
+    let body: serde_json::Value = serde_json::from_slice(
+        &axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(body["user"]["id"], "user123");
-    assert!(body["user"].get("email").is_none(), "e-mail must not leave the service");
+    assert!(
+        body["user"].get("email").is_none(),
+        "e-mail must not leave the service"
+    );
 
     let spans = capture.trace(trace_id);
     let server = only(&spans, "GET /users/{id}");
@@ -46,8 +67,14 @@ async fn a_seeded_user_is_returned_with_a_server_span_a_db_span_and_the_user_ret
     assert_eq!(server.parent_span_id.to_string(), "00f067aa0ba902b7");
     assert_eq!(db.span_kind, SpanKind::Client);
     assert!(is_child_of(db, server));
-    assert_eq!(attr_str(db, "db.system.name").as_deref(), Some("postgresql"));
-    assert_eq!(attr_str(db, "db.query.text").as_deref(), Some("SELECT id, name, tier FROM users WHERE id = $1"));
+    assert_eq!(
+        attr_str(db, "db.system.name").as_deref(),
+        Some("postgresql")
+    );
+    assert_eq!(
+        attr_str(db, "db.query.text").as_deref(),
+        Some("SELECT id, name, tier FROM users WHERE id = $1")
+    );
     assert!(server.events.iter().any(|e| e.name == "user_retrieved"));
 }
 
@@ -57,12 +84,24 @@ async fn unknown_and_malformed_ids_get_clear_errors() {
     for (uri, status, code) in [
         ("/users/nobody", StatusCode::NOT_FOUND, "user_not_found"),
         ("/users/a%20b", StatusCode::BAD_REQUEST, "invalid_user_id"),
-        ("/users/x'%20OR%201=1--", StatusCode::BAD_REQUEST, "invalid_user_id"),
+        (
+            "/users/x'%20OR%201=1--",
+            StatusCode::BAD_REQUEST,
+            "invalid_user_id",
+        ),
     ] {
-        let response = app.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let response = app
+            .clone()
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(response.status(), status, "{uri}");
-        let body: serde_json::Value =
-            serde_json::from_slice(&axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap()).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(
+            &axum::body::to_bytes(response.into_body(), 1 << 16)
+                .await
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(body["error"], code, "{uri}");
     }
 }
