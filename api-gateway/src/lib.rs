@@ -12,7 +12,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tracing_common::client::TracedClient;
+use tracing_common::service::{Background, Running};
 use tracing_common::{ServerTracingLayer, TrustPolicy};
+
+use crate::config::Config;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -40,14 +43,24 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-pub async fn run(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+/// Serves the gateway on `listener` with the settings of `config`.
+pub fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
+    let state = AppState {
+        http: tracing_common::client::http_client(config.http_timeout)?,
+        user_service_url: config.user_service_url.clone(),
+        order_service_url: config.order_service_url.clone(),
+        inventory_service_url: config.inventory_service_url.clone(),
+        policy: TrustPolicy {
+            trace: config.incoming_trace,
+            baggage: config.incoming_baggage,
+        },
+    };
+    Ok(Running::serve(
+        listener,
+        app(state),
+        Background::default(),
+        None,
+    )?)
 }
 
 /// Path segments are forwarded percent-encoded so an id cannot change the route.

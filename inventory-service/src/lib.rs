@@ -25,6 +25,10 @@ use sqlx::Postgres;
 use tracing_common::db::TracedPool;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 
+use anyhow::Context;
+use tracing_common::service::{Background, Running};
+
+use crate::config::Config;
 use crate::error::AppError;
 
 #[derive(Clone)]
@@ -50,14 +54,39 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-pub async fn run(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
+/// Connects to Postgres and Kafka (creating the topics), starts the
+/// `order-events` consumer and serves HTTP on `listener`.
+pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
+    let db = connect(&config.database_url)
         .await
+        .context("connecting to the inventory database")?;
+    tracing_common::kafka::ensure_topics(
+        &config.kafka_brokers,
+        &[kafka::ORDER_EVENTS, kafka::INVENTORY_EVENTS],
+        3,
+    )
+    .await
+    .context("creating Kafka topics")?;
+    let producer =
+        tracing_common::kafka::producer(&config.kafka_brokers, config.kafka_send_timeout)?;
+    let consumer = tracing_common::kafka::consumer(&config.kafka_brokers, kafka::CONSUMER_GROUP)?;
+    let mut background = Background::default();
+    background.spawn(kafka::consume(
+        consumer,
+        producer.clone(),
+        db.clone(),
+        background.stopping(),
+    ));
+    let state = AppState {
+        db,
+        kafka_brokers: config.kafka_brokers.clone(),
+    };
+    Ok(Running::serve(
+        listener,
+        app(state),
+        background,
+        Some(producer),
+    )?)
 }
 
 #[derive(Debug, Deserialize)]

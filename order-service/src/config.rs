@@ -18,6 +18,9 @@ pub struct Config {
     pub kafka_send_timeout: Duration,
     /// How often the outbox relay looks for events left unpublished.
     pub outbox_interval: Duration,
+    /// Events younger than this are left to the request that wrote them,
+    /// which publishes right after its commit.
+    pub outbox_min_age: Duration,
 }
 
 impl Config {
@@ -34,6 +37,7 @@ impl Config {
             http_timeout: env_millis("HTTP_CLIENT_TIMEOUT_MS", 2000)?,
             kafka_send_timeout: env_millis("KAFKA_SEND_TIMEOUT_MS", 5000)?,
             outbox_interval: env_millis("OUTBOX_RELAY_INTERVAL_MS", 2000)?,
+            outbox_min_age: env_millis("OUTBOX_RELAY_MIN_AGE_MS", 5000)?,
         })
     }
 }

@@ -19,18 +19,15 @@ pub const ORDER_EVENTS: &str = "order-events";
 pub const INVENTORY_EVENTS: &str = "inventory-events";
 pub const CONSUMER_GROUP: &str = "order-service";
 
-/// Events older than this are the relay's; younger ones are still being
-/// published by the request that wrote them.
-pub const RELAY_MIN_AGE_MS: i64 = 5000;
-
 /// Publishes what the outbox still holds; returns how many were published.
 /// Stops at the first failure (the broker is likely down) and leaves the rest.
 pub async fn relay_once(
     raw: &PgPool,
     producer: &FutureProducer,
-    min_age_ms: i64,
+    min_age: Duration,
 ) -> Result<usize, sqlx::Error> {
     let mut tx = raw.begin().await?;
+    let min_age_ms = i64::try_from(min_age.as_millis()).unwrap_or(i64::MAX);
     let pending = db::lock_unpublished(&mut tx, min_age_ms, 100).await?;
     let mut published = 0;
     for event in &pending {
@@ -68,6 +65,7 @@ pub async fn relay(
     raw: PgPool,
     producer: FutureProducer,
     interval: Duration,
+    min_age: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -75,7 +73,7 @@ pub async fn relay(
             _ = shutdown.changed() => break,
             () = tokio::time::sleep(interval) => {}
         }
-        if let Err(e) = relay_once(&raw, &producer, RELAY_MIN_AGE_MS).await {
+        if let Err(e) = relay_once(&raw, &producer, min_age).await {
             tracing::warn!(error = %e, "outbox relay pass failed");
         }
     }

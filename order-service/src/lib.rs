@@ -31,6 +31,10 @@ use tracing_common::{ServerTracingLayer, TrustPolicy};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
+use anyhow::Context;
+use tracing_common::service::{Background, Running};
+
+use crate::config::Config;
 use crate::domain::{Cents, NewOrder};
 use crate::error::AppError;
 
@@ -67,14 +71,51 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-pub async fn run(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
+/// Connects to Postgres and Kafka, starts the `inventory-events` consumer and
+/// the outbox relay, and serves HTTP on `listener`. Topics that cannot be
+/// created now (broker down) are not fatal: orders are still accepted and
+/// their events wait in the outbox.
+pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
+    let (raw_db, db) = connect(&config.database_url)
         .await
+        .context("connecting to the orders database")?;
+    if let Err(e) = tracing_common::kafka::ensure_topics(
+        &config.kafka_brokers,
+        &[kafka::ORDER_EVENTS, kafka::INVENTORY_EVENTS],
+        3,
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "cannot create Kafka topics now; continuing");
+    }
+    let producer =
+        tracing_common::kafka::producer(&config.kafka_brokers, config.kafka_send_timeout)?;
+    let consumer = tracing_common::kafka::consumer(&config.kafka_brokers, kafka::CONSUMER_GROUP)?;
+
+    let mut background = Background::default();
+    background.spawn(kafka::consume(consumer, db.clone(), background.stopping()));
+    background.spawn(kafka::relay(
+        raw_db.clone(),
+        producer.clone(),
+        config.outbox_interval,
+        config.outbox_min_age,
+        background.stopping(),
+    ));
+    let state = AppState {
+        db,
+        raw_db,
+        http: tracing_common::client::http_client(config.http_timeout)?,
+        producer: producer.clone(),
+        user_service_url: config.user_service_url.clone(),
+        inventory_service_url: config.inventory_service_url.clone(),
+        kafka_brokers: config.kafka_brokers.clone(),
+    };
+    Ok(Running::serve(
+        listener,
+        app(state),
+        background,
+        Some(producer),
+    )?)
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {

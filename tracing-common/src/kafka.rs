@@ -170,19 +170,50 @@ pub fn consumer(brokers: &str, group: &str) -> KafkaResult<StreamConsumer> {
         .create()
 }
 
-/// Creates the topics that do not exist yet (brokers may not auto-create).
+/// Creates those of `topics` that do not exist yet (brokers may not
+/// auto-create them); topics that exist are left as they are, so a role
+/// without the right to create topics works once they are provisioned.
+/// Bounded: at most about 10 seconds against a broker that does not answer.
 pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> KafkaResult<()> {
+    let existing = {
+        let brokers = brokers.to_owned();
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::Consumer as _;
+            let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &brokers)
+                .create()?;
+            let metadata = consumer.fetch_metadata(None, std::time::Duration::from_secs(5))?;
+            Ok::<_, KafkaError>(
+                metadata
+                    .topics()
+                    .iter()
+                    .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+                    .map(|t| t.name().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await
+        .unwrap_or_else(|_| Err(KafkaError::Canceled))?
+    };
+    let missing: Vec<NewTopic<'_>> = topics
+        .iter()
+        .filter(|t| !existing.iter().any(|e| e == *t))
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
-        .collect();
-    let options = AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(5)));
-    for result in admin.create_topics(&new, &options).await? {
+    let timeout = Some(std::time::Duration::from_secs(5));
+    let options = AdminOptions::new()
+        .operation_timeout(timeout)
+        .request_timeout(timeout);
+    for result in admin.create_topics(&missing, &options).await? {
         match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Ok(topic) => tracing::info!(%topic, partitions, "created Kafka topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
                 return Err(KafkaError::AdminOp(code))
                     .inspect_err(|_| tracing::error!(%topic, ?code, "cannot create topic"));

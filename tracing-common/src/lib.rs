@@ -10,9 +10,11 @@
 //! - [`db`]: Postgres CLIENT spans (sqlx-otel).
 //! - [`baggage`]: allow-listed baggage keys copied onto every span.
 //! - [`propagation`]: the composite propagator and map carriers (outbox rows).
+//! - [`remote_sampling`]: makes Jaeger's sampling answers parseable by the SDK.
 //! - [`spans`]: recording errors on spans.
 //! - [`logging`]: JSON log lines with `trace_id`/`span_id`.
-//! - [`service`]: env settings, database bootstrap and the shutdown signal.
+//! - [`service`]: env settings, database bootstrap, the shutdown signal, and
+//!   [`service::Running`], which stops HTTP, consumers and producer in order.
 //! - [`testing`]: an in-memory span capture for tests.
 
 pub mod baggage;
@@ -22,6 +24,7 @@ pub mod db;
 pub mod kafka;
 pub mod logging;
 pub mod propagation;
+pub mod remote_sampling;
 pub mod server;
 pub mod service;
 pub mod spans;

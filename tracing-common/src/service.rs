@@ -109,3 +109,97 @@ pub async fn shutdown_signal() {
         () = terminate => tracing::info!("SIGTERM received, shutting down"),
     }
 }
+
+/// Background work of a service (consumers, relays) that stops together.
+pub struct Background {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Default for Background {
+    fn default() -> Self {
+        Self {
+            stop: tokio::sync::watch::channel(false).0,
+            tasks: Vec::new(),
+        }
+    }
+}
+
+impl Background {
+    /// A receiver that changes to `true` when the service stops; loops pass
+    /// it to `select!` next to their work.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    pub fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.push(tokio::spawn(task));
+    }
+}
+
+/// A started service: where it listens, and how to stop it in order.
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    http_stop: tokio::sync::oneshot::Sender<()>,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    background: Background,
+    producer: Option<rdkafka::producer::FutureProducer>,
+}
+
+impl Running {
+    /// Serves `router` on `listener` until [`Running::stop`].
+    pub fn serve(
+        listener: tokio::net::TcpListener,
+        router: axum::Router,
+        background: Background,
+        producer: Option<rdkafka::producer::FutureProducer>,
+    ) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let http = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(Self {
+            addr,
+            http_stop,
+            http,
+            background,
+            producer,
+        })
+    }
+
+    /// `http://addr`, for tests and local wiring.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops in the order that loses nothing: HTTP drains its in-flight
+    /// requests, then consumers and relays finish their current record, then
+    /// the producer flushes what they sent. Spans are the caller's to flush
+    /// (the telemetry guard) after this returns.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.http_stop.send(());
+        let served = match self.http.await {
+            Ok(result) => result,
+            Err(e) => Err(std::io::Error::other(e)),
+        };
+        let _ = self.background.stop.send(true);
+        for task in self.background.tasks {
+            let _ = task.await;
+        }
+        if let Some(producer) = self.producer {
+            let _ = tokio::task::spawn_blocking(move || crate::kafka::flush(&producer)).await;
+        }
+        served
+    }
+
+    /// Runs until SIGTERM or Ctrl-C, then [`Running::stop`]s.
+    pub async fn until_signal(self) -> std::io::Result<()> {
+        shutdown_signal().await;
+        self.stop().await
+    }
+}

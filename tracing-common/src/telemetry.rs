@@ -294,7 +294,10 @@ fn with_counted_batch<E: SpanExporter + 'static>(
     })
 }
 
-fn sampler(config: &TelemetryConfig) -> Result<Sampler, InitError> {
+/// The sampler `config` asks for. Public so a service that builds its own
+/// provider gets the same `OTEL_TRACES_SAMPLER` semantics; the Jaeger remote
+/// sampler polls its endpoint on the Tokio runtime, so call this inside one.
+pub fn sampler(config: &TelemetryConfig) -> Result<Sampler, InitError> {
     let parent_based = |s| Sampler::ParentBased(Box::new(s));
     Ok(match &config.sampler {
         SamplerConfig::AlwaysOn => Sampler::AlwaysOn,
@@ -310,7 +313,7 @@ fn sampler(config: &TelemetryConfig) -> Result<Sampler, InitError> {
                 .map_err(|e| InitError::Sampler(e.to_string()))?;
             let sampler = Sampler::jaeger_remote(
                 opentelemetry_sdk::runtime::Tokio,
-                client,
+                crate::remote_sampling::JaegerSamplingClient::new(client),
                 Sampler::TraceIdRatioBased(remote.initial_sampling_rate),
                 config.service_name.clone(),
             )

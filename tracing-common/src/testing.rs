@@ -140,3 +140,80 @@ pub fn span_id_of(traceparent: &str) -> Option<SpanId> {
 pub fn settle() {
     std::thread::sleep(Duration::from_millis(50));
 }
+
+/// A `DATABASE_URL` for a database of its own (`{prefix}_test_{pid}_{nanos}`)
+/// on the server of `DATABASE_URL` (default the local Postgres); the service
+/// creates it on connect. `scripts/test.sh` drops old ones before each run.
+pub fn fresh_database_url(prefix: &str) -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let base = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let server = base.rsplit_once('/').map_or(base.as_str(), |(s, _)| s);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{server}/{prefix}_test_{}_{nanos}", std::process::id())
+}
+
+/// Every record of `topic` so far, read from the beginning of each of its
+/// partitions without joining a consumer group; waits (bounded by `timeout`)
+/// until at least `at_least` have arrived.
+pub fn records(
+    brokers: &str,
+    topic: &str,
+    at_least: usize,
+    timeout: Duration,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a reader consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .expect("topic metadata");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        assignment
+            .add_partition_offset(topic, partition.id(), rdkafka::Offset::Beginning)
+            .expect("a partition offset");
+    }
+    consumer.assign(&assignment).expect("assign partitions");
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => out.push(message.detach()),
+            Some(Err(_)) | None if out.len() >= at_least => break,
+            Some(Err(_)) | None => {}
+        }
+    }
+    out
+}
+
+/// How many records `topic` holds (sum of the partitions' high watermarks).
+pub fn record_count(brokers: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("a metadata consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .expect("topic metadata");
+    metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions())
+        .map(|p| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(5))
+                .expect("watermarks");
+            high - low
+        })
+        .sum()
+}

@@ -20,6 +20,10 @@ use tracing_common::db::TracedPool;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use anyhow::Context;
+use tracing_common::service::{Background, Running};
+
+use crate::config::Config;
 use crate::error::AppError;
 
 #[derive(Clone)]
@@ -43,15 +47,17 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish.
-pub async fn run(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
+/// Connects to Postgres (migrating) and serves HTTP on `listener`.
+pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
+    let db = connect(&config.database_url)
         .await
+        .context("connecting to the users database")?;
+    Ok(Running::serve(
+        listener,
+        app(AppState { db }),
+        Background::default(),
+        None,
+    )?)
 }
 
 fn valid_id(id: &str) -> bool {
