@@ -36,6 +36,15 @@ else
   pg_answers || { echo "Postgres did not start" >&2; exit 1; }
 fi
 export DATABASE_URL="$PG_URL"
+# Each test makes a database of its own (*_test_<pid>_<nanos>); drop the
+# previous runs' ones so they do not pile up.
+if command -v psql >/dev/null; then
+  stale=$(psql "$PG_URL" -Atc "SELECT datname FROM pg_database WHERE datname ~ '^[a-z]+_test_[0-9]+_[0-9]+$'" 2>/dev/null || true)
+  if [ -n "$stale" ]; then
+    say "dropping $(printf '%s\n' "$stale" | grep -c .) test databases of earlier runs"
+    for db in $stale; do psql "$PG_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
+  fi
+fi
 
 # 2. Test runner.
 if ! command -v cargo-nextest >/dev/null; then

@@ -13,7 +13,8 @@ pub enum AppError {
     /// 404: no product has this id.
     #[error("product not found")]
     ProductNotFound,
-    /// 503: the database could not be reached in time.
+    /// 503 when the database cannot be reached, 500 for any other database
+    /// failure; neither leaks detail.
     #[error("database unavailable: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -27,16 +28,20 @@ impl IntoResponse for AppError {
             }
             AppError::Database(e) => {
                 tracing::error!(error = %e, "database error");
+                let failure = tracing_common::db::Failure::of(e);
+                let (status, code) = failure.status();
                 tracing_common::spans::record_error(
                     &tracing::Span::current(),
-                    "database",
+                    code,
                     &e.to_string(),
                 );
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "database_unavailable",
-                    "the inventory database is unavailable".to_owned(),
-                )
+                let message = match failure {
+                    tracing_common::db::Failure::Unavailable => {
+                        "the inventory database is unavailable"
+                    }
+                    tracing_common::db::Failure::Internal => "internal error",
+                };
+                (status, code, message.to_owned())
             }
         };
         (

@@ -28,7 +28,8 @@ pub enum AppError {
     /// 503: a service this one depends on did not answer in time.
     #[error("{0} is unavailable")]
     DependencyUnavailable(&'static str),
-    /// 503: the orders database could not be reached.
+    /// 503 when the database cannot be reached, 500 for any other database
+    /// failure; neither leaks detail.
     #[error("database unavailable: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -45,17 +46,23 @@ impl IntoResponse for AppError {
             AppError::DependencyUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable")
             }
-            AppError::Database(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+            AppError::Database(e) => tracing_common::db::Failure::of(e).status(),
         };
         let message = match &self {
             AppError::Database(e) => {
                 tracing::error!(error = %e, "database error");
                 tracing_common::spans::record_error(
                     &tracing::Span::current(),
-                    "database",
+                    code,
                     &e.to_string(),
                 );
-                "the orders database is unavailable".to_owned()
+                match tracing_common::db::Failure::of(e) {
+                    tracing_common::db::Failure::Unavailable => {
+                        "the orders database is unavailable"
+                    }
+                    tracing_common::db::Failure::Internal => "internal error",
+                }
+                .to_owned()
             }
             other => other.to_string(),
         };

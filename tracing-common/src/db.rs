@@ -11,3 +11,70 @@ pub use sqlx_otel::{Pool as TracedPool, QueryAnnotateExt, Transaction as TracedT
 pub fn traced_pool(pool: sqlx::PgPool) -> TracedPool<sqlx::Postgres> {
     sqlx_otel::PoolBuilder::from(pool).build()
 }
+
+/// How a failed statement should be answered: the database could not be
+/// reached (503, worth retrying), or something else went wrong (500).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    Unavailable,
+    Internal,
+}
+
+impl Failure {
+    pub fn of(error: &sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Self::Unavailable,
+            // 57P01..57P03: admin shutdown, crash shutdown, cannot connect now;
+            // 53300: too many connections.
+            sqlx::Error::Database(e)
+                if matches!(
+                    e.code().as_deref(),
+                    Some("57P01" | "57P02" | "57P03" | "53300")
+                ) =>
+            {
+                Self::Unavailable
+            }
+            _ => Self::Internal,
+        }
+    }
+
+    /// The HTTP status, the JSON `error` code and the span's `error.type`.
+    pub fn status(self) -> (http::StatusCode, &'static str) {
+        match self {
+            Self::Unavailable => (
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+            ),
+            Self::Internal => (http::StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreachable_databases_are_503_and_other_failures_500() {
+        assert_eq!(
+            Failure::of(&sqlx::Error::PoolTimedOut),
+            Failure::Unavailable
+        );
+        assert_eq!(
+            Failure::of(&sqlx::Error::Io(
+                std::io::ErrorKind::ConnectionRefused.into()
+            )),
+            Failure::Unavailable
+        );
+        assert_eq!(Failure::of(&sqlx::Error::RowNotFound), Failure::Internal);
+        assert_eq!(Failure::Unavailable.status().0.as_u16(), 503);
+        assert_eq!(
+            Failure::Internal.status(),
+            (http::StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
+        );
+    }
+}
