@@ -1,0 +1,387 @@
+//! Reading traces from Jaeger: the v1 JSON of `GET /api/traces/{id}` and the
+//! OTLP JSON of `GET /api/v3/traces/{id}` and `GET /api/v3/traces?query…`,
+//! both into the common model. Parsing is lenient: Jaeger fills fields
+//! inconsistently across versions (short ids, missing times, typed tags),
+//! and a viewer should show what is there rather than refuse it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::model::{Kind, Span, Trace};
+
+/// Lower-case hex of `len` characters, left-padded with zeros (Jaeger trims
+/// leading zeros of 64-bit ids).
+fn id(value: &Value, len: usize) -> String {
+    let s = value.as_str().unwrap_or("").to_ascii_lowercase();
+    if s.len() >= len {
+        s[s.len() - len..].to_owned()
+    } else {
+        format!("{}{s}", "0".repeat(len - s.len()))
+    }
+}
+
+fn number(value: &Value) -> u64 {
+    match value {
+        Value::Number(n) => n.as_u64().unwrap_or(0),
+        // OTLP JSON encodes 64-bit integers as strings.
+        Value::String(s) => s.parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Traces in a v1 response (`{"data": [trace, ...]}`) or a bare v1 trace.
+pub fn parse_v1(body: &Value) -> anyhow::Result<Vec<Trace>> {
+    let traces: Vec<&Value> = match body.get("data") {
+        Some(Value::Array(all)) => all.iter().collect(),
+        Some(Value::Null) | None if body.get("spans").is_some() => vec![body],
+        _ => bail!("not a Jaeger v1 traces response (no \"data\" array)"),
+    };
+    let mut out = Vec::new();
+    for raw in traces {
+        let processes = raw.get("processes").cloned().unwrap_or(Value::Null);
+        let trace_id = id(&raw["traceID"], 32);
+        let mut spans = Vec::new();
+        let mut span_warnings = Vec::new();
+        for span in raw["spans"].as_array().into_iter().flatten() {
+            let span_trace = id(&span["traceID"], 32);
+            let tags: BTreeMap<String, String> = span["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| (scalar(&t["key"]), scalar(&t["value"])))
+                .collect();
+            let mut parent_id = None;
+            let mut links = Vec::new();
+            for reference in span["references"].as_array().into_iter().flatten() {
+                let ref_trace = id(&reference["traceID"], 32);
+                let ref_span = id(&reference["spanID"], 16);
+                if parent_id.is_none()
+                    && reference["refType"] == "CHILD_OF"
+                    && ref_trace == span_trace
+                {
+                    parent_id = Some(ref_span);
+                } else {
+                    links.push((ref_trace, ref_span));
+                }
+            }
+            for warning in span["warnings"].as_array().into_iter().flatten() {
+                span_warnings.push(format!(
+                    "span {}: {}",
+                    scalar(&span["spanID"]),
+                    scalar(warning)
+                ));
+            }
+            let process = span["processID"].as_str().unwrap_or("");
+            let service = processes[process]["serviceName"]
+                .as_str()
+                .or_else(|| span["process"]["serviceName"].as_str())
+                .unwrap_or("unknown_service")
+                .to_owned();
+            let failed = tags.get("error").is_some_and(|v| v == "true")
+                || tags.get("otel.status_code").is_some_and(|v| v == "ERROR");
+            let error = failed.then(|| {
+                tags.get("error.type")
+                    .or_else(|| tags.get("otel.status_description"))
+                    .cloned()
+                    .unwrap_or_else(|| "error".into())
+            });
+            spans.push(Span {
+                trace_id: span_trace,
+                span_id: id(&span["spanID"], 16),
+                parent_id,
+                service,
+                name: scalar(&span["operationName"]),
+                kind: Kind::from_tag(tags.get("span.kind").map_or("", String::as_str)),
+                start_ns: number(&span["startTime"]).saturating_mul(1000),
+                duration_ns: number(&span["duration"]).saturating_mul(1000),
+                error,
+                links,
+                events: span["logs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|log| {
+                        log["fields"]
+                            .as_array()?
+                            .iter()
+                            .find(|f| f["key"] == "event")
+                            .map(|f| scalar(&f["value"]))
+                    })
+                    .collect(),
+                attributes: tags,
+            });
+        }
+        let mut trace = Trace::new(trace_id, spans);
+        trace
+            .warnings
+            .extend(raw["warnings"].as_array().into_iter().flatten().map(scalar));
+        trace.warnings.extend(span_warnings);
+        out.push(trace);
+    }
+    Ok(out)
+}
+
+/// OTLP JSON attribute value (`{"stringValue": ...}`, `{"intValue": "7"}`, ...).
+fn otlp_value(value: &Value) -> String {
+    let Some(object) = value.as_object() else {
+        return scalar(value);
+    };
+    match object.iter().next() {
+        Some((kind, inner)) if kind == "arrayValue" => format!(
+            "[{}]",
+            inner["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(otlp_value)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Some((_, inner)) => scalar(inner),
+        None => String::new(),
+    }
+}
+
+fn otlp_attributes(list: &Value) -> BTreeMap<String, String> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(|kv| (scalar(&kv["key"]), otlp_value(&kv["value"])))
+        .collect()
+}
+
+/// Traces in a v3 response (`{"result": {"resourceSpans": [...]}}`), or a
+/// bare OTLP JSON `{"resourceSpans": [...]}`.
+pub fn parse_v3(body: &Value) -> anyhow::Result<Vec<Trace>> {
+    if let Some(error) = body.get("error") {
+        bail!("Jaeger answered with an error: {error}");
+    }
+    let data = body.get("result").unwrap_or(body);
+    let Some(resource_spans) = data["resourceSpans"].as_array() else {
+        bail!("not an OTLP JSON traces response (no \"resourceSpans\")");
+    };
+    let mut spans = Vec::new();
+    for rs in resource_spans {
+        let resource = otlp_attributes(&rs["resource"]["attributes"]);
+        let service = resource
+            .get("service.name")
+            .cloned()
+            .unwrap_or_else(|| "unknown_service".into());
+        for span in rs["scopeSpans"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|ss| ss["spans"].as_array().into_iter().flatten())
+        {
+            let attributes = otlp_attributes(&span["attributes"]);
+            let parent = id(&span["parentSpanId"], 16);
+            let start = number(&span["startTimeUnixNano"]);
+            let end = number(&span["endTimeUnixNano"]);
+            let error = (number(&span["status"]["code"]) == 2
+                || span["status"]["code"] == "STATUS_CODE_ERROR")
+                .then(|| {
+                    attributes
+                        .get("error.type")
+                        .cloned()
+                        .or_else(|| span["status"]["message"].as_str().map(str::to_owned))
+                        .unwrap_or_else(|| "error".into())
+                });
+            let kind = match &span["kind"] {
+                Value::String(s) => {
+                    Kind::from_tag(&s.trim_start_matches("SPAN_KIND_").to_ascii_lowercase())
+                }
+                other => Kind::from_otlp(number(other) as i64),
+            };
+            spans.push(Span {
+                trace_id: id(&span["traceId"], 32),
+                span_id: id(&span["spanId"], 16),
+                parent_id: (parent.chars().any(|c| c != '0')).then_some(parent),
+                service: service.clone(),
+                name: scalar(&span["name"]),
+                kind,
+                start_ns: start,
+                duration_ns: end.saturating_sub(start),
+                error,
+                links: span["links"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| (id(&l["traceId"], 32), id(&l["spanId"], 16)))
+                    .collect(),
+                events: span["events"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| scalar(&e["name"]))
+                    .collect(),
+                attributes,
+            });
+        }
+    }
+    Ok(Trace::group(spans))
+}
+
+/// Either shape, told apart by its top-level key.
+pub fn parse(body: &Value) -> anyhow::Result<Vec<Trace>> {
+    if body.get("result").is_some() || body.get("resourceSpans").is_some() {
+        parse_v3(body)
+    } else {
+        parse_v1(body)
+    }
+}
+
+/// A client for one Jaeger query endpoint (`http://host:16686`).
+pub struct Jaeger {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Jaeger {
+    pub fn new(base: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+        })
+    }
+
+    async fn get(&self, path_and_query: &str) -> anyhow::Result<Option<Value>> {
+        let url = format!("{}{path_and_query}", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            bail!("GET {url}: {}", response.status());
+        }
+        Ok(Some(
+            response
+                .json()
+                .await
+                .with_context(|| format!("GET {url}: not JSON"))?,
+        ))
+    }
+
+    /// One trace by id, from the v3 API (falling back to v1 for older Jaegers).
+    pub async fn trace(&self, trace_id: &str) -> anyhow::Result<Option<Trace>> {
+        let wanted = trace_id.to_ascii_lowercase();
+        for path in [
+            format!("/api/v3/traces/{wanted}"),
+            format!("/api/traces/{wanted}"),
+        ] {
+            if let Some(body) = self.get(&path).await? {
+                return Ok(parse(&body)?.into_iter().find(|t| t.trace_id == wanted));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Traces of `service` in the last `lookback` lasting at least
+    /// `min_duration`, slowest first.
+    pub async fn slowest(
+        &self,
+        service: &str,
+        min_duration: Duration,
+        lookback: Duration,
+        limit: usize,
+    ) -> anyhow::Result<Vec<Trace>> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let since = now.saturating_sub(lookback);
+        let query = format!(
+            "/api/v3/traces?query.service_name={}&query.start_time_min={}&query.start_time_max={}&query.duration_min={}ms&query.search_depth={}",
+            encode(service),
+            rfc3339(since),
+            rfc3339(now),
+            min_duration.as_millis(),
+            (limit * 5).clamp(20, 1000),
+        );
+        let Some(body) = self.get(&query).await? else {
+            return Ok(Vec::new());
+        };
+        let mut traces = parse(&body)?;
+        traces.retain(|t| t.duration_ns() >= min_duration.as_nanos() as u64);
+        traces.sort_by_key(|t| std::cmp::Reverse(t.duration_ns()));
+        traces.truncate(limit);
+        Ok(traces)
+    }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// `2026-11-23T10:00:00Z`, URL-safe, from a duration since the epoch.
+fn rfc3339(since_epoch: Duration) -> String {
+    let secs = since_epoch.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}%3A{:02}%3A{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_is_correct_for_known_instants() {
+        assert_eq!(rfc3339(Duration::ZERO), "1970-01-01T00%3A00%3A00Z");
+        assert_eq!(
+            rfc3339(Duration::from_secs(1_795_435_200)),
+            "2026-11-23T08%3A00%3A00Z"
+        );
+        assert_eq!(
+            rfc3339(Duration::from_secs(951_782_400)),
+            "2000-02-29T00%3A00%3A00Z"
+        );
+    }
+
+    #[test]
+    fn short_ids_are_padded_and_long_ones_kept() {
+        assert_eq!(id(&Value::from("2"), 16), "0000000000000002");
+        assert_eq!(
+            id(&Value::from("83A9EFD15C1C98A977E0711CC93EE28B"), 32),
+            "83a9efd15c1c98a977e0711cc93ee28b"
+        );
+    }
+}

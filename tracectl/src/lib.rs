@@ -1,0 +1,15 @@
+//! tracectl: the order flow's traces made visible without Jaeger, and checked.
+//!
+//! - [`model`]: one span/trace model for every source, arranged as a tree.
+//! - [`waterfall`]: a trace as a terminal waterfall.
+//! - [`receiver`]: a local OTLP/HTTP receiver keeping spans in memory.
+//! - [`jaeger`]: reading traces from Jaeger's v1 and v3 APIs.
+//! - [`check`]: the trace an order must produce, and a check against it.
+//! - [`stack`]: the four service binaries as child processes.
+
+pub mod check;
+pub mod jaeger;
+pub mod model;
+pub mod receiver;
+pub mod stack;
+pub mod waterfall;

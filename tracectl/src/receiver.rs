@@ -1,0 +1,236 @@
+//! A local OTLP/HTTP trace receiver (`POST /v1/traces`, protobuf), keeping
+//! what it receives in memory so the runner and the end-to-end test can show
+//! and check whole traces without a collector or Jaeger.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use prost::Message;
+
+use crate::model::{Kind, Span, Trace};
+
+/// Everything received so far.
+#[derive(Clone, Default)]
+pub struct Store {
+    spans: Arc<Mutex<Vec<Span>>>,
+    /// Bumped on every export, so waiters wake up.
+    received: Arc<tokio::sync::Notify>,
+}
+
+impl Store {
+    pub fn spans(&self) -> Vec<Span> {
+        self.spans.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn trace(&self, trace_id: &str) -> Trace {
+        let spans = self
+            .spans()
+            .into_iter()
+            .filter(|s| s.trace_id == trace_id)
+            .collect();
+        Trace::new(trace_id.to_owned(), spans)
+    }
+
+    fn push(&self, new: Vec<Span>) {
+        if let Ok(mut spans) = self.spans.lock() {
+            spans.extend(new);
+        }
+        self.received.notify_waiters();
+    }
+
+    /// Waits until `done` holds for the trace, or `timeout` passes; returns
+    /// the trace as it is then.
+    pub async fn wait_for(
+        &self,
+        trace_id: &str,
+        timeout: Duration,
+        done: impl Fn(&Trace) -> bool,
+    ) -> Trace {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.received.notified();
+            let trace = self.trace(trace_id);
+            if done(&trace) || Instant::now() >= deadline {
+                return trace;
+            }
+            let _ =
+                tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), notified)
+                    .await;
+        }
+    }
+
+    /// Waits until no new span of `trace_id` arrived for `quiet` (bounded by
+    /// `timeout`): background hops (Kafka consumers) end after the response.
+    pub async fn wait_quiet(&self, trace_id: &str, quiet: Duration, timeout: Duration) -> Trace {
+        let deadline = Instant::now() + timeout;
+        let mut last = (self.trace(trace_id).spans.len(), Instant::now());
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let count = self.trace(trace_id).spans.len();
+            if count != last.0 {
+                last = (count, Instant::now());
+            }
+            if (count > 0 && last.1.elapsed() >= quiet) || Instant::now() >= deadline {
+                return self.trace(trace_id);
+            }
+        }
+    }
+
+    /// Trace ids in the order their first span arrived.
+    pub fn trace_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = Vec::new();
+        for span in self.spans() {
+            if !ids.contains(&span.trace_id) {
+                ids.push(span.trace_id);
+            }
+        }
+        ids
+    }
+}
+
+/// A receiver listening on `addr` until the runtime stops.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    pub store: Store,
+}
+
+impl Receiver {
+    pub async fn start(addr: &str) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let store = Store::default();
+        let app = axum::Router::new()
+            .route("/v1/traces", post(export))
+            .with_state(store.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self { addr, store })
+    }
+
+    /// The value for `OTEL_EXPORTER_OTLP_ENDPOINT` (with protocol `http/protobuf`).
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+async fn export(State(store): State<Store>, headers: HeaderMap, body: Bytes) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("application/x-protobuf") {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "this receiver accepts OTLP protobuf (OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf)",
+        )
+            .into_response();
+    }
+    match ExportTraceServiceRequest::decode(body) {
+        Ok(request) => {
+            store.push(spans_of(request));
+            (
+                [(header::CONTENT_TYPE, "application/x-protobuf")],
+                ExportTraceServiceResponse::default().encode_to_vec(),
+            )
+                .into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("not an OTLP request: {e}")).into_response(),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn text(value: Option<&AnyValue>) -> String {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(any_value::Value::BytesValue(b)) => hex(b),
+        Some(any_value::Value::ArrayValue(a)) => format!(
+            "[{}]",
+            a.values
+                .iter()
+                .map(|v| text(Some(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn attributes(kvs: &[KeyValue]) -> BTreeMap<String, String> {
+    kvs.iter()
+        .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
+        .collect()
+}
+
+/// The request's spans in the common model; the service is the resource's
+/// `service.name`.
+pub fn spans_of(request: ExportTraceServiceRequest) -> Vec<Span> {
+    let mut out = Vec::new();
+    for resource_spans in request.resource_spans {
+        let resource = resource_spans
+            .resource
+            .map(|r| attributes(&r.attributes))
+            .unwrap_or_default();
+        let service = resource
+            .get("service.name")
+            .cloned()
+            .unwrap_or_else(|| "unknown_service".into());
+        for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
+            let attributes = attributes(&span.attributes);
+            // STATUS_CODE_ERROR = 2
+            let error = span.status.as_ref().filter(|s| s.code == 2).map(|s| {
+                attributes
+                    .get("error.type")
+                    .cloned()
+                    .unwrap_or_else(|| s.message.clone())
+            });
+            out.push(Span {
+                trace_id: hex(&span.trace_id),
+                span_id: hex(&span.span_id),
+                parent_id: (!span.parent_span_id.is_empty()
+                    && span.parent_span_id.iter().any(|b| *b != 0))
+                .then(|| hex(&span.parent_span_id)),
+                service: service.clone(),
+                name: span.name,
+                kind: Kind::from_otlp(i64::from(span.kind)),
+                start_ns: span.start_time_unix_nano,
+                duration_ns: span
+                    .end_time_unix_nano
+                    .saturating_sub(span.start_time_unix_nano),
+                error,
+                links: span
+                    .links
+                    .iter()
+                    .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
+                    .collect(),
+                events: span.events.into_iter().map(|e| e.name).collect(),
+                attributes,
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,341 @@
+//! The four service binaries as child processes, wired to one Postgres
+//! server, one Kafka cluster and one OTLP endpoint, exactly as a user would
+//! run them (environment variables only).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// Ports of the four services.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub gateway: u16,
+    pub users: u16,
+    pub orders: u16,
+    pub inventory: u16,
+}
+
+impl Ports {
+    /// DESIGN.md's defaults, which the README's `curl` uses.
+    pub const DEFAULT: Ports = Ports {
+        gateway: 3000,
+        users: 3001,
+        orders: 3003,
+        inventory: 3004,
+    };
+
+    /// Four ports free on loopback right now (for tests running side by side).
+    pub fn free() -> std::io::Result<Ports> {
+        let mut ports = Vec::new();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            ports.push(listener.local_addr()?.port());
+            held.push(listener);
+        }
+        Ok(Ports {
+            gateway: ports[0],
+            users: ports[1],
+            orders: ports[2],
+            inventory: ports[3],
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Where the service binaries are (`target/debug`).
+    pub bin_dir: PathBuf,
+    /// `postgres://user@host:port`, without a database name.
+    pub postgres: String,
+    /// Database names for user-, order- and inventory-service.
+    pub databases: [String; 3],
+    pub kafka_brokers: String,
+    pub otlp_endpoint: String,
+    pub otlp_protocol: String,
+    pub ports: Ports,
+    /// Each service's output goes to `<log_dir>/<service>.log`.
+    pub log_dir: PathBuf,
+    /// Added to every service's environment (after the defaults above).
+    pub extra_env: Vec<(String, String)>,
+}
+
+pub const SERVICES: [&str; 4] = [
+    "user-service",
+    "inventory-service",
+    "order-service",
+    "api-gateway",
+];
+
+struct Child {
+    name: &'static str,
+    process: tokio::process::Child,
+    port: u16,
+    log: PathBuf,
+}
+
+/// The running services.
+pub struct LocalStack {
+    children: Vec<Child>,
+    pub ports: Ports,
+}
+
+impl StackOptions {
+    /// The environment a service gets: what docker-compose.yml gives it,
+    /// with loopback addresses.
+    pub fn env_for(&self, service: &str) -> Vec<(String, String)> {
+        let p = self.ports;
+        let url = |port: u16| format!("http://127.0.0.1:{port}");
+        let mut env: Vec<(String, String)> = vec![
+            ("OTEL_SERVICE_NAME".into(), service.into()),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+                self.otlp_endpoint.clone(),
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_PROTOCOL".into(),
+                self.otlp_protocol.clone(),
+            ),
+            // Short batches so a trace shows up within a fraction of a second.
+            ("OTEL_BSP_SCHEDULE_DELAY".into(), "200".into()),
+            ("LOG_FORMAT".into(), "json".into()),
+        ];
+        let (port, db) = match service {
+            "user-service" => (p.users, Some(&self.databases[0])),
+            "order-service" => (p.orders, Some(&self.databases[1])),
+            "inventory-service" => (p.inventory, Some(&self.databases[2])),
+            _ => (p.gateway, None),
+        };
+        env.push(("PORT".into(), port.to_string()));
+        if let Some(db) = db {
+            env.push(("DATABASE_URL".into(), format!("{}/{db}", self.postgres)));
+        }
+        if matches!(service, "order-service" | "inventory-service") {
+            env.push(("KAFKA_BROKERS".into(), self.kafka_brokers.clone()));
+        }
+        if matches!(service, "order-service" | "api-gateway") {
+            env.push(("USER_SERVICE_URL".into(), url(p.users)));
+            env.push(("INVENTORY_SERVICE_URL".into(), url(p.inventory)));
+        }
+        if service == "api-gateway" {
+            env.push(("ORDER_SERVICE_URL".into(), url(p.orders)));
+        }
+        env.extend(self.extra_env.iter().cloned());
+        env
+    }
+}
+
+impl LocalStack {
+    /// Starts the four binaries; does not wait for readiness.
+    pub fn start(options: &StackOptions) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&options.log_dir)
+            .with_context(|| format!("creating {}", options.log_dir.display()))?;
+        let mut stack = LocalStack {
+            children: Vec::new(),
+            ports: options.ports,
+        };
+        for name in SERVICES {
+            let binary = options.bin_dir.join(name);
+            if !binary.exists() {
+                bail!(
+                    "{} is missing; build the services first (cargo build --workspace --bins)",
+                    binary.display()
+                );
+            }
+            let log = options.log_dir.join(format!("{name}.log"));
+            let out = std::fs::File::create(&log)?;
+            let process = tokio::process::Command::new(&binary)
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .envs(options.env_for(name))
+                .stdin(Stdio::null())
+                .stdout(out.try_clone()?)
+                .stderr(out)
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("starting {}", binary.display()))?;
+            let port = options
+                .env_for(name)
+                .iter()
+                .find(|(k, _)| k == "PORT")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            stack.children.push(Child {
+                name,
+                process,
+                port,
+                log,
+            });
+        }
+        Ok(stack)
+    }
+
+    pub fn gateway_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.gateway)
+    }
+
+    /// Polls every service's `/readyz` until all answer 200, calling
+    /// `progress` with each service as it becomes ready. Fails early with the
+    /// end of its log when a service exits.
+    pub async fn wait_ready(
+        &mut self,
+        timeout: Duration,
+        mut progress: impl FnMut(&str, Duration),
+    ) -> anyhow::Result<()> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let started = Instant::now();
+        let mut ready = vec![false; self.children.len()];
+        while ready.iter().any(|r| !r) {
+            for (i, child) in self.children.iter_mut().enumerate() {
+                if ready[i] {
+                    continue;
+                }
+                if let Some(status) = child.process.try_wait()? {
+                    bail!(
+                        "{} exited ({status}) before it was ready; its log ({}):\n{}",
+                        child.name,
+                        child.log.display(),
+                        tail(&child.log, 30)
+                    );
+                }
+                let url = format!("http://127.0.0.1:{}/readyz", child.port);
+                if let Ok(r) = client.get(&url).send().await
+                    && r.status().is_success()
+                {
+                    ready[i] = true;
+                    progress(child.name, started.elapsed());
+                }
+            }
+            if started.elapsed() > timeout {
+                let waiting: Vec<&str> = self
+                    .children
+                    .iter()
+                    .zip(&ready)
+                    .filter(|(_, r)| !**r)
+                    .map(|(c, _)| c.name)
+                    .collect();
+                bail!(
+                    "not ready after {timeout:?}: {}; see the logs in {}",
+                    waiting.join(", "),
+                    self.children[0]
+                        .log
+                        .parent()
+                        .map_or(String::new(), |p| p.display().to_string())
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM to every service (gateway first), then waits up to `grace`
+    /// for each before killing it. Returns the names that had to be killed.
+    pub async fn stop(mut self, grace: Duration) -> Vec<&'static str> {
+        let mut killed = Vec::new();
+        for child in self.children.iter_mut().rev() {
+            if let Some(pid) = child.process.id() {
+                let _ = tokio::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .await;
+            }
+        }
+        for child in self.children.iter_mut().rev() {
+            if tokio::time::timeout(grace, child.process.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.process.kill().await;
+                killed.push(child.name);
+            }
+        }
+        killed
+    }
+
+    /// The log file of each service.
+    pub fn logs(&self) -> Vec<(&'static str, &Path)> {
+        self.children
+            .iter()
+            .map(|c| (c.name, c.log.as_path()))
+            .collect()
+    }
+}
+
+/// The last `lines` lines of a file.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The seed's order, verbatim.
+pub const SEED_ORDER: &str = r#"{
+  "userId": "user123",
+  "items": [{"productId": "prod1", "quantity": 2, "price": 25.99},
+            {"productId": "prod2", "quantity": 1, "price": 15.50}],
+  "totalAmount": 67.48 }"#;
+
+/// What the gateway answered to an order.
+#[derive(Debug)]
+pub struct Placed {
+    pub status: u16,
+    pub body: serde_json::Value,
+    /// From the `traceparent` response header.
+    pub trace_id: Option<String>,
+}
+
+/// Posts `body` to the gateway's `/api/orders`.
+pub async fn place_order(gateway: &str, body: &str) -> anyhow::Result<Placed> {
+    let response = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?
+        .post(format!("{gateway}/api/orders"))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .with_context(|| format!("POST {gateway}/api/orders"))?;
+    let status = response.status().as_u16();
+    let trace_id = response
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split('-').nth(1))
+        .map(str::to_owned);
+    let text = response.text().await?;
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    Ok(Placed {
+        status,
+        body,
+        trace_id,
+    })
+}
+
+/// Polls `GET /api/orders/{id}` until it leaves `pending` (bounded).
+pub async fn settled_status(gateway: &str, order_id: &str, timeout: Duration) -> String {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = match client
+            .get(format!("{gateway}/api/orders/{order_id}"))
+            .send()
+            .await
+        {
+            Ok(r) => r
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|b| b["order"]["status"].as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if (!status.is_empty() && status != "pending") || Instant::now() >= deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
