@@ -5,36 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-say() { printf '==> %s\n' "$*"; }
 PG_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 TANSU_VERSION=0.6.0
 BROKER_PORT="${TEST_BROKER_PORT:-19092}"
 export TEST_KAFKA_BROKERS="127.0.0.1:${BROKER_PORT}"
 export PATH="$HOME/.cargo/bin:$PATH"
 
-pg_answers() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
-
-# 1. Postgres: use the one that answers; else start an installed one; else install it.
-if pg_answers; then
-  say "Postgres answers on 127.0.0.1:5432"
-else
-  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
-    say "installing PostgreSQL from Debian packages"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-  fi
-  version=$(ls /etc/postgresql | sort -V | tail -n1)
-  say "starting PostgreSQL $version"
-  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
-  # Trust auth on loopback for the tests' postgres user.
-  hba="/etc/postgresql/$version/main/pg_hba.conf"
-  if ! grep -q "^host all all 127.0.0.1/32 trust" "$hba"; then
-    sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
-    pg_ctlcluster --skip-systemctl-redirect "$version" main reload
-  fi
-  for _ in $(seq 1 30); do pg_answers && break; sleep 1; done
-  pg_answers || { echo "Postgres did not start" >&2; exit 1; }
-fi
+# 1. Postgres.
+source scripts/lib.sh
+ensure_postgres
 export DATABASE_URL="$PG_URL"
 # Each test makes a database of its own (*_test_<pid>_<nanos>); drop the
 # previous runs' ones so they do not pile up.
@@ -67,6 +46,8 @@ trap 'kill $broker_pid 2>/dev/null || true; wait $broker_pid 2>/dev/null || true
 for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/"$BROKER_PORT") 2>/dev/null && break; sleep 0.2; done
 (exec 3<>/dev/tcp/127.0.0.1/"$BROKER_PORT") 2>/dev/null || { cat "$logdir/tansu.log" >&2; echo "tansu did not start" >&2; exit 1; }
 
-# 4. Everything.
+# 4. Everything. The end-to-end test runs the service binaries as processes.
+say "building the service binaries"
+cargo build --workspace --bins
 say "running the test suite"
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -234,6 +234,12 @@ pub fn parse_v3(body: &Value) -> anyhow::Result<Vec<Trace>> {
 
 /// Either shape, told apart by its top-level key.
 pub fn parse(body: &Value) -> anyhow::Result<Vec<Trace>> {
+    if let Some(error) = body.get("error") {
+        bail!("Jaeger answered with an error: {error}");
+    }
+    if let Some(errors) = body.get("errors").filter(|e| !e.is_null()) {
+        bail!("Jaeger answered with errors: {errors}");
+    }
     if body.get("result").is_some() || body.get("resourceSpans").is_some() {
         parse_v3(body)
     } else {
@@ -368,7 +374,7 @@ mod tests {
         assert_eq!(rfc3339(Duration::ZERO), "1970-01-01T00%3A00%3A00Z");
         assert_eq!(
             rfc3339(Duration::from_secs(1_795_435_200)),
-            "2026-11-23T08%3A00%3A00Z"
+            "2026-11-23T12%3A00%3A00Z"
         );
         assert_eq!(
             rfc3339(Duration::from_secs(951_782_400)),

@@ -1,0 +1,203 @@
+//! End to end: the four service binaries as separate processes, a real
+//! Kafka-protocol broker (tansu, started by scripts/test.sh and named by
+//! TEST_KAFKA_BROKERS), the machine's Postgres and an OTLP receiver. The
+//! seed's order must produce exactly the trace of DESIGN.md section 4.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tracectl::check::{ORDER_TRACE, problems};
+use tracectl::model::{Kind, Trace};
+use tracectl::receiver::Receiver;
+use tracectl::stack::{self, LocalStack, Ports, StackOptions};
+
+/// `target/debug`, where `cargo build --workspace --bins` put the services.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_path_buf()
+}
+
+fn postgres_server() -> String {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    url.rsplit_once('/')
+        .map_or(url.clone(), |(s, _)| s.to_owned())
+}
+
+fn only<'a>(trace: &'a Trace, service: &str, name: &str) -> &'a tracectl::model::Span {
+    let found: Vec<_> = trace
+        .spans
+        .iter()
+        .filter(|s| s.service == service && s.name == name)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one {service} {name:?} expected in\n{}",
+        tracectl::waterfall::render(trace)
+    );
+    found[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_order_is_one_trace_across_four_processes_postgres_and_kafka() {
+    let brokers = std::env::var("TEST_KAFKA_BROKERS")
+        .expect("TEST_KAFKA_BROKERS must name a Kafka-protocol broker; scripts/test.sh starts one");
+    let receiver = Receiver::start("127.0.0.1:0").await.unwrap();
+    let run = format!("{}_{}", std::process::id(), {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    });
+    let databases = ["users", "orders", "inventory"].map(|d| format!("{d}_test_{run}"));
+    let options = StackOptions {
+        bin_dir: bin_dir(),
+        postgres: postgres_server(),
+        databases: databases.clone(),
+        kafka_brokers: brokers,
+        otlp_endpoint: receiver.endpoint(),
+        otlp_protocol: "http/protobuf".into(),
+        ports: Ports::free().unwrap(),
+        log_dir: std::env::temp_dir().join(format!("tracectl-e2e-{run}")),
+        extra_env: vec![("RUST_LOG".into(), "info".into())],
+    };
+    let mut services = LocalStack::start(&options).expect("the service binaries start");
+    services
+        .wait_ready(Duration::from_secs(60), |_, _| {})
+        .await
+        .expect("all four services ready");
+    let gateway = services.gateway_url();
+
+    // 1. The seed's order: created, confirmed, and the whole tree in one trace.
+    let placed = stack::place_order(&gateway, stack::SEED_ORDER)
+        .await
+        .unwrap();
+    assert_eq!(placed.status, 201, "{}", placed.body);
+    assert_eq!(placed.body["status"], "pending");
+    let trace_id = placed
+        .trace_id
+        .clone()
+        .expect("traceparent response header");
+    let order_id = placed.body["orderId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        stack::settled_status(&gateway, &order_id, Duration::from_secs(60)).await,
+        "confirmed"
+    );
+    let trace = receiver
+        .store
+        .wait_for(&trace_id, Duration::from_secs(20), |t| {
+            problems(t, ORDER_TRACE).is_empty()
+        })
+        .await;
+    let found = problems(&trace, ORDER_TRACE);
+    assert!(
+        found.is_empty(),
+        "the order's trace differs from DESIGN.md section 4:\n  - {}\n{}",
+        found.join("\n  - "),
+        tracectl::waterfall::render(&trace)
+    );
+    assert_eq!(
+        trace.services(),
+        [
+            "api-gateway",
+            "inventory-service",
+            "order-service",
+            "user-service"
+        ]
+    );
+    let root = only(&trace, "api-gateway", "POST /api/orders");
+    assert_eq!(root.attr("http.response.status_code"), Some("201"));
+    assert_eq!(root.attr("http.route"), Some("/api/orders"));
+    let send = only(&trace, "order-service", "send order-events");
+    assert_eq!(send.attr("messaging.system"), Some("kafka"));
+    assert_eq!(
+        send.attr("messaging.kafka.message.key"),
+        Some(order_id.as_str())
+    );
+    let reserve = only(&trace, "inventory-service", "reserve-stock");
+    assert_eq!(reserve.attr("order.id"), Some(order_id.as_str()));
+    assert_eq!(
+        reserve.attr("user.id"),
+        Some("user123"),
+        "baggage crossed Kafka"
+    );
+    assert!(trace.spans.iter().all(|s| s.error.is_none()));
+    // No span from another trace claims this order.
+    let strays = receiver
+        .store
+        .spans()
+        .into_iter()
+        .filter(|s| s.trace_id != trace_id && s.attr("order.id") == Some(order_id.as_str()))
+        .count();
+    assert_eq!(strays, 0, "every span of the order is in its one trace");
+
+    // 2. prod3 is out of stock: 409 at once, the check says why, nothing written.
+    let out_of_stock = r#"{"userId":"user123","items":[{"productId":"prod3","quantity":1,"price":10.00}],"totalAmount":10.00}"#;
+    let refused = stack::place_order(&gateway, out_of_stock).await.unwrap();
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert_eq!(refused.body["error"], "insufficient_stock");
+    let refused_trace = receiver
+        .store
+        .wait_quiet(
+            refused.trace_id.as_deref().unwrap(),
+            Duration::from_millis(800),
+            Duration::from_secs(10),
+        )
+        .await;
+    let check = only(&refused_trace, "order-service", "check-inventory");
+    assert_eq!(check.error.as_deref(), Some("insufficient_stock"));
+    assert!(
+        !refused_trace
+            .spans
+            .iter()
+            .any(|s| s.name == "create-order-db" || s.name.starts_with("INSERT")),
+        "nothing written for a refused order"
+    );
+    let orders_db = format!("{}/{}", postgres_server(), databases[1]);
+    let pool = sqlx::PgPool::connect(&orders_db).await.unwrap();
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(orders, 1, "only the seed's order is in the orders database");
+    pool.close().await;
+
+    // 3. A user lookup: gateway -> user-service -> Postgres, with the event.
+    let response = reqwest::get(format!("{gateway}/api/users/user123"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let lookup_id = response.headers()["traceparent"]
+        .to_str()
+        .unwrap()
+        .split('-')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let lookup = receiver
+        .store
+        .wait_for(&lookup_id, Duration::from_secs(10), |t| t.spans.len() >= 4)
+        .await;
+    let edge = only(&lookup, "api-gateway", "GET /api/users/{id}");
+    assert!(edge.parent_id.is_none());
+    let client = only(&lookup, "api-gateway", "GET");
+    assert_eq!(client.kind, Kind::Client);
+    assert_eq!(client.parent_id.as_deref(), Some(edge.span_id.as_str()));
+    let server = only(&lookup, "user-service", "GET /users/{id}");
+    assert_eq!(server.parent_id.as_deref(), Some(client.span_id.as_str()));
+    assert!(server.events.iter().any(|e| e == "user_retrieved"));
+    let db = only(&lookup, "user-service", "SELECT users");
+    assert_eq!(db.parent_id.as_deref(), Some(server.span_id.as_str()));
+    assert_eq!(db.attr("db.system.name"), Some("postgresql"));
+
+    let killed = services.stop(Duration::from_secs(15)).await;
+    assert!(
+        killed.is_empty(),
+        "stopped on SIGTERM: {killed:?} had to be killed"
+    );
+}
