@@ -173,7 +173,35 @@ fn responses_that_are_not_traces_are_clear_errors() {
 async fn fake_jaeger() -> String {
     let v3 = fixture("api-v3-get-trace.json");
     let v1 = fixture("api-traces-response.json");
+    let found = fixture("api-v3-find-traces.json");
     let app = axum::Router::new()
+        .route(
+            "/api/v3/traces",
+            get(
+                move |axum::extract::Query(q): axum::extract::Query<
+                    std::collections::HashMap<String, String>,
+                >| {
+                    let found = found.clone();
+                    async move {
+                        // Jaeger requires these; a request without them is a client bug.
+                        let complete = [
+                            "query.service_name",
+                            "query.start_time_min",
+                            "query.start_time_max",
+                        ]
+                        .iter()
+                        .all(|k| q.contains_key(*k));
+                        if complete && q["query.service_name"] == "foobar-service" {
+                            Ok(axum::Json(found))
+                        } else if complete {
+                            Err(StatusCode::NOT_FOUND)
+                        } else {
+                            Err(StatusCode::BAD_REQUEST)
+                        }
+                    }
+                },
+            ),
+        )
         .route(
             "/api/v3/traces/{id}",
             get(move |Path(id): Path<String>| {
@@ -233,5 +261,36 @@ async fn traces_are_fetched_by_id_from_v3_falling_back_to_v1() {
         down.trace("00000000000000000000000000000001")
             .await
             .is_err()
+    );
+}
+
+#[tokio::test]
+async fn slowest_queries_the_v3_search_and_filters_by_duration() {
+    let jaeger = Jaeger::new(&fake_jaeger().await).unwrap();
+    let day = std::time::Duration::from_secs(86_400);
+    let all = jaeger
+        .slowest("foobar-service", std::time::Duration::ZERO, day, 10)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].trace_id, "00000000000000000000000000000001");
+    // The fixture's span has no times: it is never "at least 1 ms".
+    let slow = jaeger
+        .slowest(
+            "foobar-service",
+            std::time::Duration::from_millis(1),
+            day,
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(slow.is_empty());
+    let none = jaeger
+        .slowest("other", std::time::Duration::ZERO, day, 10)
+        .await
+        .unwrap();
+    assert!(
+        none.is_empty(),
+        "Jaeger's 404 for no traces is an empty list"
     );
 }
