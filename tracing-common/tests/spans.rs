@@ -16,7 +16,8 @@ use tracing_common::server::{IncomingBaggage, IncomingTrace, ServerTracingLayer,
 use tracing_common::testing::{attr_str, capture, is_child_of, only, span_id_of, trace_id_of};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+// Each test uses a trace id of its own: tests of one binary share the
+// in-memory exporter when run in one process (`cargo test`).
 
 fn app(policy: TrustPolicy) -> Router {
     Router::new()
@@ -45,16 +46,17 @@ fn response_trace(response: &http::Response<Body>) -> TraceId {
 
 #[tokio::test]
 async fn server_span_continues_the_callers_trace_with_route_name_and_http_attributes() {
+    let parent = format!("00-4bf92f3577b34da6a3ce929d0e0e4701-00f067aa0ba902b7-01");
     let capture = capture();
     let response = call(
         TrustPolicy::INTERNAL,
         "/users/user123?email=a@b.c",
-        &[("traceparent", PARENT)],
+        &[("traceparent", parent.as_str())],
     )
     .await;
     assert_eq!(response.status(), StatusCode::OK);
     let trace_id = response_trace(&response);
-    assert_eq!(trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4701");
 
     let spans = capture.trace(trace_id);
     let server = only(&spans, "GET /users/{id}");
@@ -121,10 +123,11 @@ async fn server_errors_mark_the_span_and_client_errors_do_not() {
 
 #[tokio::test]
 async fn health_routes_added_after_the_layer_are_not_traced() {
+    let parent = format!("00-4bf92f3577b34da6a3ce929d0e0e4703-00f067aa0ba902b7-01");
     let response = call(
         TrustPolicy::INTERNAL,
         "/healthz",
-        &[("traceparent", PARENT)],
+        &[("traceparent", parent.as_str())],
     )
     .await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -135,12 +138,12 @@ async fn health_routes_added_after_the_layer_are_not_traced() {
 async fn malformed_traceparent_starts_a_new_root_instead_of_a_wrong_parent() {
     let capture = capture();
     let bad = [
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", // missing flags
+        "00-4bf92f3577b34da6a3ce929d0e0e4704-00f067aa0ba902b7", // missing flags
         "00-00000000000000000000000000000000-00f067aa0ba902b7-01", // zero trace id
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", // zero span id
+        "00-4bf92f3577b34da6a3ce929d0e0e4704-0000000000000000-01", // zero span id
         "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01", // upper case
-        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", // forbidden version
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra", // v00 with extra field
+        "ff-4bf92f3577b34da6a3ce929d0e0e4704-00f067aa0ba902b7-01", // forbidden version
+        "00-4bf92f3577b34da6a3ce929d0e0e4704-00f067aa0ba902b7-01-extra", // v00 with extra field
         "00-xyz-00f067aa0ba902b7-01",
         "",
     ];
@@ -154,7 +157,7 @@ async fn malformed_traceparent_starts_a_new_root_instead_of_a_wrong_parent() {
         let trace_id = response_trace(&response);
         assert_ne!(
             trace_id.to_string(),
-            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "4bf92f3577b34da6a3ce929d0e0e4704",
             "{header}"
         );
         let spans = capture.trace(trace_id);
@@ -166,7 +169,7 @@ async fn malformed_traceparent_starts_a_new_root_instead_of_a_wrong_parent() {
         );
     }
     let huge = format!(
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01{}",
+        "00-4bf92f3577b34da6a3ce929d0e0e4704-00f067aa0ba902b7-01{}",
         "0".repeat(10_000)
     );
     let response = call(
@@ -177,23 +180,24 @@ async fn malformed_traceparent_starts_a_new_root_instead_of_a_wrong_parent() {
     .await;
     assert_ne!(
         response_trace(&response).to_string(),
-        "4bf92f3577b34da6a3ce929d0e0e4736"
+        "4bf92f3577b34da6a3ce929d0e0e4704"
     );
 }
 
 #[tokio::test]
 async fn future_traceparent_versions_and_bad_tracestate_keep_the_parent() {
+    let parent = format!("00-4bf92f3577b34da6a3ce929d0e0e4705-00f067aa0ba902b7-01");
     let capture = capture();
     // W3C: a higher version is parsed as far as version 00 goes.
-    let future = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-holds";
+    let future = "cc-4bf92f3577b34da6a3ce929d0e0e4705-00f067aa0ba902b7-01-what-the-future-holds";
     let oversized_state = (0..40)
         .map(|i| format!("k{i}=v{i}"))
         .collect::<Vec<_>>()
         .join(",");
     for (tp, ts) in [
         (future, "a=1"),
-        (PARENT, oversized_state.as_str()),
-        (PARENT, "not a list entry"),
+        (parent.as_str(), oversized_state.as_str()),
+        (parent.as_str(), "not a list entry"),
     ] {
         let response = call(
             TrustPolicy::INTERNAL,
@@ -204,7 +208,7 @@ async fn future_traceparent_versions_and_bad_tracestate_keep_the_parent() {
         let trace_id = response_trace(&response);
         assert_eq!(
             trace_id.to_string(),
-            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "4bf92f3577b34da6a3ce929d0e0e4705",
             "{tp} / {ts}"
         );
         let spans = capture.trace(trace_id);
@@ -229,13 +233,14 @@ async fn future_traceparent_versions_and_bad_tracestate_keep_the_parent() {
 
 #[tokio::test]
 async fn allow_listed_baggage_becomes_span_attributes_and_other_keys_do_not() {
+    let parent = format!("00-4bf92f3577b34da6a3ce929d0e0e4706-00f067aa0ba902b7-01");
     let capture = capture();
     let long = "x".repeat(baggage::MAX_VALUE_LEN + 1);
     let header = format!("user.id=user123,order.id={long},session=secret");
     let response = call(
         TrustPolicy::INTERNAL,
         "/users/u1",
-        &[("traceparent", PARENT), ("baggage", &header)],
+        &[("traceparent", parent.as_str()), ("baggage", &header)],
     )
     .await;
     let spans = capture.trace(response_trace(&response));
@@ -258,15 +263,19 @@ async fn allow_listed_baggage_becomes_span_attributes_and_other_keys_do_not() {
 
 #[tokio::test]
 async fn edge_policy_drops_incoming_baggage_but_continues_the_trace() {
+    let parent = format!("00-4bf92f3577b34da6a3ce929d0e0e4707-00f067aa0ba902b7-01");
     let capture = capture();
     let response = call(
         TrustPolicy::EDGE,
         "/users/u1",
-        &[("traceparent", PARENT), ("baggage", "user.id=forged")],
+        &[
+            ("traceparent", parent.as_str()),
+            ("baggage", "user.id=forged"),
+        ],
     )
     .await;
     let trace_id = response_trace(&response);
-    assert_eq!(trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4707");
     let spans = capture.trace(trace_id);
     let server = spans
         .iter()
@@ -278,21 +287,22 @@ async fn edge_policy_drops_incoming_baggage_but_continues_the_trace() {
 
 #[tokio::test]
 async fn new_root_policy_starts_a_fresh_trace_linked_to_the_caller() {
+    let parent = format!("00-4bf92f3577b34da6a3ce929d0e0e4708-00f067aa0ba902b7-01");
     let capture = capture();
     let policy = TrustPolicy {
         trace: IncomingTrace::NewRootWithLink,
         baggage: IncomingBaggage::Drop,
     };
-    let response = call(policy, "/users/u1", &[("traceparent", PARENT)]).await;
+    let response = call(policy, "/users/u1", &[("traceparent", parent.as_str())]).await;
     let trace_id = response_trace(&response);
-    assert_ne!(trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_ne!(trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4708");
     let spans = capture.trace(trace_id);
     let server = only(&spans, "GET /users/{id}");
     assert_eq!(server.parent_span_id, opentelemetry::trace::SpanId::INVALID);
     let link = server.links.iter().next().expect("a link to the caller");
     assert_eq!(
         link.span_context.trace_id().to_string(),
-        "4bf92f3577b34da6a3ce929d0e0e4736"
+        "4bf92f3577b34da6a3ce929d0e0e4708"
     );
     assert_eq!(link.span_context.span_id().to_string(), "00f067aa0ba902b7");
 }
