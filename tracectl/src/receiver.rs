@@ -1,6 +1,7 @@
-//! A local OTLP/HTTP trace receiver (`POST /v1/traces`, protobuf), keeping
-//! what it receives in memory so the runner and the end-to-end test can show
-//! and check whole traces without a collector or Jaeger.
+//! A local OTLP trace receiver, over HTTP (`POST /v1/traces`, protobuf) and
+//! gRPC (`TraceService/Export`) on the same port, keeping what it receives in
+//! memory so the runner and the tests can show and check whole traces without
+//! a collector or Jaeger.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,6 +13,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -118,14 +122,19 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let store = Store::default();
+        let grpc = TraceServiceServer::new(GrpcExport(store.clone()));
         let app = axum::Router::new()
             .route("/v1/traces", post(export))
+            .route_service(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                grpc,
+            )
             .with_state(store.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(Self { addr, store })
     }
 
-    /// The value for `OTEL_EXPORTER_OTLP_ENDPOINT` (with protocol `http/protobuf`).
+    /// The value for `OTEL_EXPORTER_OTLP_ENDPOINT`, with either protocol.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -153,6 +162,19 @@ async fn export(State(store): State<Store>, headers: HeaderMap, body: Bytes) -> 
                 .into_response()
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("not an OTLP request: {e}")).into_response(),
+    }
+}
+
+struct GrpcExport(Store);
+
+#[tonic::async_trait]
+impl TraceService for GrpcExport {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0.push(spans_of(request.into_inner()));
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
 

@@ -46,7 +46,7 @@ fn response_trace(response: &http::Response<Body>) -> TraceId {
 
 #[tokio::test]
 async fn server_span_continues_the_callers_trace_with_route_name_and_http_attributes() {
-    let parent = format!("00-4bf92f3577b34da6a3ce929d0e0e4701-00f067aa0ba902b7-01");
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4701-00f067aa0ba902b7-01".to_owned();
     let capture = capture();
     let response = call(
         TrustPolicy::INTERNAL,
@@ -123,7 +123,7 @@ async fn server_errors_mark_the_span_and_client_errors_do_not() {
 
 #[tokio::test]
 async fn health_routes_added_after_the_layer_are_not_traced() {
-    let parent = format!("00-4bf92f3577b34da6a3ce929d0e0e4703-00f067aa0ba902b7-01");
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4703-00f067aa0ba902b7-01".to_owned();
     let response = call(
         TrustPolicy::INTERNAL,
         "/healthz",
@@ -186,7 +186,7 @@ async fn malformed_traceparent_starts_a_new_root_instead_of_a_wrong_parent() {
 
 #[tokio::test]
 async fn future_traceparent_versions_and_bad_tracestate_keep_the_parent() {
-    let parent = format!("00-4bf92f3577b34da6a3ce929d0e0e4705-00f067aa0ba902b7-01");
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4705-00f067aa0ba902b7-01".to_owned();
     let capture = capture();
     // W3C: a higher version is parsed as far as version 00 goes.
     let future = "cc-4bf92f3577b34da6a3ce929d0e0e4705-00f067aa0ba902b7-01-what-the-future-holds";
@@ -233,7 +233,7 @@ async fn future_traceparent_versions_and_bad_tracestate_keep_the_parent() {
 
 #[tokio::test]
 async fn allow_listed_baggage_becomes_span_attributes_and_other_keys_do_not() {
-    let parent = format!("00-4bf92f3577b34da6a3ce929d0e0e4706-00f067aa0ba902b7-01");
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4706-00f067aa0ba902b7-01".to_owned();
     let capture = capture();
     let long = "x".repeat(baggage::MAX_VALUE_LEN + 1);
     let header = format!("user.id=user123,order.id={long},session=secret");
@@ -263,7 +263,7 @@ async fn allow_listed_baggage_becomes_span_attributes_and_other_keys_do_not() {
 
 #[tokio::test]
 async fn edge_policy_drops_incoming_baggage_but_continues_the_trace() {
-    let parent = format!("00-4bf92f3577b34da6a3ce929d0e0e4707-00f067aa0ba902b7-01");
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4707-00f067aa0ba902b7-01".to_owned();
     let capture = capture();
     let response = call(
         TrustPolicy::EDGE,
@@ -287,7 +287,7 @@ async fn edge_policy_drops_incoming_baggage_but_continues_the_trace() {
 
 #[tokio::test]
 async fn new_root_policy_starts_a_fresh_trace_linked_to_the_caller() {
-    let parent = format!("00-4bf92f3577b34da6a3ce929d0e0e4708-00f067aa0ba902b7-01");
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4708-00f067aa0ba902b7-01".to_owned();
     let capture = capture();
     let policy = TrustPolicy {
         trace: IncomingTrace::NewRootWithLink,
