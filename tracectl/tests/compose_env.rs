@@ -14,7 +14,6 @@ use std::time::Duration;
 use axum::extract::Query;
 use axum::routing::get;
 use serde_json::{Value, json};
-use tracectl::check::{ORDER_TRACE, problems};
 use tracectl::receiver::Receiver;
 use tracectl::stack;
 
@@ -224,28 +223,13 @@ async fn the_services_wired_exactly_as_docker_compose_wires_them_serve_the_seed_
     }
 
     let gateway = format!("http://127.0.0.1:{}", ports["api-gateway"]);
-    let placed = stack::place_order(&gateway, stack::SEED_ORDER)
+    let run = stack::seed_order(&gateway, &receiver.store, Duration::from_secs(60))
         .await
         .unwrap();
-    assert_eq!(placed.status, 201, "{}", placed.body);
-    let order_id = placed.body["orderId"].as_str().unwrap().to_owned();
-    assert_eq!(
-        stack::settled_status(&gateway, &order_id, Duration::from_secs(60)).await,
-        "confirmed"
-    );
-    let trace_id = placed.trace_id.unwrap();
-    let trace = receiver
-        .store
-        .wait_for(&trace_id, Duration::from_secs(20), |t| {
-            problems(t, ORDER_TRACE).is_empty()
-        })
-        .await;
-    let found = problems(&trace, ORDER_TRACE);
     assert!(
-        found.is_empty(),
-        "exported over OTLP gRPC as compose configures it, the trace differs:\n  - {}\n{}",
-        found.join("\n  - "),
-        tracectl::waterfall::render(&trace)
+        run.placed.status == 201 && run.status == "confirmed" && run.problems.is_empty(),
+        "with the compose environment (spans over OTLP gRPC), the seed's order differs: {}",
+        run.report()
     );
     drop(children);
 }

@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tracectl::check::{ORDER_TRACE, problems};
 use tracectl::model::{Kind, Trace};
 use tracectl::receiver::Receiver;
 use tracectl::stack::{self, LocalStack, Ports, StackOptions};
@@ -74,33 +73,17 @@ async fn the_seed_order_is_one_trace_across_four_processes_postgres_and_kafka() 
     let gateway = services.gateway_url();
 
     // 1. The seed's order: created, confirmed, and the whole tree in one trace.
-    let placed = stack::place_order(&gateway, stack::SEED_ORDER)
+    let run = stack::seed_order(&gateway, &receiver.store, Duration::from_secs(60))
         .await
         .unwrap();
-    assert_eq!(placed.status, 201, "{}", placed.body);
-    assert_eq!(placed.body["status"], "pending");
-    let trace_id = placed
-        .trace_id
-        .clone()
-        .expect("traceparent response header");
-    let order_id = placed.body["orderId"].as_str().unwrap().to_owned();
-    assert_eq!(
-        stack::settled_status(&gateway, &order_id, Duration::from_secs(60)).await,
-        "confirmed"
-    );
-    let trace = receiver
-        .store
-        .wait_for(&trace_id, Duration::from_secs(20), |t| {
-            problems(t, ORDER_TRACE).is_empty()
-        })
-        .await;
-    let found = problems(&trace, ORDER_TRACE);
     assert!(
-        found.is_empty(),
-        "the order's trace differs from DESIGN.md section 4:\n  - {}\n{}",
-        found.join("\n  - "),
-        tracectl::waterfall::render(&trace)
+        run.placed.status == 201 && run.status == "confirmed" && run.problems.is_empty(),
+        "the seed's order differs from DESIGN.md section 4: {}",
+        run.report()
     );
+    assert_eq!(run.placed.body["status"], "pending");
+    let (trace, order_id) = (&run.trace, &run.order_id);
+    let trace_id = trace.trace_id.clone();
     assert_eq!(
         trace.services(),
         [
@@ -110,16 +93,16 @@ async fn the_seed_order_is_one_trace_across_four_processes_postgres_and_kafka() 
             "user-service"
         ]
     );
-    let root = only(&trace, "api-gateway", "POST /api/orders");
+    let root = only(trace, "api-gateway", "POST /api/orders");
     assert_eq!(root.attr("http.response.status_code"), Some("201"));
     assert_eq!(root.attr("http.route"), Some("/api/orders"));
-    let send = only(&trace, "order-service", "send order-events");
+    let send = only(trace, "order-service", "send order-events");
     assert_eq!(send.attr("messaging.system"), Some("kafka"));
     assert_eq!(
         send.attr("messaging.kafka.message.key"),
         Some(order_id.as_str())
     );
-    let reserve = only(&trace, "inventory-service", "reserve-stock");
+    let reserve = only(trace, "inventory-service", "reserve-stock");
     assert_eq!(reserve.attr("order.id"), Some(order_id.as_str()));
     assert_eq!(
         reserve.attr("user.id"),
