@@ -6,7 +6,9 @@
 //! - [`jaeger`]: reading traces from Jaeger's v1 and v3 APIs.
 //! - [`check`]: the trace an order must produce, and a check against it.
 //! - [`stack`]: the four service binaries as child processes.
+//! - [`bench`]: load, latency percentiles and the tracing-cost report.
 
+pub mod bench;
 pub mod check;
 pub mod jaeger;
 pub mod model;

@@ -59,6 +59,26 @@ enum Command {
         #[arg(long, env = "JAEGER_URL", default_value = "http://127.0.0.1:16686")]
         jaeger: String,
     },
+    /// Measure what tracing costs: the same load in each telemetry mode
+    /// (off, 100%, 10%, 100% with the endpoint down), side by side.
+    Bench {
+        /// Requests per route per mode.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(
+            long,
+            env = "POSTGRES_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432"
+        )]
+        postgres: String,
+        /// Where the report goes (Markdown).
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
+        #[arg(long, default_value = "target/bench-logs")]
+        log_dir: PathBuf,
+    },
     /// Post the seed's order to a running gateway, wait for its trace in
     /// Jaeger and check every service edge of the order flow.
     Verify {
@@ -123,6 +143,13 @@ async fn main() -> anyhow::Result<()> {
             jaeger,
             timeout,
         } => verify(&gateway, &jaeger, Duration::from_secs(timeout)).await,
+        Command::Bench {
+            requests,
+            concurrency,
+            postgres,
+            out,
+            log_dir,
+        } => bench(requests, concurrency, postgres, out, log_dir).await,
     }
 }
 
@@ -328,5 +355,190 @@ async fn verify(gateway: &str, jaeger: &str, timeout: Duration) -> anyhow::Resul
     bail!(
         "trace {trace_id} is incomplete after {timeout:?}:\n  - {}",
         last.join("\n  - ")
+    )
+}
+
+async fn bench(
+    requests: usize,
+    concurrency: usize,
+    postgres: String,
+    out: PathBuf,
+    log_dir: PathBuf,
+) -> anyhow::Result<()> {
+    use tracectl::bench::{self, Mode, ModeResult};
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .context("the binary's directory")?
+        .to_path_buf();
+    if !bin_dir.ends_with("release") {
+        println!(
+            "    note: {} is not a release build; figures will not mean much",
+            bin_dir.display()
+        );
+    }
+    let mut _mock = None;
+    let kafka_brokers = match std::env::var("KAFKA_BROKERS") {
+        Ok(b) if !b.trim().is_empty() => b,
+        _ => {
+            let cluster = rdkafka::mocking::MockCluster::new(1)?;
+            for topic in ["order-events", "inventory-events"] {
+                cluster.create_topic(topic, 3, 1)?;
+            }
+            let b = cluster.bootstrap_servers();
+            _mock = Some(cluster);
+            b
+        }
+    };
+    let receiver = Receiver::start("127.0.0.1:0").await?;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        format!("http://{}", l.local_addr()?)
+    };
+    let mut results: Vec<ModeResult> = Vec::new();
+    for mode in Mode::ALL {
+        step(&format!("mode: {}", mode.label()));
+        let mode_logs = log_dir.join(mode.label().replace([' ', '%', ','], "_"));
+        let options = StackOptions {
+            bin_dir: bin_dir.clone(),
+            postgres: postgres.clone(),
+            databases: [
+                "bench_users".into(),
+                "bench_orders".into(),
+                "bench_inventory".into(),
+            ],
+            kafka_brokers: kafka_brokers.clone(),
+            otlp_endpoint: receiver.endpoint(),
+            otlp_protocol: "http/protobuf".into(),
+            ports: Ports::free()?,
+            log_dir: mode_logs.clone(),
+            extra_env: {
+                let mut env = mode.env(&receiver.endpoint(), &closed);
+                env.push((
+                    "RUST_LOG".into(),
+                    "warn,tracing_common::telemetry=info".into(),
+                ));
+                // The SDK's default batch delay; the runner's 200 ms is for demos.
+                env.push(("OTEL_BSP_SCHEDULE_DELAY".into(), "5000".into()));
+                env
+            },
+        };
+        let mut services = LocalStack::start(&options)?;
+        if let Err(e) = services
+            .wait_ready(Duration::from_secs(90), |_, _| {})
+            .await
+        {
+            services.stop(Duration::from_secs(5)).await;
+            return Err(e);
+        }
+        let gateway = services.gateway_url();
+        let received_before = bench::received(&receiver.store);
+        // Warm-up: connections, pools, caches.
+        bench::drive(
+            &gateway,
+            "warm-up",
+            200,
+            concurrency,
+            bench::order_request,
+            |_| {},
+        )
+        .await?;
+        bench::drive(
+            &gateway,
+            "warm-up",
+            200,
+            concurrency,
+            bench::user_request,
+            |_| {},
+        )
+        .await?;
+        let pids = services.pids();
+        let after_warmup: Vec<_> = pids
+            .iter()
+            .map(|(name, pid)| (*name, bench::memory_kb(*pid).unwrap_or_default()))
+            .collect();
+        let mut routes = Vec::new();
+        for (route, make) in [
+            (
+                "POST /api/orders",
+                bench::order_request as fn(usize) -> bench::Request,
+            ),
+            ("GET /api/users/{id}", bench::user_request),
+        ] {
+            let total = requests;
+            let r = bench::drive(&gateway, route, requests, concurrency, make, move |done| {
+                println!("    {route}: {done}/{total}");
+            })
+            .await?;
+            println!(
+                "    {route}: {} requests, {} failed, {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms",
+                r.requests,
+                r.failures,
+                r.throughput(),
+                r.percentile(50.0).as_secs_f64() * 1e3,
+                r.percentile(99.0).as_secs_f64() * 1e3
+            );
+            routes.push(r);
+        }
+        let memory = pids
+            .iter()
+            .zip(&after_warmup)
+            .map(|((name, pid), (_, (start, _)))| {
+                let (end, peak) = bench::memory_kb(*pid).unwrap_or_default();
+                (*name, *start, end, peak)
+            })
+            .collect();
+        let logs: Vec<(&'static str, PathBuf)> = services
+            .logs()
+            .into_iter()
+            .map(|(n, p)| (n, p.to_path_buf()))
+            .collect();
+        services.stop(Duration::from_secs(15)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let exported = logs
+            .iter()
+            .map(|(name, path)| {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                (*name, bench::exported_from_log(&text).unwrap_or_default())
+            })
+            .collect();
+        results.push(ModeResult {
+            mode,
+            routes,
+            memory,
+            exported,
+            received: bench::received(&receiver.store) - received_before,
+        });
+    }
+    let machine = machine_description();
+    let command = format!("scripts/bench.sh --requests {requests} --concurrency {concurrency}");
+    let text = bench::report(&results, &machine, &command);
+    std::fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;
+    println!("\n{text}");
+    step(&format!("written to {}", out.display()));
+    Ok(())
+}
+
+fn machine_description() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024 / 1024);
+    format!(
+        "{cpu}, {cores} cores, {mem_gib} GiB; services, load generator, Kafka mock and Postgres on the same machine"
     )
 }

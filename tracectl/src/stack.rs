@@ -256,6 +256,14 @@ impl LocalStack {
         killed
     }
 
+    /// The process id of each service.
+    pub fn pids(&self) -> Vec<(&'static str, u32)> {
+        self.children
+            .iter()
+            .filter_map(|c| c.process.id().map(|pid| (c.name, pid)))
+            .collect()
+    }
+
     /// The log file of each service.
     pub fn logs(&self) -> Vec<(&'static str, &Path)> {
         self.children

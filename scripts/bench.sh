@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# What tracing costs this stack: builds in release mode, then `tracectl bench`
+# starts the services (with an embedded Kafka-protocol cluster unless
+# KAFKA_BROKERS is set, and an OTLP receiver) once per telemetry mode, drives
+# the same load through the gateway, and writes BENCHMARKS.md.
+# Usage: scripts/bench.sh [--requests N] [--concurrency C]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+source scripts/lib.sh
+
+ensure_postgres
+say "building in release mode (first time: several minutes)"
+cargo build --release --workspace --bins
+exec target/release/tracectl bench "$@"
