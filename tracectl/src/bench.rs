@@ -235,6 +235,8 @@ pub fn exported_from_log(log: &str) -> Option<Exported> {
 #[derive(Debug, Clone)]
 pub struct ModeResult {
     pub mode: Mode,
+    /// The mode's label; the repeat of tracing off is told apart.
+    pub label: String,
     pub routes: Vec<RouteResult>,
     /// Per service: RSS after warm-up, RSS at the end, peak (kB).
     pub memory: Vec<(&'static str, u64, u64, u64)>,
@@ -253,6 +255,8 @@ pub fn report(results: &[ModeResult], machine: &str, command: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Benchmarks: what tracing costs this stack\n");
     let _ = writeln!(out, "Machine: {machine}\n\nRerun: `{command}`\n");
+    // The first tracing-off run is the baseline; a repeat at the end shows
+    // how much the machine drifted over the invocation.
     let base = results.iter().find(|r| r.mode == Mode::Off);
     let routes: Vec<&'static str> = results
         .first()
@@ -282,7 +286,7 @@ pub fn report(results: &[ModeResult], machine: &str, command: &str) -> String {
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {:.0} | {} | {} | {} | {thr} | {p99} |",
-                result.mode.label(),
+                result.label,
                 r.requests,
                 r.failures,
                 r.throughput(),
@@ -304,7 +308,7 @@ pub fn report(results: &[ModeResult], machine: &str, command: &str) -> String {
             let _ = writeln!(
                 out,
                 "| {} | {service} | {start} | {end} | {peak} |",
-                result.mode.label()
+                result.label
             );
         }
     }
@@ -320,8 +324,7 @@ pub fn report(results: &[ModeResult], machine: &str, command: &str) -> String {
         let _ = writeln!(
             out,
             "| {} | {} | {exported} | {lost} |",
-            result.mode.label(),
-            result.received
+            result.label, result.received
         );
     }
     out

@@ -395,9 +395,13 @@ async fn bench(
         format!("http://{}", l.local_addr()?)
     };
     let mut results: Vec<ModeResult> = Vec::new();
-    for mode in Mode::ALL {
-        step(&format!("mode: {}", mode.label()));
-        let mode_logs = log_dir.join(mode.label().replace([' ', '%', ','], "_"));
+    let runs = Mode::ALL
+        .iter()
+        .map(|m| (*m, m.label().to_owned()))
+        .chain([(Mode::Off, "tracing off (repeat)".to_owned())]);
+    for (mode, label) in runs {
+        step(&format!("mode: {label}"));
+        let mode_logs = log_dir.join(label.replace([' ', '%', ',', '(', ')'], "_"));
         let options = StackOptions {
             bin_dir: bin_dir.clone(),
             postgres: postgres.clone(),
@@ -503,6 +507,7 @@ async fn bench(
             .collect();
         results.push(ModeResult {
             mode,
+            label,
             routes,
             memory,
             exported,
