@@ -127,7 +127,3 @@ pub async fn reserve(
     tx.commit().await?;
     Ok(Some(outcome))
 }
-
-pub async fn ping(pool: &TracedPool<Postgres>) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
-}

@@ -26,23 +26,7 @@ impl IntoResponse for AppError {
             AppError::ProductNotFound => {
                 (StatusCode::NOT_FOUND, "product_not_found", self.to_string())
             }
-            AppError::Database(e) => {
-                tracing::error!(error = %e, "database error");
-                let failure = tracing_common::db::Failure::of(e);
-                let (status, code) = failure.status();
-                tracing_common::spans::record_error(
-                    &tracing::Span::current(),
-                    code,
-                    &e.to_string(),
-                );
-                let message = match failure {
-                    tracing_common::db::Failure::Unavailable => {
-                        "the inventory database is unavailable"
-                    }
-                    tracing_common::db::Failure::Internal => "internal error",
-                };
-                (status, code, message.to_owned())
-            }
+            AppError::Database(e) => tracing_common::db::error_response(e, "inventory"),
         };
         (
             status,

@@ -16,12 +16,11 @@ pub mod kafka;
 use std::collections::HashMap;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sqlx::Postgres;
+use sqlx::{PgPool, Postgres};
 use tracing_common::db::TracedPool;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 
@@ -34,14 +33,15 @@ use crate::error::AppError;
 #[derive(Clone)]
 pub struct AppState {
     pub db: TracedPool<Postgres>,
+    /// Untraced, for readiness probes.
+    pub raw_db: PgPool,
     /// Checked by `/readyz`.
     pub kafka_brokers: String,
 }
 
-pub async fn connect(database_url: &str) -> anyhow::Result<TracedPool<Postgres>> {
-    let pool = tracing_common::service::connect_creating_database(database_url, 10).await?;
-    sqlx::migrate!("./migrations").run(&pool).await?;
-    Ok(tracing_common::db::traced_pool(pool))
+/// Connects (creating the database if needed) and migrates.
+pub async fn connect(database_url: &str) -> Result<(PgPool, TracedPool<Postgres>), sqlx::Error> {
+    tracing_common::db::connect(database_url, 10, &sqlx::migrate!("./migrations")).await
 }
 
 pub fn app(state: AppState) -> Router {
@@ -57,7 +57,7 @@ pub fn app(state: AppState) -> Router {
 /// Connects to Postgres and Kafka (creating the topics), starts the
 /// `order-events` consumer and serves HTTP on `listener`.
 pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
-    let db = connect(&config.database_url)
+    let (raw_db, db) = connect(&config.database_url)
         .await
         .context("connecting to the inventory database")?;
     tracing_common::kafka::ensure_topics(
@@ -79,6 +79,7 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
     ));
     let state = AppState {
         db,
+        raw_db,
         kafka_brokers: config.kafka_brokers.clone(),
     };
     Ok(Running::serve(
@@ -149,18 +150,6 @@ async fn product(
     Ok(Json(json!({ "success": true, "product": item })))
 }
 
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    if let Err(e) = db::ping(&state.db).await {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "ready": false, "reason": format!("database: {e}") })),
-        );
-    }
-    match tracing_common::kafka::broker_reachable(&state.kafka_brokers).await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "ready": true }))),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "ready": false, "reason": format!("kafka: {e}") })),
-        ),
-    }
+async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    tracing_common::service::readiness(&state.raw_db, Some(&state.kafka_brokers)).await
 }

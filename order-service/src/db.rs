@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::{PgPool, Postgres};
+use sqlx::Postgres;
 use tracing_common::db::{QueryAnnotateExt, TracedPool};
 use uuid::Uuid;
 
@@ -219,8 +219,4 @@ pub async fn mark_published_locked(
         .execute(&mut **tx)
         .await
         .map(|_| ())
-}
-
-pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
 }

@@ -46,30 +46,19 @@ impl IntoResponse for AppError {
             AppError::DependencyUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable")
             }
-            AppError::Database(e) => tracing_common::db::Failure::of(e).status(),
-        };
-        let message = match &self {
             AppError::Database(e) => {
-                tracing::error!(error = %e, "database error");
-                tracing_common::spans::record_error(
-                    &tracing::Span::current(),
-                    code,
-                    &e.to_string(),
-                );
-                match tracing_common::db::Failure::of(e) {
-                    tracing_common::db::Failure::Unavailable => {
-                        "the orders database is unavailable"
-                    }
-                    tracing_common::db::Failure::Internal => "internal error",
-                }
-                .to_owned()
+                let (status, code, message) = tracing_common::db::error_response(e, "orders");
+                return body(status, code, &message);
             }
-            other => other.to_string(),
         };
-        (
-            status,
-            Json(json!({ "success": false, "error": code, "message": message })),
-        )
-            .into_response()
+        body(status, code, &self.to_string())
     }
+}
+
+fn body(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({ "success": false, "error": code, "message": message })),
+    )
+        .into_response()
 }

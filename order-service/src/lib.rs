@@ -51,10 +51,8 @@ pub struct AppState {
 }
 
 /// Connects (creating the database if needed) and migrates.
-pub async fn connect(database_url: &str) -> anyhow::Result<(PgPool, TracedPool<Postgres>)> {
-    let pool = tracing_common::service::connect_creating_database(database_url, 20).await?;
-    sqlx::migrate!("./migrations").run(&pool).await?;
-    Ok((pool.clone(), tracing_common::db::traced_pool(pool)))
+pub async fn connect(database_url: &str) -> Result<(PgPool, TracedPool<Postgres>), sqlx::Error> {
+    tracing_common::db::connect(database_url, 20, &sqlx::migrate!("./migrations")).await
 }
 
 /// Request bodies above this are refused with 413.
@@ -408,18 +406,6 @@ fn money(cents: Cents) -> Value {
     serde_json::from_str(&cents.to_string()).unwrap_or(Value::Null)
 }
 
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    if let Err(e) = db::ping(&state.raw_db).await {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "ready": false, "reason": format!("database: {e}") })),
-        );
-    }
-    match tracing_common::kafka::broker_reachable(&state.kafka_brokers).await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "ready": true }))),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "ready": false, "reason": format!("kafka: {e}") })),
-        ),
-    }
+async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    tracing_common::service::readiness(&state.raw_db, Some(&state.kafka_brokers)).await
 }

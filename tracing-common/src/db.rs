@@ -12,6 +12,37 @@ pub fn traced_pool(pool: sqlx::PgPool) -> TracedPool<sqlx::Postgres> {
     sqlx_otel::PoolBuilder::from(pool).build()
 }
 
+/// A service's database: connected (created first if missing), migrated,
+/// and as two handles on one pool: `raw` for probes and pollers whose
+/// statements must not become traces, `traced` for request work.
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    migrations: &sqlx::migrate::Migrator,
+) -> Result<(sqlx::PgPool, TracedPool<sqlx::Postgres>), sqlx::Error> {
+    let pool = crate::service::connect_creating_database(url, max_connections).await?;
+    migrations.run(&pool).await?;
+    Ok((pool.clone(), traced_pool(pool)))
+}
+
+/// The HTTP answer for a failed statement (status, JSON `error` code,
+/// message), logged and recorded on the current span; `database` names it in
+/// the message ("the users database is unavailable"). No detail leaks.
+pub fn error_response(
+    error: &sqlx::Error,
+    database: &str,
+) -> (http::StatusCode, &'static str, String) {
+    tracing::error!(%error, "database error");
+    let failure = Failure::of(error);
+    let (status, code) = failure.status();
+    crate::spans::record_error(&tracing::Span::current(), code, &error.to_string());
+    let message = match failure {
+        Failure::Unavailable => format!("the {database} database is unavailable"),
+        Failure::Internal => "internal error".to_owned(),
+    };
+    (status, code, message)
+}
+
 /// How a failed statement should be answered: the database could not be
 /// reached (503, worth retrying), or something else went wrong (500).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

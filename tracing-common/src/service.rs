@@ -110,6 +110,31 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The `/readyz` answer: 200 when the database answers and, if given, the
+/// Kafka brokers do; 503 with the reason otherwise. Pass the untraced pool:
+/// probes every few seconds must not become traces.
+pub async fn readiness(
+    db: &sqlx::PgPool,
+    kafka_brokers: Option<&str>,
+) -> (http::StatusCode, axum::Json<serde_json::Value>) {
+    use serde_json::json;
+    let unavailable = |reason: String| {
+        (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "ready": false, "reason": reason })),
+        )
+    };
+    if let Err(e) = sqlx::query("SELECT 1").execute(db).await {
+        return unavailable(format!("database: {e}"));
+    }
+    if let Some(brokers) = kafka_brokers
+        && let Err(e) = crate::kafka::broker_reachable(brokers).await
+    {
+        return unavailable(format!("kafka: {e}"));
+    }
+    (http::StatusCode::OK, axum::Json(json!({ "ready": true })))
+}
+
 /// Background work of a service (consumers, relays) that stops together.
 pub struct Background {
     stop: tokio::sync::watch::Sender<bool>,

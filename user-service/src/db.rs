@@ -17,7 +17,3 @@ pub async fn find_user(pool: &TracedPool<Postgres>, id: &str) -> Result<Option<U
         .fetch_optional(pool)
         .await
 }
-
-pub async fn ping(pool: &TracedPool<Postgres>) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
-}

@@ -10,12 +10,11 @@ pub mod db;
 pub mod error;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use opentelemetry::KeyValue;
 use serde_json::{Value, json};
-use sqlx::Postgres;
+use sqlx::{PgPool, Postgres};
 use tracing_common::db::TracedPool;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -29,13 +28,13 @@ use crate::error::AppError;
 #[derive(Clone)]
 pub struct AppState {
     pub db: TracedPool<Postgres>,
+    /// Untraced, for readiness probes.
+    pub raw_db: PgPool,
 }
 
 /// Connects (creating the database if needed) and migrates.
-pub async fn connect(database_url: &str) -> anyhow::Result<TracedPool<Postgres>> {
-    let pool = tracing_common::service::connect_creating_database(database_url, 10).await?;
-    sqlx::migrate!("./migrations").run(&pool).await?;
-    Ok(tracing_common::db::traced_pool(pool))
+pub async fn connect(database_url: &str) -> Result<(PgPool, TracedPool<Postgres>), sqlx::Error> {
+    tracing_common::db::connect(database_url, 10, &sqlx::migrate!("./migrations")).await
 }
 
 pub fn app(state: AppState) -> Router {
@@ -49,12 +48,12 @@ pub fn app(state: AppState) -> Router {
 
 /// Connects to Postgres (migrating) and serves HTTP on `listener`.
 pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
-    let db = connect(&config.database_url)
+    let (raw_db, db) = connect(&config.database_url)
         .await
         .context("connecting to the users database")?;
     Ok(Running::serve(
         listener,
-        app(AppState { db }),
+        app(AppState { db, raw_db }),
         Background::default(),
         None,
     )?)
@@ -87,12 +86,6 @@ async fn get_user(
     Ok(Json(json!({ "success": true, "user": user })))
 }
 
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match db::ping(&state.db).await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "ready": true }))),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "ready": false, "reason": e.to_string() })),
-        ),
-    }
+async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    tracing_common::service::readiness(&state.raw_db, None).await
 }

@@ -4,31 +4,17 @@ use axum::body::Body;
 use http::{Request, StatusCode};
 use opentelemetry::trace::SpanKind;
 use tower::ServiceExt;
-use tracing_common::testing::{attr_str, capture, is_child_of, only, trace_id_of};
+use tracing_common::testing::{
+    attr_str, capture, fresh_database_url, is_child_of, only, trace_id_of,
+};
 use user_service::AppState;
 
 /// A fresh database per test, so tests never see each other's rows.
 async fn spawn_app() -> axum::Router {
-    let base = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let base = base
-        .rsplit_once('/')
-        .map_or(base.as_str(), |(b, _)| b)
-        .to_owned();
-    let name = format!("users_test_{}", uuid_like());
-    let db = user_service::connect(&format!("{base}/{name}"))
+    let (raw_db, db) = user_service::connect(&fresh_database_url("users"))
         .await
         .expect("Postgres must be running");
-    user_service::app(AppState { db })
-}
-
-fn uuid_like() -> String {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{}_{}", std::process::id(), nanos)
+    user_service::app(AppState { db, raw_db })
 }
 
 const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -104,4 +90,30 @@ async fn unknown_and_malformed_ids_get_clear_errors() {
         .unwrap();
         assert_eq!(body["error"], code, "{uri}");
     }
+}
+
+#[tokio::test]
+async fn readiness_answers_from_the_database_without_leaving_a_trace() {
+    let capture = capture();
+    let app = spawn_app().await;
+    let response = app
+        .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = serde_json::from_slice(
+        &axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(body["ready"], true);
+    tracing_common::testing::settle();
+    assert!(
+        capture
+            .spans()
+            .iter()
+            .all(|s| attr_str(s, "db.query.text").as_deref() != Some("SELECT 1")),
+        "probes are not traced"
+    );
 }
