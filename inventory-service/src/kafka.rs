@@ -1,10 +1,8 @@
 //! The `order-events` consumer: reserve stock for each new order and answer
 //! on `inventory-events`.
 
-use std::time::Duration;
-
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::FutureProducer;
 use serde::{Deserialize, Serialize};
 use sqlx::Postgres;
@@ -47,59 +45,20 @@ pub struct StockDecision<'a> {
     pub reason: Option<&'a str>,
 }
 
-/// Consumes until `shutdown` flips, storing each offset only after the
-/// record's transaction committed and its answer was acknowledged.
+/// Consumes `order-events` until `shutdown` flips; each offset is stored
+/// only after the record's transaction committed and its answer was
+/// acknowledged.
 pub async fn consume(
     consumer: StreamConsumer,
     producer: FutureProducer,
     db: TracedPool<Postgres>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    if let Err(e) = consumer.subscribe(&[ORDER_EVENTS]) {
-        tracing::error!(error = %e, "cannot subscribe to {ORDER_EVENTS}");
-        return;
-    }
-    loop {
-        let message = tokio::select! {
-            _ = shutdown.changed() => break,
-            m = consumer.recv() => m,
-        };
-        let message = match message {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "kafka receive failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        let span = tracing_common::kafka::consumer_span(&message, CONSUMER_GROUP);
-        let handled = handle(&message, &producer, &db)
-            .instrument(span.clone())
-            .await;
-        match handled {
-            Ok(()) => {
-                if let Err(e) = consumer.store_offset_from_message(&message) {
-                    tracing::warn!(error = %e, "cannot store offset");
-                }
-            }
-            Err(e) => {
-                tracing_common::spans::record_error(&span, "processing", &e.to_string());
-                tracing::error!(parent: &span, error = %e, "order event not processed; it will be redelivered");
-                // Not storing the offset means redelivery after a restart or
-                // rebalance; pause so a database outage is not a hot loop.
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                if let Err(e) = consumer.seek(
-                    message.topic(),
-                    message.partition(),
-                    rdkafka::Offset::Offset(message.offset()),
-                    Duration::from_secs(5),
-                ) {
-                    tracing::warn!(error = %e, "cannot rewind to the failed record");
-                }
-            }
-        }
-    }
-    tracing::info!("order-events consumer stopped");
+    tracing_common::kafka::consume(consumer, ORDER_EVENTS, CONSUMER_GROUP, shutdown, |m| {
+        let (producer, db) = (producer.clone(), db.clone());
+        async move { handle(&m, &producer, &db).await }
+    })
+    .await;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -4,11 +4,10 @@
 use std::time::Duration;
 
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::FutureProducer;
 use serde::Deserialize;
 use sqlx::{PgPool, Postgres};
-use tracing::Instrument;
 use tracing_common::db::TracedPool;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
@@ -94,49 +93,13 @@ struct StockDecision {
 pub async fn consume(
     consumer: StreamConsumer,
     db: TracedPool<Postgres>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    if let Err(e) = consumer.subscribe(&[INVENTORY_EVENTS]) {
-        tracing::error!(error = %e, "cannot subscribe to {INVENTORY_EVENTS}");
-        return;
-    }
-    loop {
-        let message = tokio::select! {
-            _ = shutdown.changed() => break,
-            m = consumer.recv() => m,
-        };
-        let message = match message {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "kafka receive failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        let span = tracing_common::kafka::consumer_span(&message, CONSUMER_GROUP);
-        match handle(&message, &db).instrument(span.clone()).await {
-            Ok(()) => {
-                if let Err(e) = consumer.store_offset_from_message(&message) {
-                    tracing::warn!(error = %e, "cannot store offset");
-                }
-            }
-            Err(e) => {
-                tracing_common::spans::record_error(&span, "database", &e.to_string());
-                tracing::error!(error = %e, "inventory event not applied; it will be redelivered");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let offset = rdkafka::Offset::Offset(message.offset());
-                if let Err(e) = consumer.seek(
-                    message.topic(),
-                    message.partition(),
-                    offset,
-                    Duration::from_secs(5),
-                ) {
-                    tracing::warn!(error = %e, "cannot rewind to the failed record");
-                }
-            }
-        }
-    }
-    tracing::info!("inventory-events consumer stopped");
+    tracing_common::kafka::consume(consumer, INVENTORY_EVENTS, CONSUMER_GROUP, shutdown, |m| {
+        let db = db.clone();
+        async move { handle(&m, &db).await }
+    })
+    .await;
 }
 
 async fn handle<M: Message>(message: &M, db: &TracedPool<Postgres>) -> Result<(), sqlx::Error> {

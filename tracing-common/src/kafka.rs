@@ -170,6 +170,67 @@ pub fn consumer(brokers: &str, group: &str) -> KafkaResult<StreamConsumer> {
         .create()
 }
 
+/// Consumes `topic` until `shutdown` flips to `true`: each record is handled
+/// under its CONSUMER span ([`consumer_span`]), and its offset is stored only
+/// once `handle` succeeded, that is after the handler's database transaction
+/// committed (at-least-once). A failed record is recorded on its span, then
+/// re-read after a pause, so an outage of the database is not a hot loop.
+/// Handlers skip records they can never process (and say so on the span)
+/// rather than fail them.
+pub async fn consume<F, Fut, E>(
+    consumer: StreamConsumer,
+    topic: &str,
+    group: &str,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    handle: F,
+) where
+    F: Fn(rdkafka::message::OwnedMessage) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    use rdkafka::consumer::Consumer as _;
+    if let Err(e) = consumer.subscribe(&[topic]) {
+        tracing::error!(error = %e, %topic, "cannot subscribe");
+        return;
+    }
+    loop {
+        let message = tokio::select! {
+            _ = shutdown.changed() => break,
+            m = consumer.recv() => m,
+        };
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, %topic, "kafka receive failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let span = consumer_span(&message, group);
+        match handle(message.detach()).instrument(span.clone()).await {
+            Ok(()) => {
+                if let Err(e) = consumer.store_offset_from_message(&message) {
+                    tracing::warn!(error = %e, "cannot store offset");
+                }
+            }
+            Err(e) => {
+                crate::spans::record_error(&span, "processing", &e.to_string());
+                tracing::error!(parent: &span, error = %e, %topic, "record not processed; it will be read again");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                if let Err(e) = consumer.seek(
+                    message.topic(),
+                    message.partition(),
+                    rdkafka::Offset::Offset(message.offset()),
+                    std::time::Duration::from_secs(5),
+                ) {
+                    tracing::warn!(error = %e, "cannot rewind to the failed record");
+                }
+            }
+        }
+    }
+    tracing::info!(%topic, "consumer stopped");
+}
+
 /// Creates those of `topics` that do not exist yet (brokers may not
 /// auto-create them); topics that exist are left as they are, so a role
 /// without the right to create topics works once they are provisioned.
