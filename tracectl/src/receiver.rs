@@ -28,6 +28,8 @@ use crate::model::{Kind, Span, Trace};
 #[derive(Clone, Default)]
 pub struct Store {
     spans: Arc<Mutex<Vec<Span>>>,
+    /// Trace ids in the order their first span arrived, and as a set.
+    trace_ids: Arc<Mutex<(Vec<String>, std::collections::HashSet<String>)>>,
     /// Bumped on every export, so waiters wake up.
     received: Arc<tokio::sync::Notify>,
 }
@@ -47,14 +49,27 @@ impl Store {
 
     pub fn trace(&self, trace_id: &str) -> Trace {
         let spans = self
-            .spans()
-            .into_iter()
-            .filter(|s| s.trace_id == trace_id)
-            .collect();
+            .spans
+            .lock()
+            .map(|all| {
+                all.iter()
+                    .filter(|s| s.trace_id == trace_id)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
         Trace::new(trace_id.to_owned(), spans)
     }
 
     fn push(&self, new: Vec<Span>) {
+        if let Ok(mut ids) = self.trace_ids.lock() {
+            let (order, seen) = &mut *ids;
+            for span in &new {
+                if seen.insert(span.trace_id.clone()) {
+                    order.push(span.trace_id.clone());
+                }
+            }
+        }
         if let Ok(mut spans) = self.spans.lock() {
             spans.extend(new);
         }
@@ -101,13 +116,10 @@ impl Store {
 
     /// Trace ids in the order their first span arrived.
     pub fn trace_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = Vec::new();
-        for span in self.spans() {
-            if !ids.contains(&span.trace_id) {
-                ids.push(span.trace_id);
-            }
-        }
-        ids
+        self.trace_ids
+            .lock()
+            .map(|ids| ids.0.clone())
+            .unwrap_or_default()
     }
 }
 

@@ -144,20 +144,20 @@ impl LocalStack {
                     binary.display()
                 );
             }
+            let env = options.env_for(name);
             let log = options.log_dir.join(format!("{name}.log"));
             let out = std::fs::File::create(&log)?;
             let process = tokio::process::Command::new(&binary)
                 .env_clear()
                 .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .envs(options.env_for(name))
+                .envs(env.iter().cloned())
                 .stdin(Stdio::null())
                 .stdout(out.try_clone()?)
                 .stderr(out)
                 .kill_on_drop(true)
                 .spawn()
                 .with_context(|| format!("starting {}", binary.display()))?;
-            let port = options
-                .env_for(name)
+            let port = env
                 .iter()
                 .find(|(k, _)| k == "PORT")
                 .and_then(|(_, v)| v.parse().ok())
