@@ -55,6 +55,7 @@ async fn user_service() -> Running {
         &user_service::config::Config {
             port: 0,
             database_url: fresh_database_url("users"),
+            faults: Default::default(),
         },
         listener().await,
     )

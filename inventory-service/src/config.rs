@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use tracing_common::ConfigError;
+use tracing_common::faults::Faults;
 use tracing_common::service::{env_millis, env_or};
 
 #[derive(Debug, Clone)]
@@ -12,6 +13,8 @@ pub struct Config {
     pub kafka_brokers: String,
     /// Upper bound on waiting for the broker to acknowledge a reply.
     pub kafka_send_timeout: Duration,
+    /// Demo fault injection (`FAULTS`); none unless set.
+    pub faults: Faults,
 }
 
 impl Config {
@@ -24,6 +27,7 @@ impl Config {
             )?,
             kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092".to_owned())?,
             kafka_send_timeout: env_millis("KAFKA_SEND_TIMEOUT_MS", 5000)?,
+            faults: Faults::from_env(crate::FAULT_STEPS)?,
         })
     }
 }

@@ -13,6 +13,9 @@ pub enum AppError {
     /// 404: no product has this id.
     #[error("product not found")]
     ProductNotFound,
+    /// 500: a fault injected on purpose (`FAULTS`, off by default).
+    #[error(transparent)]
+    Injected(#[from] tracing_common::faults::Injected),
     /// 503 when the database cannot be reached, 500 for any other database
     /// failure; neither leaks detail.
     #[error("database unavailable: {0}")]
@@ -26,6 +29,11 @@ impl IntoResponse for AppError {
             AppError::ProductNotFound => {
                 (StatusCode::NOT_FOUND, "product_not_found", self.to_string())
             }
+            AppError::Injected(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "injected_fault",
+                e.to_string(),
+            ),
             AppError::Database(e) => tracing_common::db::error_response(e, "inventory"),
         };
         (

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres};
 use tracing_common::db::TracedPool;
+use tracing_common::faults::Faults;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 
 use anyhow::Context;
@@ -37,7 +38,11 @@ pub struct AppState {
     pub raw_db: PgPool,
     /// Checked by `/readyz`.
     pub kafka_brokers: String,
+    pub faults: Faults,
 }
+
+/// Steps `FAULTS` can slow down or fail: the stock check behind `POST /check`.
+pub const FAULT_STEPS: &[&str] = &["check-stock"];
 
 /// Connects (creating the database if needed) and migrates.
 pub async fn connect(database_url: &str) -> Result<(PgPool, TracedPool<Postgres>), sqlx::Error> {
@@ -77,10 +82,14 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
         db.clone(),
         background.stopping(),
     ));
+    if !config.faults.is_empty() {
+        tracing::warn!(faults = %config.faults.describe(), "fault injection is ON (FAULTS)");
+    }
     let state = AppState {
         db,
         raw_db,
         kafka_brokers: config.kafka_brokers.clone(),
+        faults: config.faults.clone(),
     };
     Ok(Running::serve(
         listener,
@@ -120,6 +129,7 @@ async fn check(
         *wanted.entry(line.product_id.as_str()).or_default() += line.quantity;
     }
     let ids: Vec<String> = wanted.keys().map(|k| (*k).to_owned()).collect();
+    state.faults.inject("check-stock").await?;
     let stock = db::stock_of(&state.db, &ids).await?;
     let mut lines = Vec::with_capacity(wanted.len());
     let mut all_available = true;

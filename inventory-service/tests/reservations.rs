@@ -37,6 +37,7 @@ async fn spawn_inventory() -> Inventory {
             database_url: url.clone(),
             kafka_brokers: brokers.clone(),
             kafka_send_timeout: Duration::from_secs(5),
+            faults: Default::default(),
         },
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
     )

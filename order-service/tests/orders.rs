@@ -45,6 +45,7 @@ async fn spawn_stack(tune: impl FnOnce(&mut order_service::config::Config)) -> S
         &user_service::config::Config {
             port: 0,
             database_url: fresh_database_url("users"),
+            faults: Default::default(),
         },
         listener().await,
     )
@@ -57,6 +58,7 @@ async fn spawn_stack(tune: impl FnOnce(&mut order_service::config::Config)) -> S
             database_url: inventory_url.clone(),
             kafka_brokers: brokers.clone(),
             kafka_send_timeout: Duration::from_secs(5),
+            faults: Default::default(),
         },
         listener().await,
     )

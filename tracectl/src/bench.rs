@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::receiver::Store;
-
 /// One telemetry configuration of the whole stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -211,6 +209,19 @@ pub fn memory_kb(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// CPU time (user + system, ms) a process has used so far, from
+/// /proc/<pid>/stat; `None` for `pid` means this process.
+pub fn cpu_ms(pid: Option<u32>) -> Option<u64> {
+    let path = pid.map_or("/proc/self/stat".to_owned(), |p| format!("/proc/{p}/stat"));
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name may hold spaces; fields are counted after its ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux architecture this runs on.
+    Some(ticks * 10)
+}
+
 /// Export figures a service logged when its telemetry shut down.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Exported {
@@ -241,6 +252,9 @@ pub struct ModeResult {
     /// Per service: RSS after warm-up, RSS at the end, peak (kB).
     pub memory: Vec<(&'static str, u64, u64, u64)>,
     pub exported: Vec<(&'static str, Exported)>,
+    /// CPU time (ms) each process used during the measured load; the
+    /// benchmark's own process (load, OTLP receiver, Kafka mock) is `tracectl`.
+    pub cpu: Vec<(&'static str, u64)>,
     /// Spans the receiver got during this mode.
     pub received: usize,
 }
@@ -249,14 +263,124 @@ fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e3)
 }
 
-/// The Markdown report: a table per route with ratios against tracing off,
-/// then memory and spans.
-pub fn report(results: &[ModeResult], machine: &str, command: &str) -> String {
+/// One result per mode (in [`Mode::ALL`] order) from the runs of every
+/// round: requests, failures and time added up, latencies pooled, memory the
+/// highest seen, spans added up.
+pub fn merge(runs: &[ModeResult]) -> Vec<ModeResult> {
+    Mode::ALL
+        .iter()
+        .filter_map(|mode| {
+            let of_mode: Vec<&ModeResult> = runs.iter().filter(|r| r.mode == *mode).collect();
+            let first = of_mode.first()?;
+            let routes = first
+                .routes
+                .iter()
+                .map(|route| {
+                    let same: Vec<&RouteResult> = of_mode
+                        .iter()
+                        .flat_map(|r| r.routes.iter().filter(|x| x.route == route.route))
+                        .collect();
+                    let mut latencies: Vec<Duration> = same
+                        .iter()
+                        .flat_map(|x| x.latencies.iter().copied())
+                        .collect();
+                    latencies.sort_unstable();
+                    RouteResult {
+                        route: route.route,
+                        requests: same.iter().map(|x| x.requests).sum(),
+                        failures: same.iter().map(|x| x.failures).sum(),
+                        elapsed: same.iter().map(|x| x.elapsed).sum(),
+                        latencies,
+                    }
+                })
+                .collect();
+            let memory = first
+                .memory
+                .iter()
+                .map(|(service, ..)| {
+                    let rows = of_mode
+                        .iter()
+                        .flat_map(|r| r.memory.iter().filter(|m| m.0 == *service));
+                    let (mut start, mut end, mut peak) = (0, 0, 0);
+                    for (_, s, e, p) in rows {
+                        start = start.max(*s);
+                        end = end.max(*e);
+                        peak = peak.max(*p);
+                    }
+                    (*service, start, end, peak)
+                })
+                .collect();
+            let exported = first
+                .exported
+                .iter()
+                .map(|(service, _)| {
+                    let mut sum = Exported::default();
+                    for r in &of_mode {
+                        for (_, e) in r.exported.iter().filter(|x| x.0 == *service) {
+                            sum.exported += e.exported;
+                            sum.lost += e.lost;
+                        }
+                    }
+                    (*service, sum)
+                })
+                .collect();
+            let cpu = first
+                .cpu
+                .iter()
+                .map(|(process, _)| {
+                    let sum = of_mode
+                        .iter()
+                        .flat_map(|r| r.cpu.iter().filter(|c| c.0 == *process))
+                        .map(|c| c.1)
+                        .sum();
+                    (*process, sum)
+                })
+                .collect();
+            Some(ModeResult {
+                mode: *mode,
+                label: mode.label().to_owned(),
+                routes,
+                memory,
+                exported,
+                cpu,
+                received: of_mode.iter().map(|r| r.received).sum(),
+            })
+        })
+        .collect()
+}
+
+/// Throughput of `mode` against tracing off, round by round, in run order
+/// (`runs` holds each round's modes consecutively).
+fn round_ratios(runs: &[ModeResult], mode: Mode, route: &str) -> Vec<f64> {
+    let per_round = Mode::ALL.len();
+    runs.chunks(per_round)
+        .filter_map(|round| {
+            let thr = |m: Mode| {
+                round
+                    .iter()
+                    .find(|r| r.mode == m)?
+                    .routes
+                    .iter()
+                    .find(|x| x.route == route)
+                    .map(RouteResult::throughput)
+            };
+            Some(thr(mode)? / thr(Mode::Off)?)
+        })
+        .collect()
+}
+
+/// The Markdown report: a table per route with ratios against tracing off
+/// (pooled over the rounds, and round by round), then memory and spans.
+pub fn report(results: &[ModeResult], runs: &[ModeResult], machine: &str, command: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Benchmarks: what tracing costs this stack\n");
-    let _ = writeln!(out, "Machine: {machine}\n\nRerun: `{command}`\n");
-    // The first tracing-off run is the baseline; a repeat at the end shows
-    // how much the machine drifted over the invocation.
+    let rounds = runs.len() / Mode::ALL.len().max(1);
+    let _ = writeln!(
+        out,
+        "Machine: {machine}\n\nRerun: `{command}`\n\n{rounds} rounds; in each, every mode runs once on a freshly started stack with empty databases, \
+         the modes taking turns to go first. Figures pool the rounds; the last column gives each round's own throughput ratio, \
+         which shows how much of a difference is noise.\n"
+    );
     let base = results.iter().find(|r| r.mode == Mode::Off);
     let routes: Vec<&'static str> = results
         .first()
@@ -266,9 +390,9 @@ pub fn report(results: &[ModeResult], machine: &str, command: &str) -> String {
         let _ = writeln!(out, "## {route}\n");
         let _ = writeln!(
             out,
-            "| mode | requests | failed | req/s | p50 ms | p99 ms | p999 ms | throughput vs off | p99 vs off |"
+            "| mode | requests | failed | req/s | p50 ms | p99 ms | p999 ms | throughput vs off | p99 vs off | throughput vs off, per round |"
         );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         let base_route = base.and_then(|b| b.routes.iter().find(|x| x.route == route));
         for result in results {
             let Some(r) = result.routes.iter().find(|x| x.route == route) else {
@@ -283,9 +407,14 @@ pub fn report(results: &[ModeResult], machine: &str, command: &str) -> String {
                     ),
                 )
             });
+            let per_round = round_ratios(runs, result.mode, route)
+                .iter()
+                .map(|x| format!("{x:.2}"))
+                .collect::<Vec<_>>()
+                .join(" / ");
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.0} | {} | {} | {} | {thr} | {p99} |",
+                "| {} | {} | {} | {:.0} | {} | {} | {} | {thr} | {p99} | {per_round} |",
                 result.label,
                 r.requests,
                 r.failures,
@@ -299,7 +428,36 @@ pub fn report(results: &[ModeResult], machine: &str, command: &str) -> String {
     }
     let _ = writeln!(
         out,
-        "## Memory (RSS kB after warm-up -> end of run, peak)\n"
+        "## CPU time per request (ms, both routes; user + system)\n\nWhere tracing's cost lands: each process's CPU time during the measured load divided by the requests sent. \
+         `tracectl` is the benchmark itself: load generator, OTLP receiver and the Kafka mock.\n"
+    );
+    let processes: Vec<&'static str> = results
+        .first()
+        .map(|r| r.cpu.iter().map(|c| c.0).collect())
+        .unwrap_or_default();
+    let _ = writeln!(out, "| mode | {} | total |", processes.join(" | "));
+    let _ = writeln!(out, "|---|{}---:|", "---:|".repeat(processes.len()));
+    for result in results {
+        let requests: usize = result.routes.iter().map(|r| r.requests).sum();
+        let per = |ms: u64| ms as f64 / requests.max(1) as f64;
+        let cells: Vec<String> = result
+            .cpu
+            .iter()
+            .map(|c| format!("{:.3}", per(c.1)))
+            .collect();
+        let total: u64 = result.cpu.iter().map(|c| c.1).sum();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.3} |",
+            result.label,
+            cells.join(" | "),
+            per(total)
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "## Memory (RSS kB after warm-up -> end of run, peak; highest of the rounds)\n"
     );
     let _ = writeln!(out, "| mode | service | after warm-up | end | peak |");
     let _ = writeln!(out, "|---|---|---:|---:|---:|");
@@ -312,7 +470,7 @@ pub fn report(results: &[ModeResult], machine: &str, command: &str) -> String {
             );
         }
     }
-    let _ = writeln!(out, "\n## Spans\n");
+    let _ = writeln!(out, "\n## Spans (all rounds)\n");
     let _ = writeln!(
         out,
         "| mode | received by the OTLP receiver | exported (services' own count) | lost (counted, logged) |"
@@ -328,11 +486,6 @@ pub fn report(results: &[ModeResult], machine: &str, command: &str) -> String {
         );
     }
     out
-}
-
-/// Spans the store holds now (to difference per mode).
-pub fn received(store: &Store) -> usize {
-    store.len()
 }
 
 #[cfg(test)]
@@ -374,6 +527,59 @@ mod tests {
         assert_eq!(r.percentile(99.0), Duration::from_millis(99));
         assert_eq!(r.percentile(99.9), Duration::from_millis(100));
         assert_eq!(r.throughput(), 100.0);
+    }
+
+    fn run(mode: Mode, requests: usize, secs: u64) -> ModeResult {
+        ModeResult {
+            mode,
+            label: mode.label().into(),
+            routes: vec![RouteResult {
+                route: "r",
+                requests,
+                failures: 0,
+                elapsed: Duration::from_secs(secs),
+                latencies: vec![Duration::from_millis(secs); requests],
+            }],
+            memory: vec![("svc", 10, 12, 15)],
+            exported: vec![(
+                "svc",
+                Exported {
+                    exported: requests as u64,
+                    lost: 0,
+                },
+            )],
+            cpu: vec![("svc", requests as u64)],
+            received: requests,
+        }
+    }
+
+    #[test]
+    fn rounds_are_pooled_per_mode_and_ratioed_per_round() {
+        // Round 1: off 100 req/s, full 90; round 2: off 50, full 50.
+        let runs = vec![
+            run(Mode::Off, 100, 1),
+            run(Mode::Full, 90, 1),
+            run(Mode::TenPercent, 100, 1),
+            run(Mode::EndpointDown, 100, 1),
+            run(Mode::Full, 100, 2),
+            run(Mode::TenPercent, 100, 2),
+            run(Mode::EndpointDown, 100, 2),
+            run(Mode::Off, 100, 2),
+        ];
+        let merged = merge(&runs);
+        assert_eq!(merged.len(), 4);
+        let full = merged.iter().find(|r| r.mode == Mode::Full).unwrap();
+        assert_eq!(full.routes[0].requests, 190);
+        assert_eq!(full.routes[0].elapsed, Duration::from_secs(3));
+        assert_eq!(full.routes[0].latencies.len(), 190);
+        assert_eq!(full.received, 190);
+        assert_eq!(full.exported[0].1.exported, 190);
+        let ratios = round_ratios(&runs, Mode::Full, "r");
+        assert_eq!(ratios.len(), 2);
+        assert!((ratios[0] - 0.9).abs() < 1e-9 && (ratios[1] - 1.0).abs() < 1e-9);
+        let text = report(&merged, &runs, "m", "c");
+        assert!(text.contains("| 100% sampled | 190 | 0 | 63 |"), "{text}");
+        assert!(text.contains("0.90 / 1.00"), "{text}");
     }
 
     #[test]

@@ -230,6 +230,7 @@ mod tests {
             error: None,
             links: vec![],
             events: vec![],
+            event_attributes: Vec::new(),
             attributes: Default::default(),
         }
     }

@@ -107,6 +107,7 @@ pub fn parse_v1(body: &Value) -> anyhow::Result<Vec<Trace>> {
                 duration_ns: number(&span["duration"]).saturating_mul(1000),
                 error,
                 links,
+                event_attributes: Vec::new(),
                 events: span["logs"]
                     .as_array()
                     .into_iter()
@@ -219,6 +220,7 @@ pub fn parse_v3(body: &Value) -> anyhow::Result<Vec<Trace>> {
                     .flatten()
                     .map(|l| (id(&l["traceId"], 32), id(&l["spanId"], 16)))
                     .collect(),
+                event_attributes: Vec::new(),
                 events: span["events"]
                     .as_array()
                     .into_iter()

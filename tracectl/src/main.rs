@@ -5,6 +5,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tracectl::check::{ORDER_TRACE, problems};
 use tracectl::jaeger::Jaeger;
+use tracectl::load::{self, LoadOptions, Mix, Until};
 use tracectl::receiver::Receiver;
 use tracectl::stack::{self, LocalStack, Ports, StackOptions};
 use tracectl::waterfall;
@@ -67,6 +68,10 @@ enum Command {
         requests: usize,
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// Times each mode runs; the modes take turns, so drift of the
+        /// machine weighs on all of them alike.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         #[arg(
             long,
             env = "POSTGRES_URL",
@@ -78,6 +83,35 @@ enum Command {
         out: PathBuf,
         #[arg(long, default_value = "target/bench-logs")]
         log_dir: PathBuf,
+    },
+    /// Send steady, mixed traffic to a running gateway (valid and invalid
+    /// orders, order, user and stock lookups) so a tracing backend fills with
+    /// realistic traces. Prints progress every second and a summary.
+    Load {
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        gateway: String,
+        /// Requests per second.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// Stop after this many seconds...
+        #[arg(long, default_value_t = 60, conflicts_with = "count")]
+        duration: u64,
+        /// ...or after this many requests.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Weights of each kind of request.
+        #[arg(
+            long,
+            default_value = "orders=4,invalid=1,users=2,status=2,inventory=1"
+        )]
+        mix: String,
+        /// At most this many requests waiting for an answer; requests due
+        /// beyond it are counted as skipped.
+        #[arg(long, default_value_t = 256)]
+        max_in_flight: usize,
+        /// Client timeout per request, in milliseconds.
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u64,
     },
     /// Post the seed's order to a running gateway, wait for its trace in
     /// Jaeger and check every service edge of the order flow.
@@ -149,7 +183,46 @@ async fn main() -> anyhow::Result<()> {
             postgres,
             out,
             log_dir,
-        } => bench(requests, concurrency, postgres, out, log_dir).await,
+            rounds,
+        } => bench(requests, concurrency, rounds, postgres, out, log_dir).await,
+        Command::Load {
+            gateway,
+            rate,
+            duration,
+            count,
+            mix,
+            max_in_flight,
+            timeout_ms,
+        } => {
+            let options = LoadOptions {
+                gateway: gateway.trim_end_matches('/').to_owned(),
+                rate,
+                until: count.map_or(Until::Elapsed(Duration::from_secs(duration)), Until::Count),
+                mix: Mix::parse(&mix).map_err(|e| anyhow::anyhow!("--mix: {e}"))?,
+                max_in_flight,
+                timeout: Duration::from_millis(timeout_ms),
+            };
+            step(&format!(
+                "sending {rate} requests/s to {} ({})",
+                options.gateway,
+                match options.until {
+                    Until::Count(n) => format!("{n} requests"),
+                    Until::Elapsed(d) => format!("for {} s", d.as_secs()),
+                }
+            ));
+            let report = load::run(&options, |r, in_flight| {
+                println!("{}", r.progress(in_flight));
+            })
+            .await?;
+            print!("{}", report.summary());
+            if report.sent() > 0 && report.kinds.values().all(|k| k.sent == k.transport_error) {
+                bail!(
+                    "no request was answered: is the gateway at {} up?",
+                    options.gateway
+                );
+            }
+            Ok(())
+        }
     }
 }
 
@@ -213,6 +286,7 @@ async fn run(keep: bool, postgres: String, log_dir: PathBuf) -> anyhow::Result<(
         ports: Ports::DEFAULT,
         log_dir: log_dir.clone(),
         extra_env: Vec::new(),
+        service_env: Vec::new(),
     };
     step(&format!(
         "starting the four services (logs in {})",
@@ -361,11 +435,12 @@ async fn verify(gateway: &str, jaeger: &str, timeout: Duration) -> anyhow::Resul
 async fn bench(
     requests: usize,
     concurrency: usize,
+    rounds: usize,
     postgres: String,
     out: PathBuf,
     log_dir: PathBuf,
 ) -> anyhow::Result<()> {
-    use tracectl::bench::{self, Mode, ModeResult};
+    use tracectl::bench::{Mode, ModeResult, merge};
     let bin_dir = std::env::current_exe()?
         .parent()
         .context("the binary's directory")?
@@ -389,34 +464,91 @@ async fn bench(
             b
         }
     };
-    let receiver = Receiver::start("127.0.0.1:0").await?;
+    let receiver = Receiver::start_counting("127.0.0.1:0").await?;
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
         format!("http://{}", l.local_addr()?)
     };
-    let mut results: Vec<ModeResult> = Vec::new();
-    let runs = Mode::ALL
-        .iter()
-        .map(|m| (*m, m.label().to_owned()))
-        .chain([(Mode::Off, "tracing off (repeat)".to_owned())]);
-    for (mode, label) in runs {
-        step(&format!("mode: {label}"));
-        let mode_logs = log_dir.join(label.replace([' ', '%', ',', '(', ')'], "_"));
+    // Rounds interleave the modes (rotating which goes first), so a machine
+    // that slows down or speeds up during the invocation weighs on every mode
+    // alike; each run starts on empty databases.
+    let rounds = rounds.max(1);
+    let mut runs: Vec<ModeResult> = Vec::new();
+    for round in 0..rounds {
+        for k in 0..Mode::ALL.len() {
+            let mode = Mode::ALL[(k + round) % Mode::ALL.len()];
+            step(&format!(
+                "round {}/{rounds}, mode: {}",
+                round + 1,
+                mode.label()
+            ));
+            let run = BenchRun {
+                mode,
+                round,
+                requests,
+                concurrency,
+                bin_dir: &bin_dir,
+                postgres: &postgres,
+                kafka_brokers: &kafka_brokers,
+                receiver: &receiver,
+                closed: &closed,
+                log_dir: &log_dir,
+            };
+            runs.push(run.execute().await?);
+        }
+    }
+    let results = merge(&runs);
+    let machine = machine_description();
+    let command = format!(
+        "scripts/bench.sh --requests {requests} --concurrency {concurrency} --rounds {rounds}"
+    );
+    let text = tracectl::bench::report(&results, &runs, &machine, &command);
+    std::fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;
+    println!("\n{text}");
+    step(&format!("written to {}", out.display()));
+    Ok(())
+}
+
+/// One mode of one round: fresh databases, the stack started with the
+/// mode's telemetry, warm-up, the measured load, stop, figures.
+struct BenchRun<'a> {
+    mode: tracectl::bench::Mode,
+    round: usize,
+    requests: usize,
+    concurrency: usize,
+    bin_dir: &'a std::path::Path,
+    postgres: &'a str,
+    kafka_brokers: &'a str,
+    receiver: &'a Receiver,
+    closed: &'a str,
+    log_dir: &'a std::path::Path,
+}
+
+impl BenchRun<'_> {
+    async fn execute(&self) -> anyhow::Result<tracectl::bench::ModeResult> {
+        use tracectl::bench::{self, ModeResult};
+        let label = self.mode.label();
+        let mode_logs = self.log_dir.join(format!(
+            "{}-{}",
+            self.round + 1,
+            label.replace([' ', '%', ',', '(', ')'], "_")
+        ));
+        let databases = ["users", "orders", "inventory"].map(|db| format!("bench_{db}_run"));
+        for db in &databases {
+            stack::drop_database(self.postgres, db).await?;
+        }
         let options = StackOptions {
-            bin_dir: bin_dir.clone(),
-            postgres: postgres.clone(),
-            databases: [
-                "bench_users".into(),
-                "bench_orders".into(),
-                "bench_inventory".into(),
-            ],
-            kafka_brokers: kafka_brokers.clone(),
-            otlp_endpoint: receiver.endpoint(),
+            bin_dir: self.bin_dir.to_path_buf(),
+            postgres: self.postgres.to_owned(),
+            databases: databases.clone(),
+            kafka_brokers: self.kafka_brokers.to_owned(),
+            otlp_endpoint: self.receiver.endpoint(),
             otlp_protocol: "http/protobuf".into(),
             ports: Ports::free()?,
-            log_dir: mode_logs.clone(),
+            log_dir: mode_logs,
+            service_env: Vec::new(),
             extra_env: {
-                let mut env = mode.env(&receiver.endpoint(), &closed);
+                let mut env = self.mode.env(&self.receiver.endpoint(), self.closed);
                 env.push((
                     "RUST_LOG".into(),
                     "warn,tracing_common::telemetry=info".into(),
@@ -435,31 +567,26 @@ async fn bench(
             return Err(e);
         }
         let gateway = services.gateway_url();
-        let received_before = bench::received(&receiver.store);
+        let received_before = self.receiver.store.len();
         // Warm-up: connections, pools, caches.
-        bench::drive(
-            &gateway,
-            "warm-up",
-            200,
-            concurrency,
-            bench::order_request,
-            |_| {},
-        )
-        .await?;
-        bench::drive(
-            &gateway,
-            "warm-up",
-            200,
-            concurrency,
+        for make in [
+            bench::order_request as fn(usize) -> bench::Request,
             bench::user_request,
-            |_| {},
-        )
-        .await?;
+        ] {
+            bench::drive(&gateway, "warm-up", 200, self.concurrency, make, |_| {}).await?;
+        }
         let pids = services.pids();
         let after_warmup: Vec<_> = pids
             .iter()
             .map(|(name, pid)| (*name, bench::memory_kb(*pid).unwrap_or_default()))
             .collect();
+        let cpu_now = || -> Vec<(&'static str, u64)> {
+            pids.iter()
+                .map(|(name, pid)| (*name, bench::cpu_ms(Some(*pid)).unwrap_or_default()))
+                .chain([("tracectl", bench::cpu_ms(None).unwrap_or_default())])
+                .collect()
+        };
+        let cpu_before = cpu_now();
         let mut routes = Vec::new();
         for (route, make) in [
             (
@@ -468,10 +595,15 @@ async fn bench(
             ),
             ("GET /api/users/{id}", bench::user_request),
         ] {
-            let total = requests;
-            let r = bench::drive(&gateway, route, requests, concurrency, make, move |done| {
-                println!("    {route}: {done}/{total}");
-            })
+            let total = self.requests;
+            let r = bench::drive(
+                &gateway,
+                route,
+                self.requests,
+                self.concurrency,
+                make,
+                move |done| println!("    {route}: {done}/{total}"),
+            )
             .await?;
             println!(
                 "    {route}: {} requests, {} failed, {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms",
@@ -483,6 +615,11 @@ async fn bench(
             );
             routes.push(r);
         }
+        let cpu = cpu_now()
+            .into_iter()
+            .zip(&cpu_before)
+            .map(|((name, after), (_, before))| (name, after.saturating_sub(*before)))
+            .collect();
         let memory = pids
             .iter()
             .zip(&after_warmup)
@@ -505,22 +642,19 @@ async fn bench(
                 (*name, bench::exported_from_log(&text).unwrap_or_default())
             })
             .collect();
-        results.push(ModeResult {
-            mode,
-            label,
+        for db in &databases {
+            stack::drop_database(self.postgres, db).await?;
+        }
+        Ok(ModeResult {
+            mode: self.mode,
+            label: label.to_owned(),
             routes,
             memory,
             exported,
-            received: bench::received(&receiver.store) - received_before,
-        });
+            cpu,
+            received: self.receiver.store.len() - received_before,
+        })
     }
-    let machine = machine_description();
-    let command = format!("scripts/bench.sh --requests {requests} --concurrency {concurrency}");
-    let text = bench::report(&results, &machine, &command);
-    std::fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;
-    println!("\n{text}");
-    step(&format!("written to {}", out.display()));
-    Ok(())
 }
 
 fn machine_description() -> String {

@@ -63,6 +63,9 @@ pub struct Span {
     /// (trace id, span id) of linked spans, including Jaeger FOLLOWS_FROM references.
     pub links: Vec<(String, String)>,
     pub events: Vec<String>,
+    /// (event name, key, value) of every event attribute, for scans; the
+    /// waterfall shows event names only.
+    pub event_attributes: Vec<(String, String, String)>,
     pub attributes: BTreeMap<String, String>,
 }
 

@@ -32,6 +32,10 @@ pub struct Store {
     trace_ids: Arc<Mutex<(Vec<String>, std::collections::HashSet<String>)>>,
     /// Bumped on every export, so waiters wake up.
     received: Arc<tokio::sync::Notify>,
+    /// Count spans without keeping them (the benchmark: a collector's
+    /// decoding cost, not a store growing by tens of thousands of spans).
+    count_only: bool,
+    counted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Store {
@@ -39,8 +43,9 @@ impl Store {
         self.spans.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// Spans received so far (kept or, for a counting receiver, counted).
     pub fn len(&self) -> usize {
-        self.spans.lock().map(|s| s.len()).unwrap_or(0)
+        self.counted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -61,7 +66,25 @@ impl Store {
         Trace::new(trace_id.to_owned(), spans)
     }
 
+    fn ingest(&self, request: ExportTraceServiceRequest) {
+        if self.count_only {
+            let n: usize = request
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum();
+            self.counted
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            self.received.notify_waiters();
+        } else {
+            self.push(spans_of(request));
+        }
+    }
+
     fn push(&self, new: Vec<Span>) {
+        self.counted
+            .fetch_add(new.len(), std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut ids) = self.trace_ids.lock() {
             let (order, seen) = &mut *ids;
             for span in &new {
@@ -131,9 +154,21 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(addr: &str) -> std::io::Result<Self> {
+        Self::start_with(addr, Store::default()).await
+    }
+
+    /// A receiver that decodes and counts spans but keeps none.
+    pub async fn start_counting(addr: &str) -> std::io::Result<Self> {
+        let store = Store {
+            count_only: true,
+            ..Store::default()
+        };
+        Self::start_with(addr, store).await
+    }
+
+    async fn start_with(addr: &str, store: Store) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let store = Store::default();
         let grpc = TraceServiceServer::new(GrpcExport(store.clone()));
         let app = axum::Router::new()
             .route("/v1/traces", post(export))
@@ -166,7 +201,7 @@ async fn export(State(store): State<Store>, headers: HeaderMap, body: Bytes) -> 
     }
     match ExportTraceServiceRequest::decode(body) {
         Ok(request) => {
-            store.push(spans_of(request));
+            store.ingest(request);
             (
                 [(header::CONTENT_TYPE, "application/x-protobuf")],
                 ExportTraceServiceResponse::default().encode_to_vec(),
@@ -185,7 +220,7 @@ impl TraceService for GrpcExport {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.0.push(spans_of(request.into_inner()));
+        self.0.ingest(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
@@ -260,6 +295,15 @@ pub fn spans_of(request: ExportTraceServiceRequest) -> Vec<Span> {
                     .links
                     .iter()
                     .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
+                    .collect(),
+                event_attributes: span
+                    .events
+                    .iter()
+                    .flat_map(|e| {
+                        e.attributes
+                            .iter()
+                            .map(|kv| (e.name.clone(), kv.key.clone(), text(kv.value.as_ref())))
+                    })
                     .collect(),
                 events: span.events.into_iter().map(|e| e.name).collect(),
                 attributes,

@@ -60,6 +60,8 @@ pub struct StackOptions {
     pub log_dir: PathBuf,
     /// Added to every service's environment (after the defaults above).
     pub extra_env: Vec<(String, String)>,
+    /// Added to one service's environment, last: `(service, name, value)`.
+    pub service_env: Vec<(&'static str, String, String)>,
 }
 
 pub const SERVICES: [&str; 4] = [
@@ -74,6 +76,8 @@ struct Child {
     process: tokio::process::Child,
     port: u16,
     log: PathBuf,
+    binary: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 /// The running services.
@@ -123,6 +127,12 @@ impl StackOptions {
             env.push(("ORDER_SERVICE_URL".into(), url(p.orders)));
         }
         env.extend(self.extra_env.iter().cloned());
+        env.extend(
+            self.service_env
+                .iter()
+                .filter(|(s, _, _)| *s == service)
+                .map(|(_, k, v)| (k.clone(), v.clone())),
+        );
         env
     }
 }
@@ -146,17 +156,7 @@ impl LocalStack {
             }
             let env = options.env_for(name);
             let log = options.log_dir.join(format!("{name}.log"));
-            let out = std::fs::File::create(&log)?;
-            let process = tokio::process::Command::new(&binary)
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .envs(env.iter().cloned())
-                .stdin(Stdio::null())
-                .stdout(out.try_clone()?)
-                .stderr(out)
-                .kill_on_drop(true)
-                .spawn()
-                .with_context(|| format!("starting {}", binary.display()))?;
+            let process = spawn(&binary, &env, &log, false)?;
             let port = env
                 .iter()
                 .find(|(k, _)| k == "PORT")
@@ -167,6 +167,8 @@ impl LocalStack {
                 process,
                 port,
                 log,
+                binary,
+                env,
             });
         }
         Ok(stack)
@@ -256,6 +258,67 @@ impl LocalStack {
         killed
     }
 
+    fn child(&mut self, service: &str) -> anyhow::Result<&mut Child> {
+        self.children
+            .iter_mut()
+            .find(|c| c.name == service)
+            .with_context(|| format!("no service named {service}"))
+    }
+
+    /// Sends `signal` (`TERM`, `KILL`, ...) to one service.
+    pub async fn signal(&mut self, service: &str, signal: &str) -> anyhow::Result<()> {
+        let child = self.child(service)?;
+        let pid = child
+            .process
+            .id()
+            .with_context(|| format!("{service} has already exited"))?;
+        let status = tokio::process::Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .await?;
+        anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for one service to exit; `None` if it did not.
+    pub async fn wait_exit(
+        &mut self,
+        service: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        let child = self.child(service)?;
+        Ok(tokio::time::timeout(timeout, child.process.wait())
+            .await
+            .ok()
+            .transpose()?)
+    }
+
+    /// Starts an exited (or killed) service again with the same environment,
+    /// appending to its log, and waits until it is ready.
+    pub async fn restart(&mut self, service: &str, timeout: Duration) -> anyhow::Result<()> {
+        let child = self.child(service)?;
+        if child.process.try_wait()?.is_none() {
+            bail!("{service} is still running");
+        }
+        child.process = spawn(&child.binary, &child.env, &child.log, true)?;
+        let url = format!("http://127.0.0.1:{}/readyz", child.port);
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = client.get(&url).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if started.elapsed() > timeout {
+                bail!("{service} not ready {timeout:?} after its restart");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The process id of each service.
     pub fn pids(&self) -> Vec<(&'static str, u32)> {
         self.children
@@ -271,6 +334,52 @@ impl LocalStack {
             .map(|c| (c.name, c.log.as_path()))
             .collect()
     }
+}
+
+/// Drops `database` on the Postgres server `postgres` (no database name in
+/// the URL) if it exists, disconnecting whoever still uses it.
+pub async fn drop_database(postgres: &str, database: &str) -> anyhow::Result<()> {
+    use sqlx::Connection as _;
+    anyhow::ensure!(
+        database
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "refusing to drop a database named {database:?}"
+    );
+    let mut conn = sqlx::PgConnection::connect(&format!("{postgres}/postgres"))
+        .await
+        .with_context(|| format!("connecting to {postgres}"))?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        r#"DROP DATABASE IF EXISTS "{database}" WITH (FORCE)"#
+    )))
+    .execute(&mut conn)
+    .await
+    .with_context(|| format!("dropping database {database}"))?;
+    Ok(())
+}
+
+fn spawn(
+    binary: &Path,
+    env: &[(String, String)],
+    log: &Path,
+    append: bool,
+) -> anyhow::Result<tokio::process::Child> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(append)
+        .write(true)
+        .truncate(!append)
+        .open(log)?;
+    tokio::process::Command::new(binary)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))
 }
 
 /// The last `lines` lines of a file.

@@ -64,6 +64,7 @@ async fn the_seed_order_is_one_trace_across_four_processes_postgres_and_kafka() 
         ports: Ports::free().unwrap(),
         log_dir: std::env::temp_dir().join(format!("tracectl-e2e-{run}")),
         extra_env: vec![("RUST_LOG".into(), "info".into())],
+        service_env: Vec::new(),
     };
     let mut services = LocalStack::start(&options).expect("the service binaries start");
     services

@@ -8,6 +8,7 @@
 //! - [`client`]: a reqwest client that injects context and records CLIENT spans.
 //! - [`kafka`]: rdkafka header propagation and PRODUCER/CONSUMER spans.
 //! - [`db`]: Postgres CLIENT spans (sqlx-otel).
+//! - [`faults`]: opt-in latency and error injection into named steps (demos).
 //! - [`baggage`]: allow-listed baggage keys copied onto every span.
 //! - [`propagation`]: the composite propagator and map carriers (outbox rows).
 //! - [`remote_sampling`]: makes Jaeger's sampling answers parseable by the SDK.
@@ -21,6 +22,7 @@ pub mod baggage;
 pub mod client;
 pub mod config;
 pub mod db;
+pub mod faults;
 pub mod kafka;
 pub mod logging;
 pub mod propagation;

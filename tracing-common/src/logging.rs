@@ -7,9 +7,22 @@ use opentelemetry::trace::TraceContextExt;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
+
+/// Formats no span fields. The JSON lines name the enclosing spans but do not
+/// repeat their fields (the trace holds them), so the fmt layer is spared
+/// formatting every field of every span into a string it would never print.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SpanNamesOnly;
+
+impl<'w> FormatFields<'w> for SpanNamesOnly {
+    fn format_fields<R: RecordFields>(&self, _writer: Writer<'w>, _fields: R) -> fmt::Result {
+        Ok(())
+    }
+}
 
 /// One JSON object per event: `timestamp`, `level`, `target`, `message`, the
 /// event's fields, the names of the enclosing spans, and the OpenTelemetry ids

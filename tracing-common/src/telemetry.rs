@@ -18,7 +18,7 @@ use crate::baggage::BaggageSpanProcessor;
 use crate::config::{
     ConfigError, ExporterConfig, LogFormat, OtlpProtocol, SamplerConfig, TelemetryConfig,
 };
-use crate::logging::JsonWithTraceIds;
+use crate::logging::{JsonWithTraceIds, SpanNamesOnly};
 use crate::stats::{CountingExporter, CountingProcessor, ExportStats, SharedCounters};
 
 /// Telemetry could not start. Each variant names what to fix.
@@ -135,13 +135,17 @@ pub fn init_with(
     })?;
     let fmt_layer = match config.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
+            .fmt_fields(SpanNamesOnly)
             .event_format(JsonWithTraceIds)
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer().pretty().boxed(),
     };
+    // Filtered like the tests' layer: without a filter of its own the bridge
+    // would enable every TRACE callsite of hyper, h2, tokio and sqlx for the
+    // whole subscriber, and turn their events into span events.
     let otel_layer = provider
         .as_ref()
-        .map(|p| otel_layer(p.tracer(tracer_scope())));
+        .map(|p| otel_layer(p.tracer(tracer_scope())).with_filter(span_filter()));
     tracing_subscriber::registry()
         .with(otel_layer)
         .with(fmt_layer.with_filter(filter))

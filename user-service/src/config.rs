@@ -1,12 +1,15 @@
 //! Settings from the environment, read once at start-up.
 
 use tracing_common::ConfigError;
+use tracing_common::faults::Faults;
 use tracing_common::service::env_or;
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub port: u16,
     pub database_url: String,
+    /// Demo fault injection (`FAULTS`); none unless set.
+    pub faults: Faults,
 }
 
 impl Config {
@@ -17,6 +20,7 @@ impl Config {
                 "DATABASE_URL",
                 "postgres://postgres@127.0.0.1:5432/users".to_owned(),
             )?,
+            faults: Faults::from_env(crate::FAULT_STEPS)?,
         })
     }
 }

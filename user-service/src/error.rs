@@ -13,6 +13,9 @@ pub enum AppError {
     /// 400: the id is empty, too long or has characters ids never have.
     #[error("invalid user id")]
     InvalidUserId,
+    /// 500: a fault injected on purpose (`FAULTS`, off by default).
+    #[error(transparent)]
+    Injected(#[from] tracing_common::faults::Injected),
     /// 503 when the database cannot be reached, 500 for any other database
     /// failure; neither leaks detail.
     #[error("database unavailable: {0}")]
@@ -26,6 +29,11 @@ impl IntoResponse for AppError {
             AppError::InvalidUserId => {
                 (StatusCode::BAD_REQUEST, "invalid_user_id", self.to_string())
             }
+            AppError::Injected(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "injected_fault",
+                e.to_string(),
+            ),
             AppError::Database(e) => tracing_common::db::error_response(e, "users"),
         };
         (

@@ -16,6 +16,7 @@ use opentelemetry::KeyValue;
 use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres};
 use tracing_common::db::TracedPool;
+use tracing_common::faults::Faults;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -30,7 +31,11 @@ pub struct AppState {
     pub db: TracedPool<Postgres>,
     /// Untraced, for readiness probes.
     pub raw_db: PgPool,
+    pub faults: Faults,
 }
+
+/// Steps `FAULTS` can slow down or fail: the user lookup query.
+pub const FAULT_STEPS: &[&str] = &["lookup-user"];
 
 /// Connects (creating the database if needed) and migrates.
 pub async fn connect(database_url: &str) -> Result<(PgPool, TracedPool<Postgres>), sqlx::Error> {
@@ -51,9 +56,13 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
     let (raw_db, db) = connect(&config.database_url)
         .await
         .context("connecting to the users database")?;
+    if !config.faults.is_empty() {
+        tracing::warn!(faults = %config.faults.describe(), "fault injection is ON (FAULTS)");
+    }
+    let faults = config.faults.clone();
     Ok(Running::serve(
         listener,
-        app(AppState { db, raw_db }),
+        app(AppState { db, raw_db, faults }),
         Background::default(),
         None,
     )?)
@@ -74,6 +83,7 @@ async fn get_user(
     if !valid_id(&id) {
         return Err(AppError::InvalidUserId);
     }
+    state.faults.inject("lookup-user").await?;
     let user = db::find_user(&state.db, &id)
         .await?
         .ok_or(AppError::UserNotFound)?;

@@ -14,7 +14,11 @@ async fn spawn_app() -> axum::Router {
     let (raw_db, db) = user_service::connect(&fresh_database_url("users"))
         .await
         .expect("Postgres must be running");
-    user_service::app(AppState { db, raw_db })
+    user_service::app(AppState {
+        db,
+        raw_db,
+        faults: Default::default(),
+    })
 }
 
 const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";

@@ -1,0 +1,654 @@
+//! Faults against the real thing: the four service binaries, a tansu broker
+//! of each test's own, the machine's Postgres and an OTLP receiver. Each test
+//! injects one fault, prints what it sent and what came of it, and checks
+//! that nothing was lost, nothing done twice, nothing hung and nothing leaked.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Env, Setup, accepted, order_body, orders, statuses};
+use tracectl::model::Kind;
+use tracectl::proxy::{Fault, Proxy};
+
+fn report(fault: &str, figures: &[(&str, String)]) {
+    let line: Vec<String> = figures.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!("FAULT {fault}: {}", line.join(", "));
+}
+
+fn p(latencies: &mut [Duration], pct: f64) -> Duration {
+    latencies.sort_unstable();
+    let rank = ((pct / 100.0) * latencies.len() as f64).ceil() as usize;
+    latencies[rank.clamp(1, latencies.len()) - 1]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_otlp_endpoint_leaves_requests_fast_and_memory_bounded() {
+    const N: usize = 120;
+    // The same load against a healthy receiver, then against a collector that
+    // accepts connections and never answers.
+    let mut p50 = Vec::new();
+    for hanging in [false, true] {
+        let hole = Proxy::black_hole().await.unwrap();
+        let mut setup = Setup::new();
+        if hanging {
+            setup.otlp_endpoint = Some(hole.url());
+        }
+        let env = setup
+            // A small queue so the bound is reached within this run.
+            .env("api-gateway", "OTEL_BSP_MAX_QUEUE_SIZE", "256")
+            .env("order-service", "OTEL_BSP_MAX_QUEUE_SIZE", "256")
+            .start(if hanging { "otlp-hang" } else { "otlp-ok" })
+            .await;
+        // Warm-up, then memory after it.
+        let _ = orders(&env, 20, 4).await;
+        let rss = |env: &Env| -> Vec<(&'static str, u64)> {
+            env.services
+                .pids()
+                .into_iter()
+                .map(|(n, pid)| (n, tracectl::bench::memory_kb(pid).unwrap_or_default().0))
+                .collect()
+        };
+        let before = rss(&env);
+        let answers = orders(&env, N, 4).await;
+        let mut lat: Vec<Duration> = answers.iter().flatten().map(|a| a.elapsed).collect();
+        let after = rss(&env);
+        let ids = accepted(&answers);
+        let settled = env.settle(&ids, Duration::from_secs(60)).await;
+        let growth: Vec<String> = before
+            .iter()
+            .zip(&after)
+            .map(|((n, b), (_, a))| format!("{n} {}→{} kB", b, a))
+            .collect();
+        report(
+            if hanging {
+                "OTLP endpoint hanging"
+            } else {
+                "OTLP endpoint healthy (baseline)"
+            },
+            &[
+                ("sent", N.to_string()),
+                ("answered", answers.iter().flatten().count().to_string()),
+                ("accepted", ids.len().to_string()),
+                ("settled", format!("{settled:?}")),
+                ("p50", format!("{:?}", p(&mut lat, 50.0))),
+                ("p99", format!("{:?}", p(&mut lat, 99.0))),
+                ("RSS", growth.join("; ")),
+                (
+                    "connections to the hanging endpoint",
+                    hole.accepted().to_string(),
+                ),
+            ],
+        );
+        assert_eq!(ids.len(), N, "{:?}", statuses(&answers));
+        assert_eq!(
+            settled.get("confirmed").copied(),
+            Some(N as i64),
+            "{settled:?}"
+        );
+        for ((name, b), (_, a)) in before.iter().zip(&after) {
+            assert!(
+                *a < b + 30_000,
+                "{name} grew from {b} kB to {a} kB: the span queue is not bounded"
+            );
+        }
+        p50.push(p(&mut lat, 50.0));
+        if hanging {
+            assert!(hole.accepted() > 0, "the services never tried to export");
+            // Let the services flush what they can, then stop: the shutdown
+            // must not hang on the endpoint either (bounded by its timeout).
+            let started = Instant::now();
+            let log_dir = env.log_dir.clone();
+            env.finish().await;
+            let lost: u64 = tracectl::stack::SERVICES
+                .iter()
+                .filter_map(|s| {
+                    let text = std::fs::read_to_string(log_dir.join(format!("{s}.log"))).ok()?;
+                    tracectl::bench::exported_from_log(&text).map(|e| e.lost)
+                })
+                .sum();
+            report(
+                "OTLP endpoint hanging, at shutdown",
+                &[
+                    ("stop took", format!("{:?}", started.elapsed())),
+                    ("spans lost (counted and logged)", lost.to_string()),
+                ],
+            );
+            assert!(lost > 0, "lost spans must be counted in the shutdown log");
+        } else {
+            env.finish().await;
+        }
+    }
+    // Requests never wait for the exporter: within noise of the healthy run.
+    assert!(
+        p50[1] < p50[0] * 2 + Duration::from_millis(20),
+        "p50 healthy {:?}, hanging {:?}",
+        p50[0],
+        p50[1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_accepted_while_kafka_is_unreachable_all_settle_once_it_returns() {
+    const N: usize = 20;
+    let mut setup = Setup::new();
+    setup.kafka_via_proxy = true;
+    let env = setup
+        .env("order-service", "KAFKA_SEND_TIMEOUT_MS", "1000")
+        .env("order-service", "OUTBOX_RELAY_INTERVAL_MS", "500")
+        .env("order-service", "OUTBOX_RELAY_MIN_AGE_MS", "1500")
+        .start("kafka-outage")
+        .await;
+    let before = orders(&env, 3, 3).await;
+    let first = accepted(&before);
+    assert_eq!(
+        env.settle(&first, Duration::from_secs(60))
+            .await
+            .get("confirmed"),
+        Some(&3)
+    );
+
+    let proxy = env.kafka_proxy.as_ref().unwrap();
+    proxy.set(Fault::Refuse);
+    let during = orders(&env, N, 4).await;
+    let ids = accepted(&during);
+    let max_latency = during.iter().flatten().map(|a| a.elapsed).max().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let still: i64 = env
+        .settle(&ids, Duration::ZERO)
+        .await
+        .get("pending")
+        .copied()
+        .unwrap_or(0);
+    let outage = Instant::now();
+    proxy.set(Fault::None);
+    let settled = env.settle(&ids, Duration::from_secs(90)).await;
+    let mismatch = env.reservation_mismatch().await;
+    report(
+        "Kafka unreachable for ~5 s (connections cut and refused), then back",
+        &[
+            ("sent during outage", N.to_string()),
+            ("answered", during.iter().flatten().count().to_string()),
+            ("accepted", ids.len().to_string()),
+            ("slowest answer", format!("{max_latency:?}")),
+            ("pending when the broker returned", still.to_string()),
+            ("settled", format!("{settled:?}")),
+            ("settled within", format!("{:?}", outage.elapsed())),
+            (
+                "lost",
+                settled
+                    .get("pending")
+                    .or(settled.get("missing"))
+                    .copied()
+                    .unwrap_or(0)
+                    .to_string(),
+            ),
+            (
+                "reserved twice (stock vs reservations)",
+                format!("{mismatch:?}"),
+            ),
+        ],
+    );
+    assert_eq!(ids.len(), N, "{:?}", statuses(&during));
+    assert!(max_latency < Duration::from_secs(5), "{max_latency:?}");
+    assert_eq!(
+        still, N as i64,
+        "nothing can settle while the broker is away"
+    );
+    assert_eq!(
+        settled.get("confirmed").copied(),
+        Some(N as i64),
+        "{settled:?}"
+    );
+    assert!(mismatch.is_empty(), "{mismatch:?}");
+    // The relay's late publish joins each order's original trace.
+    let trace_id = during[0].as_ref().unwrap().trace_id.clone().unwrap();
+    let trace = env
+        .receiver
+        .store
+        .wait_for(&trace_id, Duration::from_secs(20), |t| {
+            t.spans.iter().any(|s| s.name == "process inventory-events")
+        })
+        .await;
+    assert!(
+        trace
+            .spans
+            .iter()
+            .any(|s| s.kind == Kind::Producer && s.error.is_none()),
+        "{}",
+        tracectl::waterfall::render(&trace)
+    );
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_answers_503_writes_nothing_and_recovers() {
+    let pg = Proxy::start(common::postgres_addr()).await.unwrap();
+    let setup = Setup::new();
+    let run = common::run_id();
+    let orders_db = format!("orders_test_{run}");
+    let server = common::postgres_server();
+    let via_proxy = server.replace(&common::postgres_addr().to_string(), &pg.addr().to_string());
+    assert_ne!(via_proxy, server, "DATABASE_URL must name host:port");
+    let mut env = setup
+        .env(
+            "order-service",
+            "DATABASE_URL",
+            format!("{via_proxy}/{orders_db}"),
+        )
+        .start("postgres-down")
+        .await;
+    env.databases[1] = orders_db;
+    let ok = env.order(&order_body(0)).await.unwrap();
+    assert_eq!(ok.status, 201);
+    let rows_before = env.order_count().await;
+
+    pg.set(Fault::Refuse);
+    let mut down = Vec::new();
+    for i in 0..5 {
+        down.push(env.order(&order_body(i)).await.unwrap());
+    }
+    let readyz = env
+        .send(
+            env.http
+                .get(format!("http://127.0.0.1:{}/readyz", env.ports.orders)),
+        )
+        .await
+        .unwrap();
+    let lookup = env
+        .send(env.http.get(format!(
+            "{}/api/orders/{}",
+            env.gateway,
+            ok.body["orderId"].as_str().unwrap()
+        )))
+        .await
+        .unwrap();
+    let rows_during = env.order_count().await;
+
+    pg.set(Fault::None);
+    let recovered = Instant::now();
+    let mut ready_again = None;
+    while recovered.elapsed() < Duration::from_secs(30) {
+        let r = env
+            .send(
+                env.http
+                    .get(format!("http://127.0.0.1:{}/readyz", env.ports.orders)),
+            )
+            .await;
+        if r.is_some_and(|r| r.status == 200) {
+            ready_again = Some(recovered.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = env.order(&order_body(7)).await.unwrap();
+    let after_id = accepted(&[Some(after.clone())]);
+    let settled = env.settle(&after_id, Duration::from_secs(60)).await;
+    let half = env.half_written_orders().await;
+    report(
+        "Postgres unreachable for order-service (connections cut and refused)",
+        &[
+            ("orders sent while down", down.len().to_string()),
+            (
+                "answers",
+                format!("{:?}", down.iter().map(|a| a.status).collect::<Vec<_>>()),
+            ),
+            (
+                "slowest",
+                format!("{:?}", down.iter().map(|a| a.elapsed).max().unwrap()),
+            ),
+            ("readyz while down", readyz.status.to_string()),
+            ("order lookup while down", lookup.status.to_string()),
+            (
+                "rows written while down",
+                (rows_during - rows_before).to_string(),
+            ),
+            ("ready again after", format!("{ready_again:?}")),
+            (
+                "order after recovery",
+                format!("{} {settled:?}", after.status),
+            ),
+            ("half-written orders", half.to_string()),
+        ],
+    );
+    for a in &down {
+        assert_eq!(a.status, 503, "{:?}", a.body);
+        assert_eq!(a.body["error"], "database_unavailable", "{:?}", a.body);
+        assert!(a.elapsed < Duration::from_secs(10), "{:?}", a.elapsed);
+    }
+    assert_eq!(readyz.status, 503);
+    assert_eq!(lookup.status, 503);
+    assert_eq!(rows_during, rows_before);
+    assert!(
+        ready_again.is_some(),
+        "order-service never became ready again"
+    );
+    assert_eq!(after.status, 201, "{:?}", after.body);
+    assert_eq!(settled.get("confirmed"), Some(&1), "{settled:?}");
+    assert_eq!(half, 0);
+    // The failed request's trace says why.
+    let trace = env
+        .receiver
+        .store
+        .wait_for(
+            down[0].trace_id.as_deref().unwrap(),
+            Duration::from_secs(10),
+            |t| t.spans.iter().any(|s| s.name == "create-order-db"),
+        )
+        .await;
+    let create = trace
+        .spans
+        .iter()
+        .find(|s| s.name == "create-order-db")
+        .unwrap();
+    assert_eq!(
+        create.error.as_deref(),
+        Some("database_unavailable"),
+        "{}",
+        tracectl::waterfall::render(&trace)
+    );
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_or_dead_downstream_is_answered_within_the_budget_and_the_span_says_why() {
+    let setup = Setup::new();
+    let users = Proxy::start(([127, 0, 0, 1], setup.ports.users).into())
+        .await
+        .unwrap();
+    let inventory = Proxy::start(([127, 0, 0, 1], setup.ports.inventory).into())
+        .await
+        .unwrap();
+    let env = setup
+        .env("order-service", "USER_SERVICE_URL", users.url())
+        .env("order-service", "INVENTORY_SERVICE_URL", inventory.url())
+        .env("order-service", "HTTP_CLIENT_TIMEOUT_MS", "500")
+        .start("downstream")
+        .await;
+    let rows_before = env.order_count().await;
+
+    // user-service hangs: order-service's budget is 500 ms.
+    users.set(Fault::Hang);
+    let slow = env.order(&order_body(0)).await.unwrap();
+    users.set(Fault::Refuse);
+    let dead = env.order(&order_body(1)).await.unwrap();
+    users.set(Fault::None);
+    let rows_after_user_faults = env.order_count().await;
+
+    // inventory-service unreachable for the stock check: accepted, and the
+    // reservation (over Kafka) decides.
+    inventory.set(Fault::Refuse);
+    let unchecked = env.order(&order_body(2)).await.unwrap();
+    inventory.set(Fault::None);
+    let ids = accepted(&[Some(unchecked.clone())]);
+    let settled = env.settle(&ids, Duration::from_secs(60)).await;
+    report(
+        "downstream slow or down",
+        &[
+            (
+                "user-service hanging",
+                format!("{} in {:?}", slow.status, slow.elapsed),
+            ),
+            (
+                "user-service refusing",
+                format!("{} in {:?}", dead.status, dead.elapsed),
+            ),
+            (
+                "orders written by those",
+                (rows_after_user_faults - rows_before).to_string(),
+            ),
+            (
+                "inventory-service refusing",
+                format!(
+                    "{} in {:?}, then {settled:?}",
+                    unchecked.status, unchecked.elapsed
+                ),
+            ),
+        ],
+    );
+    for a in [&slow, &dead] {
+        assert_eq!(a.status, 503, "{:?}", a.body);
+        assert_eq!(a.body["error"], "dependency_unavailable", "{:?}", a.body);
+    }
+    assert!(
+        slow.elapsed < Duration::from_millis(2500),
+        "{:?}",
+        slow.elapsed
+    );
+    assert_eq!(rows_after_user_faults, rows_before);
+    assert_eq!(unchecked.status, 201);
+    assert_eq!(settled.get("confirmed"), Some(&1), "{settled:?}");
+
+    let span_of = |trace_id: &Option<String>, name: &'static str| {
+        let store = env.receiver.store.clone();
+        let id = trace_id.clone().unwrap();
+        async move {
+            let t = store
+                .wait_for(&id, Duration::from_secs(10), |t| {
+                    t.spans.iter().any(|s| s.name == name)
+                })
+                .await;
+            t.spans.into_iter().find(|s| s.name == name).unwrap()
+        }
+    };
+    assert_eq!(
+        span_of(&slow.trace_id, "fetch-user-data")
+            .await
+            .error
+            .as_deref(),
+        Some("timeout")
+    );
+    let refused = span_of(&dead.trace_id, "fetch-user-data").await.error;
+    assert!(
+        refused.as_deref().is_some_and(|e| e != "timeout"),
+        "{refused:?}"
+    );
+    let check = span_of(&unchecked.trace_id, "check-inventory").await;
+    assert!(check.error.is_some(), "{check:?}");
+    assert!(
+        check
+            .events
+            .iter()
+            .any(|e| e == "inventory_service_unreachable"),
+        "{check:?}"
+    );
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_killed_mid_batch_loses_nothing_and_reserves_nothing_twice() {
+    const N: usize = 60;
+    let mut env = Setup::new().start("consumer-kill").await;
+    // inventory-service down: the orders are accepted (the stock check is
+    // skipped) and their events wait on the broker.
+    env.services
+        .signal("inventory-service", "KILL")
+        .await
+        .unwrap();
+    env.services
+        .wait_exit("inventory-service", Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("inventory-service exits on SIGKILL");
+    let answers = orders(&env, N, 4).await;
+    let ids = accepted(&answers);
+    assert_eq!(ids.len(), N, "{:?}", statuses(&answers));
+
+    // Back up; killed again while it works through the backlog.
+    env.services
+        .restart("inventory-service", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let inventory = env.inventory_db().await;
+    let processed = || async {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM processed_events")
+            .fetch_one(&inventory)
+            .await
+            .unwrap();
+        n
+    };
+    let started = Instant::now();
+    let mut at_kill = 0;
+    while started.elapsed() < Duration::from_secs(60) {
+        at_kill = processed().await;
+        if at_kill >= (N / 6) as i64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    env.services
+        .signal("inventory-service", "KILL")
+        .await
+        .unwrap();
+    env.services
+        .wait_exit("inventory-service", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let after_kill = processed().await;
+    env.services
+        .restart("inventory-service", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let settled = env.settle(&ids, Duration::from_secs(120)).await;
+    let total = processed().await;
+    let mismatch = env.reservation_mismatch().await;
+    let (reservation_rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM reservations")
+        .fetch_one(&inventory)
+        .await
+        .unwrap();
+    report(
+        "inventory-service SIGKILLed mid-batch, restarted",
+        &[
+            ("orders", N.to_string()),
+            (
+                "events processed when killed",
+                format!("{at_kill}..{after_kill}"),
+            ),
+            ("settled", format!("{settled:?}")),
+            ("processed events in the end", total.to_string()),
+            ("reservation rows", reservation_rows.to_string()),
+            (
+                "reserved twice (stock vs reservations)",
+                format!("{mismatch:?}"),
+            ),
+        ],
+    );
+    assert!(
+        at_kill > 0 && after_kill < N as i64,
+        "killed at {at_kill}..{after_kill} of {N}"
+    );
+    assert_eq!(
+        settled.get("confirmed").copied(),
+        Some(N as i64),
+        "{settled:?}"
+    );
+    assert_eq!(total, N as i64);
+    assert_eq!(
+        reservation_rows,
+        2 * N as i64,
+        "each order reserves its two products once"
+    );
+    assert!(mismatch.is_empty(), "{mismatch:?}");
+    inventory.close().await;
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_finishes_in_flight_requests_and_flushes_their_spans() {
+    const N: usize = 80;
+    let mut env = Setup::new().start("sigterm").await;
+    let _ = orders(&env, 8, 4).await;
+    let env_ref = &env;
+    // A wave of orders, 8 in flight at a time, with SIGTERM sent to
+    // order-service in the middle of it.
+    let (wave, sent_term) = tokio::join!(orders(env_ref, N, 8), async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let pid = env_ref
+            .services
+            .pids()
+            .into_iter()
+            .find(|(n, _)| *n == "order-service")
+            .unwrap()
+            .1;
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+        Instant::now()
+    });
+    let exit = env
+        .services
+        .wait_exit("order-service", Duration::from_secs(20))
+        .await
+        .unwrap();
+    let counts = statuses(&wave);
+    let ids = accepted(&wave);
+    // Every accepted order is in the database, whole, and its server span
+    // reached the receiver before order-service exited.
+    let db = env.orders_db().await;
+    let (stored,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders WHERE id = ANY($1)")
+        .bind(&ids)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    let half = env.half_written_orders().await;
+    let mut without_span = 0;
+    for a in wave.iter().flatten().filter(|a| a.status == 201) {
+        let t = env.receiver.store.trace(a.trace_id.as_deref().unwrap());
+        if !t
+            .spans
+            .iter()
+            .any(|s| s.service == "order-service" && s.name == "POST /orders")
+        {
+            without_span += 1;
+        }
+    }
+    let log = std::fs::read_to_string(env.log_dir.join("order-service.log")).unwrap();
+    let shutdown = tracectl::bench::exported_from_log(&log).unwrap_or_default();
+    report(
+        "SIGTERM to order-service under load (8 in flight)",
+        &[
+            ("sent", N.to_string()),
+            ("answers", format!("{counts:?}")),
+            ("accepted", ids.len().to_string()),
+            ("accepted and stored", stored.to_string()),
+            (
+                "accepted without their server span",
+                without_span.to_string(),
+            ),
+            (
+                "exit",
+                format!("{exit:?} {:?} after TERM", sent_term.elapsed()),
+            ),
+            (
+                "spans exported / lost at shutdown",
+                format!("{} / {}", shutdown.exported, shutdown.lost),
+            ),
+        ],
+    );
+    assert!(exit.is_some_and(|s| s.success()), "{exit:?}");
+    assert!(
+        !counts.contains_key("none"),
+        "the gateway answers every request: {counts:?}"
+    );
+    assert!(
+        !ids.is_empty(),
+        "no order finished before the stop: {counts:?}"
+    );
+    for status in counts.keys() {
+        assert!(
+            ["201", "502", "503"].contains(&status.as_str()),
+            "after the stop the gateway answers 502/503, not {status}: {counts:?}"
+        );
+    }
+    assert_eq!(stored, ids.len() as i64);
+    assert_eq!(half, 0);
+    assert_eq!(without_span, 0);
+    assert_eq!(shutdown.lost, 0, "{log}");
+    env.services
+        .restart("order-service", Duration::from_secs(60))
+        .await
+        .unwrap();
+    env.finish().await;
+}

@@ -1,0 +1,268 @@
+//! Fault injection for demos, in the spirit of Jaeger's HotROD: extra latency
+//! or errors in a named step of a service, so a trace shows what a slow query
+//! or a failing dependency looks like and how to find it.
+//!
+//! Off unless the `FAULTS` variable names a step. Syntax, one or more rules
+//! separated by `;`:
+//!
+//! ```text
+//! FAULTS="lookup-user:delay=300ms"                 every user lookup 300 ms slower
+//! FAULTS="check-stock:error=0.25"                  a quarter of stock checks fail
+//! FAULTS="reserve-stock:delay=50ms,error=0.1;lookup-user:delay=1s"
+//! ```
+//!
+//! An injected delay is its own INTERNAL span, `injected-delay {step}`, under
+//! the step's span, so the waterfall shows where the time went; an injected
+//! error marks the step's span ERROR with `error.type=injected_fault`. Both
+//! carry `fault.injected=true`, so they cannot be mistaken for real faults.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::config::ConfigError;
+
+/// What to do to one step.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Fault {
+    pub delay: Duration,
+    /// Probability in `[0, 1]` that the step fails.
+    pub error_rate: f64,
+}
+
+/// The faults of one service; cheap to clone, empty (no effect) by default.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    rules: Arc<BTreeMap<String, Fault>>,
+    draws: Arc<AtomicU64>,
+}
+
+/// The error a step returns when a fault was injected into it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("fault injected into {step} (FAULTS)")]
+pub struct Injected {
+    pub step: String,
+}
+
+const VARIABLE: &str = "FAULTS";
+
+impl Faults {
+    /// Reads `FAULTS`; unset or empty means no faults. `steps` are the step
+    /// names this service knows, so a typo is an error instead of a no-op.
+    pub fn from_env(steps: &[&str]) -> Result<Self, ConfigError> {
+        match std::env::var(VARIABLE) {
+            Ok(v) => Self::parse(&v, steps),
+            Err(std::env::VarError::NotPresent) => Ok(Self::default()),
+            Err(std::env::VarError::NotUnicode(_)) => Err(error("<not UTF-8>", "not valid UTF-8")),
+        }
+    }
+
+    pub fn parse(value: &str, steps: &[&str]) -> Result<Self, ConfigError> {
+        let mut rules = BTreeMap::new();
+        for rule in value.split(';').map(str::trim).filter(|r| !r.is_empty()) {
+            let (step, effects) = rule
+                .split_once(':')
+                .ok_or_else(|| error(value, format!("`{rule}`: expected step:effect")))?;
+            let step = step.trim();
+            if !steps.contains(&step) {
+                return Err(error(
+                    value,
+                    format!(
+                        "unknown step `{step}`; this service has: {}",
+                        steps.join(", ")
+                    ),
+                ));
+            }
+            let mut fault = Fault::default();
+            for effect in effects.split(',').map(str::trim) {
+                match effect.split_once('=') {
+                    Some(("delay", d)) => {
+                        fault.delay = parse_duration(d.trim())
+                            .ok_or_else(|| error(value, format!("`{effect}`: use 250ms or 2s")))?;
+                    }
+                    Some(("error", p)) => {
+                        fault.error_rate = p
+                            .trim()
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|p| (0.0..=1.0).contains(p))
+                            .ok_or_else(|| {
+                                error(value, format!("`{effect}`: a probability from 0 to 1"))
+                            })?;
+                    }
+                    _ => {
+                        return Err(error(
+                            value,
+                            format!("`{effect}`: expected delay=<duration> or error=<probability>"),
+                        ));
+                    }
+                }
+            }
+            rules.insert(step.to_owned(), fault);
+        }
+        Ok(Self {
+            rules: Arc::new(rules),
+            draws: Arc::default(),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The rules, for the start-up log line.
+    pub fn describe(&self) -> String {
+        self.rules
+            .iter()
+            .map(|(step, f)| format!("{step}: delay {:?}, error rate {}", f.delay, f.error_rate))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Applies the fault configured for `step`, if any: sleeps in an
+    /// `injected-delay` span, then fails with the configured probability
+    /// (recorded on the current span). Returns at once when none is set.
+    pub async fn inject(&self, step: &str) -> Result<(), Injected> {
+        let Some(fault) = self.rules.get(step) else {
+            return Ok(());
+        };
+        if !fault.delay.is_zero() {
+            let span = tracing::info_span!(
+                "injected-delay",
+                otel.name = format!("injected-delay {step}"),
+                fault.injected = true,
+                fault.step = step,
+                fault.delay_ms = fault.delay.as_millis() as u64,
+            );
+            tokio::time::sleep(fault.delay).instrument(span).await;
+        }
+        if fault.error_rate > 0.0 && self.draw() < fault.error_rate {
+            let current = tracing::Span::current();
+            current.set_attribute("fault.injected", true);
+            crate::spans::record_error(
+                &current,
+                "injected_fault",
+                &format!("fault injected into {step} (FAULTS)"),
+            );
+            return Err(Injected {
+                step: step.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A uniform draw in `[0, 1)`: splitmix64 over a counter, so no global
+    /// RNG is needed and concurrent callers never contend on a lock.
+    fn draw(&self) -> f64 {
+        let mut z = self
+            .draws
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+            .wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn parse_duration(s: &str) -> Option<Duration> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms.trim().parse().ok().map(Duration::from_millis);
+    }
+    s.strip_suffix('s')?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0 && *v <= 3600.0)
+        .map(Duration::from_secs_f64)
+}
+
+fn error(value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable: VARIABLE,
+        value: value.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STEPS: &[&str] = &["lookup-user", "check-stock"];
+
+    #[test]
+    fn no_variable_means_no_faults() {
+        let faults = Faults::parse("", STEPS).unwrap();
+        assert!(faults.is_empty());
+        assert!(Faults::default().is_empty());
+    }
+
+    #[test]
+    fn rules_are_parsed() {
+        let f = Faults::parse(
+            "lookup-user:delay=300ms ; check-stock:delay=1.5s,error=0.25",
+            STEPS,
+        )
+        .unwrap();
+        assert_eq!(
+            f.rules["lookup-user"],
+            Fault {
+                delay: Duration::from_millis(300),
+                error_rate: 0.0
+            }
+        );
+        assert_eq!(f.rules["check-stock"].delay, Duration::from_millis(1500));
+        assert_eq!(f.rules["check-stock"].error_rate, 0.25);
+    }
+
+    #[test]
+    fn bad_rules_name_the_variable_and_the_problem() {
+        for (value, reason) in [
+            ("lookup-users:delay=1s", "unknown step `lookup-users`"),
+            ("lookup-user", "expected step:effect"),
+            ("lookup-user:delay=fast", "use 250ms or 2s"),
+            ("lookup-user:error=2", "a probability from 0 to 1"),
+            ("lookup-user:crash", "expected delay=<duration>"),
+        ] {
+            let e = Faults::parse(value, STEPS).unwrap_err();
+            assert_eq!(e.variable, "FAULTS");
+            assert!(e.reason.contains(reason), "{value}: {}", e.reason);
+        }
+    }
+
+    #[test]
+    fn draws_are_uniform_enough_for_an_error_rate() {
+        let f = Faults::default();
+        let n = 20_000;
+        let below = (0..n).filter(|_| f.draw() < 0.25).count();
+        assert!((4500..5500).contains(&below), "{below} of {n}");
+    }
+
+    #[tokio::test]
+    async fn an_error_rate_of_one_always_fails_and_zero_never() {
+        let f = Faults::parse("lookup-user:error=1;check-stock:error=0", STEPS).unwrap();
+        for _ in 0..50 {
+            assert_eq!(
+                f.inject("lookup-user").await,
+                Err(Injected {
+                    step: "lookup-user".into()
+                })
+            );
+            assert_eq!(f.inject("check-stock").await, Ok(()));
+        }
+        assert_eq!(f.inject("not-configured").await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_delay_is_slept() {
+        let f = Faults::parse("check-stock:delay=60ms", STEPS).unwrap();
+        let started = std::time::Instant::now();
+        f.inject("check-stock").await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(60));
+    }
+}
