@@ -151,8 +151,15 @@ async fn the_seed_order_is_one_trace_across_four_processes_postgres_and_kafka() 
     assert_eq!(orders, 1, "only the seed's order is in the orders database");
     pool.close().await;
 
-    // 3. A user lookup: gateway -> user-service -> Postgres, with the event.
-    let response = reqwest::get(format!("{gateway}/api/users/user123"))
+    // 3. A user lookup: gateway -> user-service -> Postgres, with the event;
+    //    sent with credentials and a cookie, which must reach no span or log.
+    let response = reqwest::Client::new()
+        .get(format!(
+            "{gateway}/api/users/user123?session=s3cr3t-query-value"
+        ))
+        .header("authorization", "Bearer s3cr3t-token")
+        .header("cookie", "session=s3cr3t-cookie")
+        .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -179,9 +186,40 @@ async fn the_seed_order_is_one_trace_across_four_processes_postgres_and_kafka() 
     assert_eq!(db.parent_id.as_deref(), Some(server.span_id.as_str()));
     assert_eq!(db.attr("db.system.name"), Some("postgresql"));
 
+    let logs: Vec<(&'static str, PathBuf)> = services
+        .logs()
+        .into_iter()
+        .map(|(n, p)| (n, p.to_path_buf()))
+        .collect();
     let killed = services.stop(Duration::from_secs(15)).await;
     assert!(
         killed.is_empty(),
         "stopped on SIGTERM: {killed:?} had to be killed"
+    );
+
+    // 4. Nothing exported or logged carries personal data, secrets or query
+    //    values: not the users' e-mail addresses (in the users table), not
+    //    the credentials, cookie or query string sent above.
+    let spans = receiver.store.spans();
+    let mut leaks = tracectl::scan::spans(&spans);
+    let mut log_text = String::new();
+    for (service, path) in &logs {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        leaks.extend(tracectl::scan::log(service, &text));
+        log_text.push_str(&text);
+    }
+    let everything = format!("{spans:?}{log_text}");
+    for secret in ["s3cr3t-token", "s3cr3t-cookie", "s3cr3t-query-value"] {
+        assert!(
+            !everything.contains(secret),
+            "{secret} was exported or logged"
+        );
+    }
+    let leaks: Vec<String> = leaks.iter().map(ToString::to_string).collect();
+    assert!(leaks.is_empty(), "leaks:\n{}", leaks.join("\n"));
+    println!(
+        "SCAN: {} spans and {} log lines checked, no leak",
+        spans.len(),
+        log_text.lines().count()
     );
 }
