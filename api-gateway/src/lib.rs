@@ -5,6 +5,7 @@
 pub mod config;
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -106,7 +107,34 @@ async fn get_inventory(State(s): State<AppState>, Path(id): Path<String>) -> Res
     .await
 }
 
-async fn create_order(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_order(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    // A body over the limit (or one that could not be read) is answered here,
+    // as JSON like every other refusal, without calling order-service.
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "payload_too_large"
+            } else {
+                "invalid_body"
+            };
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!("the request body is over {MAX_BODY_BYTES} bytes")
+            } else {
+                rejection.body_text()
+            };
+            return (
+                status,
+                Json(json!({ "success": false, "error": code, "message": message })),
+            )
+                .into_response();
+        }
+    };
     let mut request = s
         .http
         .post(format!("{}/orders", s.order_service_url))

@@ -3,11 +3,11 @@
 
 use rdkafka::Message;
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::producer::FutureProducer;
 use serde::{Deserialize, Serialize};
 use sqlx::Postgres;
 use tracing::Instrument;
 use tracing_common::db::TracedPool;
+use tracing_common::kafka::Producer;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
@@ -50,7 +50,7 @@ pub struct StockDecision<'a> {
 /// acknowledged.
 pub async fn consume(
     consumer: StreamConsumer,
-    producer: FutureProducer,
+    producer: Producer,
     db: TracedPool<Postgres>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -71,7 +71,7 @@ pub enum HandleError {
 
 async fn handle<M: Message>(
     message: &M,
-    producer: &FutureProducer,
+    producer: &Producer,
     db: &TracedPool<Postgres>,
 ) -> Result<(), HandleError> {
     let span = tracing::Span::current();

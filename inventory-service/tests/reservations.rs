@@ -19,7 +19,7 @@ struct Inventory {
     brokers: String,
     service: Running,
     db: PgPool,
-    producer: rdkafka::producer::FutureProducer,
+    producer: tracing_common::kafka::Producer,
 }
 
 async fn spawn_inventory() -> Inventory {
@@ -227,6 +227,7 @@ async fn garbage_on_order_events_is_skipped_and_the_consumer_keeps_going() {
         .payload(garbage);
         inventory
             .producer
+            .get()
             .send(record, Duration::from_secs(5))
             .await
             .expect("publish garbage");

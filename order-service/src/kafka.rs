@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use rdkafka::Message;
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::producer::FutureProducer;
 use serde::Deserialize;
 use sqlx::{PgPool, Postgres};
 use tracing_common::db::TracedPool;
+use tracing_common::kafka::Producer;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
@@ -22,7 +22,7 @@ pub const CONSUMER_GROUP: &str = "order-service";
 /// Stops at the first failure (the broker is likely down) and leaves the rest.
 pub async fn relay_once(
     raw: &PgPool,
-    producer: &FutureProducer,
+    producer: &Producer,
     min_age: Duration,
 ) -> Result<usize, sqlx::Error> {
     let mut tx = raw.begin().await?;
@@ -62,7 +62,7 @@ pub async fn relay_once(
 /// Runs [`relay_once`] every `interval` until `shutdown` flips.
 pub async fn relay(
     raw: PgPool,
-    producer: FutureProducer,
+    producer: Producer,
     interval: Duration,
     min_age: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,

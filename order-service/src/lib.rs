@@ -20,13 +20,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use opentelemetry::KeyValue;
-use rdkafka::producer::FutureProducer;
 use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres};
 use tracing::Instrument;
 use tracing_common::baggage;
 use tracing_common::client::TracedClient;
 use tracing_common::db::TracedPool;
+use tracing_common::kafka::Producer;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
@@ -44,7 +44,7 @@ pub struct AppState {
     /// Untraced, for readiness probes and the relay's polling.
     pub raw_db: PgPool,
     pub http: TracedClient,
-    pub producer: FutureProducer,
+    pub producer: Producer,
     pub user_service_url: String,
     pub inventory_service_url: String,
     pub kafka_brokers: String,
@@ -144,8 +144,15 @@ fn created(order_id: Uuid, status: &str) -> (StatusCode, Json<Value>) {
 async fn create_order(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::BodyTooLarge(MAX_BODY_BYTES)
+        } else {
+            AppError::InvalidOrder(rejection.body_text())
+        }
+    })?;
     let server_span = tracing::Span::current();
     let key = idempotency_key(&headers)?;
     if let Some(key) = &key

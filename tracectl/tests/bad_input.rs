@@ -349,7 +349,7 @@ async fn malformed_oversized_and_conflicting_trace_headers_never_give_a_wrong_pa
             .map(|i| format!("k{i}=v"))
             .collect::<Vec<_>>()
             .join(","),
-        ";;==,,\u{7f}".to_owned(),
+        ";;==,,%%=%".to_owned(),
     ] {
         let a = env
             .send(get(vec![

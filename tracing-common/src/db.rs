@@ -8,8 +8,14 @@
 pub use sqlx_otel::{Pool as TracedPool, QueryAnnotateExt, Transaction as TracedTransaction};
 
 /// Wraps a pool so every statement through it is traced.
+///
+/// The query text is obfuscated (literals become `?`): statements bind their
+/// values as parameters, and obfuscation makes sure that a literal written
+/// into SQL by hand still never reaches a span.
 pub fn traced_pool(pool: sqlx::PgPool) -> TracedPool<sqlx::Postgres> {
-    sqlx_otel::PoolBuilder::from(pool).build()
+    sqlx_otel::PoolBuilder::from(pool)
+        .with_query_text_mode(sqlx_otel::QueryTextMode::Obfuscated)
+        .build()
 }
 
 /// A service's database: connected (created first if missing), migrated,

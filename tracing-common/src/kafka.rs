@@ -147,14 +147,82 @@ pub fn consumer_span<M: Message>(message: &M, consumer_group: &str) -> tracing::
 /// An idempotent producer: retries never duplicate or reorder a partition's
 /// records. `message.timeout.ms` bounds how long a send waits for a broker that
 /// is down, so a request never hangs on Kafka.
-pub fn producer(brokers: &str, send_timeout: std::time::Duration) -> KafkaResult<FutureProducer> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("message.timeout.ms", send_timeout.as_millis().to_string())
-        .set("socket.connection.setup.timeout.ms", "3000")
-        .create()
+pub fn producer(brokers: &str, send_timeout: std::time::Duration) -> KafkaResult<Producer> {
+    let config = {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", send_timeout.as_millis().to_string())
+            .set("socket.connection.setup.timeout.ms", "3000");
+        c
+    };
+    Ok(Producer {
+        current: std::sync::Arc::new(std::sync::RwLock::new(config.create()?)),
+        config,
+        send_timeout,
+    })
+}
+
+/// The service's idempotent producer, replaced by a fresh one when it hits a
+/// fatal error. An idempotent producer whose records timed out while the
+/// broker was away may be fenced by the broker once it returns
+/// (`ProducerFenced`); librdkafka then refuses every later send, so without a
+/// replacement the outbox relay would retry forever and no event would leave.
+#[derive(Clone)]
+pub struct Producer {
+    current: std::sync::Arc<std::sync::RwLock<FutureProducer>>,
+    config: ClientConfig,
+    /// [`send_traced`] never waits longer than this (plus a second), even
+    /// when librdkafka holds a record past `message.timeout.ms`.
+    send_timeout: std::time::Duration,
+}
+
+impl Producer {
+    /// The producer to send with now.
+    pub fn get(&self) -> FutureProducer {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// After a failed send: if `used` is in a fatal state, or the broker no
+    /// longer accepts its producer id (fenced, unknown, or out of sequence),
+    /// replace it (once, however many senders saw the failure). Returns
+    /// whether it was replaced.
+    pub fn replace_if_fatal(&self, used: &FutureProducer, error: &KafkaError) -> bool {
+        use rdkafka::producer::Producer as _;
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        let (code, reason) = match (used.client().fatal_error(), error.rdkafka_error_code()) {
+            (Some(fatal), _) => fatal,
+            (
+                None,
+                Some(
+                    code @ (Code::ProducerFenced
+                    | Code::InvalidProducerEpoch
+                    | Code::UnknownProducerId
+                    | Code::OutOfOrderSequenceNumber),
+                ),
+            ) => (code, error.to_string()),
+            _ => return false,
+        };
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if !std::ptr::eq(current.client().native_ptr(), used.client().native_ptr()) {
+            return false;
+        }
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                tracing::warn!(?code, %reason, "kafka producer hit a fatal error; replaced it with a new one");
+                *current = fresh;
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, ?code, %reason, "kafka producer hit a fatal error and cannot be replaced");
+                false
+            }
+        }
+    }
 }
 
 /// A consumer in `group` that commits only offsets the application stored
@@ -167,6 +235,11 @@ pub fn consumer(brokers: &str, group: &str) -> KafkaResult<StreamConsumer> {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
+        // Also the rebalance timeout: how long a group waits for members to
+        // rejoin. librdkafka's 5 minutes would stall a restarted consumer for
+        // that long behind a member that was killed; handlers here take
+        // seconds at most.
+        .set("max.poll.interval.ms", "20000")
         .create()
 }
 
@@ -288,7 +361,7 @@ pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> K
 /// the span's context (and `parent`'s baggage) in the record headers.
 /// Returns the partition and offset the broker stored it at.
 pub async fn send_traced(
-    producer: &FutureProducer,
+    producer: &Producer,
     parent: &Context,
     topic: &str,
     key: &str,
@@ -301,10 +374,26 @@ pub async fn send_traced(
         .key(key)
         .payload(payload)
         .headers(headers);
-    let result = producer
-        .send(record, Timeout::Never)
-        .instrument(span.clone())
-        .await;
+    let used = producer.get();
+    let result = tokio::time::timeout(
+        producer.send_timeout + std::time::Duration::from_secs(1),
+        used.send(record, Timeout::Never).instrument(span.clone()),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err((
+            KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::MessageTimedOut),
+            rdkafka::message::OwnedMessage::new(
+                None,
+                None,
+                topic.to_owned(),
+                rdkafka::Timestamp::NotAvailable,
+                -1,
+                -1,
+                None,
+            ),
+        ))
+    });
     match result {
         Ok(delivery) => {
             record_delivery(&span, delivery.partition, delivery.offset);
@@ -312,6 +401,7 @@ pub async fn send_traced(
         }
         Err((error, _)) => {
             crate::spans::record_error(&span, error_type(&error), &error.to_string());
+            producer.replace_if_fatal(&used, &error);
             Err(error)
         }
     }
@@ -334,9 +424,9 @@ pub async fn broker_reachable(brokers: &str) -> KafkaResult<()> {
 }
 
 /// Waits (at most 5 seconds) for queued records to be acknowledged.
-pub fn flush(producer: &FutureProducer) {
-    use rdkafka::producer::Producer;
-    if let Err(e) = producer.flush(std::time::Duration::from_secs(5)) {
+pub fn flush(producer: &Producer) {
+    use rdkafka::producer::Producer as _;
+    if let Err(e) = producer.get().flush(std::time::Duration::from_secs(5)) {
         tracing::warn!(error = %e, "kafka producer did not flush before shutdown");
     }
 }

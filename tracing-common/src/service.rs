@@ -168,7 +168,7 @@ pub struct Running {
     http_stop: tokio::sync::oneshot::Sender<()>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
     background: Background,
-    producer: Option<rdkafka::producer::FutureProducer>,
+    producer: Option<crate::kafka::Producer>,
 }
 
 impl Running {
@@ -177,7 +177,7 @@ impl Running {
         listener: tokio::net::TcpListener,
         router: axum::Router,
         background: Background,
-        producer: Option<rdkafka::producer::FutureProducer>,
+        producer: Option<crate::kafka::Producer>,
     ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -121,7 +121,11 @@ pub struct Env {
     pub postgres: String,
     pub databases: [String; 3],
     pub log_dir: PathBuf,
-    pub broker: Broker,
+    /// `host:port` the services use for Kafka.
+    pub brokers: String,
+    pub broker: Option<Broker>,
+    pub mock:
+        Option<rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
     /// In front of the broker when asked for (services connect through it).
     pub kafka_proxy: Option<Proxy>,
     pub http: reqwest::Client,
@@ -131,6 +135,8 @@ pub struct Env {
 pub struct Setup {
     pub ports: Ports,
     pub kafka_via_proxy: bool,
+    /// librdkafka's mock cluster (in this process, over TCP) instead of tansu.
+    pub mock_kafka: bool,
     /// OTLP endpoint instead of the receiver (a black hole, a closed port).
     pub otlp_endpoint: Option<String>,
     pub service_env: Vec<(&'static str, String, String)>,
@@ -141,6 +147,7 @@ impl Setup {
         Setup {
             ports: Ports::free().unwrap(),
             kafka_via_proxy: false,
+            mock_kafka: false,
             otlp_endpoint: None,
             service_env: Vec::new(),
         }
@@ -156,7 +163,16 @@ impl Setup {
         let run = run_id();
         let log_dir = std::env::temp_dir().join(format!("tracectl-{name}-{run}"));
         std::fs::create_dir_all(&log_dir).unwrap();
-        let (broker, kafka_proxy, brokers) = if self.kafka_via_proxy {
+        let mut mock = None;
+        let (broker, kafka_proxy, brokers) = if self.mock_kafka {
+            let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+            for topic in ["order-events", "inventory-events"] {
+                cluster.create_topic(topic, 3, 1).unwrap();
+            }
+            let brokers = cluster.bootstrap_servers();
+            mock = Some(cluster);
+            (None, None, brokers)
+        } else if self.kafka_via_proxy {
             // Bind the proxy first: the broker must advertise its port.
             let proxy_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let proxy_port = proxy_listener.local_addr().unwrap().port();
@@ -168,11 +184,11 @@ impl Setup {
             )
             .await
             .unwrap();
-            (broker, Some(proxy), format!("127.0.0.1:{proxy_port}"))
+            (Some(broker), Some(proxy), format!("127.0.0.1:{proxy_port}"))
         } else {
             let broker = Broker::start(None, &log_dir.join("tansu.log")).await;
             let brokers = format!("127.0.0.1:{}", broker.port);
-            (broker, None, brokers)
+            (Some(broker), None, brokers)
         };
         let receiver = Receiver::start("127.0.0.1:0").await.unwrap();
         let databases = ["users", "orders", "inventory"].map(|d| format!("{d}_test_{run}"));
@@ -181,12 +197,16 @@ impl Setup {
             bin_dir: bin_dir(),
             postgres: postgres.clone(),
             databases: databases.clone(),
-            kafka_brokers: brokers,
+            kafka_brokers: brokers.clone(),
             otlp_endpoint: self.otlp_endpoint.unwrap_or_else(|| receiver.endpoint()),
             otlp_protocol: "http/protobuf".into(),
             ports: self.ports,
             log_dir: log_dir.clone(),
-            extra_env: vec![("RUST_LOG".into(), "info".into())],
+            // TEST_STACK_LOG=debug,librdkafka=debug for more detail in the logs.
+            extra_env: vec![(
+                "RUST_LOG".into(),
+                std::env::var("TEST_STACK_LOG").unwrap_or_else(|_| "info".into()),
+            )],
             service_env: self.service_env,
         };
         let mut services = LocalStack::start(&options).expect("the service binaries start");
@@ -202,7 +222,9 @@ impl Setup {
             postgres,
             databases,
             log_dir,
+            brokers,
             broker,
+            mock,
             kafka_proxy,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
