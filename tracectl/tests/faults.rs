@@ -652,6 +652,9 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_flushes_their_spans(
     env.finish().await;
 }
 
+/// Record headers: name and raw value.
+type Headers<'a> = Vec<(&'a str, &'a [u8])>;
+
 /// Produces `payload` with `headers` to `topic` on the test's broker.
 async fn produce(env: &Env, topic: &str, key: &str, payload: &[u8], headers: &[(&str, &[u8])]) {
     use rdkafka::message::{Header, OwnedHeaders};
@@ -727,7 +730,7 @@ async fn duplicate_out_of_order_and_garbage_events_change_nothing_and_consumers_
     }
     // 3. Garbage on both topics, with garbage trace headers.
     let long = vec![b'x'; 10_000];
-    let garbage: [(&[u8], Vec<(&str, &[u8])>); 5] = [
+    let garbage: [(&[u8], Headers); 5] = [
         (b"not json at all", vec![("traceparent", b"garbage")]),
         (b"", vec![("traceparent", &[0xff, 0xfe, 0x00])]),
         (b"{}", vec![("baggage", long.as_slice())]),

@@ -375,31 +375,24 @@ pub async fn send_traced(
         .payload(payload)
         .headers(headers);
     let used = producer.get();
-    let result = tokio::time::timeout(
+    let sent = tokio::time::timeout(
         producer.send_timeout + std::time::Duration::from_secs(1),
         used.send(record, Timeout::Never).instrument(span.clone()),
     )
-    .await
-    .unwrap_or_else(|_| {
-        Err((
-            KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::MessageTimedOut),
-            rdkafka::message::OwnedMessage::new(
-                None,
-                None,
-                topic.to_owned(),
-                rdkafka::Timestamp::NotAvailable,
-                -1,
-                -1,
-                None,
-            ),
-        ))
-    });
+    .await;
+    let result = match sent {
+        Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
+        Ok(Err((error, _))) => Err(error),
+        Err(_) => Err(KafkaError::MessageProduction(
+            rdkafka::types::RDKafkaErrorCode::MessageTimedOut,
+        )),
+    };
     match result {
-        Ok(delivery) => {
-            record_delivery(&span, delivery.partition, delivery.offset);
-            Ok((delivery.partition, delivery.offset))
+        Ok((partition, offset)) => {
+            record_delivery(&span, partition, offset);
+            Ok((partition, offset))
         }
-        Err((error, _)) => {
+        Err(error) => {
             crate::spans::record_error(&span, error_type(&error), &error.to_string());
             producer.replace_if_fatal(&used, &error);
             Err(error)
