@@ -39,7 +39,7 @@ pub fn classify(text: &str) -> Option<&'static str> {
     if lower.contains("postgres://") || lower.contains("postgresql://") {
         return Some("connection string");
     }
-    if lower.contains("bearer ") || lower.contains("authorization:") || lower.contains("basic ") {
+    if lower.contains("bearer ") || lower.contains("authorization:") {
         return Some("credentials");
     }
     if lower.contains("cookie:") || lower.contains("session=") {
