@@ -70,12 +70,14 @@ impl RouteResult {
     }
 
     pub fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let rank = ((p / 100.0) * self.latencies.len() as f64).ceil() as usize;
-        self.latencies[rank.clamp(1, self.latencies.len()) - 1]
+        percentile(&self.latencies, p).unwrap_or_default()
     }
+}
+
+/// The nearest-rank `p`th percentile of `sorted` (ascending); None if empty.
+pub fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
 }
 
 /// What one request sends.
@@ -83,6 +85,27 @@ impl RouteResult {
 pub enum Request {
     Get(String),
     Post(String, String),
+}
+
+impl Request {
+    /// Sends it to `gateway` (POST bodies as JSON).
+    pub async fn send(
+        self,
+        client: &reqwest::Client,
+        gateway: &str,
+    ) -> reqwest::Result<reqwest::Response> {
+        match self {
+            Request::Get(path) => client.get(format!("{gateway}{path}")).send().await,
+            Request::Post(path, body) => {
+                client
+                    .post(format!("{gateway}{path}"))
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+            }
+        }
+    }
 }
 
 /// The route mix of the benchmark: valid orders of varying users and
@@ -152,17 +175,7 @@ pub async fn drive(
                     break;
                 }
                 let sent = Instant::now();
-                let response = match make(i) {
-                    Request::Get(path) => client.get(format!("{gateway}{path}")).send().await,
-                    Request::Post(path, body) => {
-                        client
-                            .post(format!("{gateway}{path}"))
-                            .header("content-type", "application/json")
-                            .body(body)
-                            .send()
-                            .await
-                    }
-                };
+                let response = make(i).send(&client, &gateway).await;
                 let ok = match response {
                     Ok(r) => {
                         let status = r.status();

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::bench::{Request, order_request};
+use crate::bench::{Request, order_request, percentile};
 
 /// What kind of request a slot of the mix sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -284,11 +284,8 @@ impl LoadReport {
             let mut l = s.latencies.clone();
             l.sort_unstable();
             let pct = |p: f64| {
-                if l.is_empty() {
-                    return "-".to_owned();
-                }
-                let rank = ((p / 100.0) * l.len() as f64).ceil() as usize;
-                format!("{:.1}", l[rank.clamp(1, l.len()) - 1].as_secs_f64() * 1e3)
+                percentile(&l, p)
+                    .map_or("-".to_owned(), |d| format!("{:.1}", d.as_secs_f64() * 1e3))
             };
             let _ = writeln!(
                 out,
@@ -352,7 +349,8 @@ pub async fn run(
         while tasks.try_join_next().is_some() {}
         if Instant::now() >= next_progress {
             next_progress += Duration::from_secs(1);
-            let mut r = lock(&report).clone();
+            // Under the lock, not on a copy: the report holds every latency so far.
+            let mut r = lock(&report);
             r.elapsed = started.elapsed();
             progress(&r, options.max_in_flight - limit.available_permits());
         }
@@ -373,17 +371,7 @@ pub async fn run(
         tasks.spawn(async move {
             let _permit = permit;
             let sent = Instant::now();
-            let response = match req {
-                Request::Get(path) => client.get(format!("{gateway}{path}")).send().await,
-                Request::Post(path, body) => {
-                    client
-                        .post(format!("{gateway}{path}"))
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await
-                }
-            };
+            let response = req.send(&client, &gateway).await;
             let outcome = match response {
                 Ok(r) => {
                     let status = r.status();
@@ -414,7 +402,7 @@ pub async fn run(
         i += 1;
     }
     while tasks.join_next().await.is_some() {}
-    let mut r = lock(&report).clone();
+    let mut r = std::mem::take(&mut *lock(&report));
     r.elapsed = started.elapsed();
     Ok(r)
 }

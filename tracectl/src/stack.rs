@@ -266,12 +266,13 @@ impl LocalStack {
     }
 
     /// Sends `signal` (`TERM`, `KILL`, ...) to one service.
-    pub async fn signal(&mut self, service: &str, signal: &str) -> anyhow::Result<()> {
-        let child = self.child(service)?;
-        let pid = child
-            .process
-            .id()
-            .with_context(|| format!("{service} has already exited"))?;
+    pub async fn signal(&self, service: &str, signal: &str) -> anyhow::Result<()> {
+        let pid = self
+            .pids()
+            .into_iter()
+            .find(|(name, _)| *name == service)
+            .map(|(_, pid)| pid)
+            .with_context(|| format!("{service} is not running"))?;
         let status = tokio::process::Command::new("kill")
             .args([format!("-{signal}"), pid.to_string()])
             .status()

@@ -3,28 +3,16 @@
 //! TEST_KAFKA_BROKERS), the machine's Postgres and an OTLP receiver. The
 //! seed's order must produce exactly the trace of DESIGN.md section 4.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Duration;
+
+use common::{bin_dir, postgres_server};
 
 use tracectl::model::{Kind, Trace};
 use tracectl::receiver::Receiver;
 use tracectl::stack::{self, LocalStack, Ports, StackOptions};
-
-/// `target/debug`, where `cargo build --workspace --bins` put the services.
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .to_path_buf()
-}
-
-fn postgres_server() -> String {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    url.rsplit_once('/')
-        .map_or(url.clone(), |(s, _)| s.to_owned())
-}
 
 fn only<'a>(trace: &'a Trace, service: &str, name: &str) -> &'a tracectl::model::Span {
     let found: Vec<_> = trace
@@ -46,13 +34,7 @@ async fn the_seed_order_is_one_trace_across_four_processes_postgres_and_kafka() 
     let brokers = std::env::var("TEST_KAFKA_BROKERS")
         .expect("TEST_KAFKA_BROKERS must name a Kafka-protocol broker; scripts/test.sh starts one");
     let receiver = Receiver::start("127.0.0.1:0").await.unwrap();
-    let run = format!("{}_{}", std::process::id(), {
-        use std::time::{SystemTime, UNIX_EPOCH};
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    });
+    let run = common::run_id();
     let databases = ["users", "orders", "inventory"].map(|d| format!("{d}_test_{run}"));
     let options = StackOptions {
         bin_dir: bin_dir(),

@@ -18,8 +18,7 @@ fn report(fault: &str, figures: &[(&str, String)]) {
 
 fn p(latencies: &mut [Duration], pct: f64) -> Duration {
     latencies.sort_unstable();
-    let rank = ((pct / 100.0) * latencies.len() as f64).ceil() as usize;
-    latencies[rank.clamp(1, latencies.len()) - 1]
+    tracectl::bench::percentile(latencies, pct).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,17 +483,11 @@ async fn a_consumer_killed_mid_batch_loses_nothing_and_reserves_nothing_twice() 
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let pid = env_ref
+        env_ref
             .services
-            .pids()
-            .into_iter()
-            .find(|(s, _)| *s == "inventory-service")
-            .unwrap()
-            .1;
-        let _ = tokio::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status()
-            .await;
+            .signal("inventory-service", "KILL")
+            .await
+            .unwrap();
         n
     });
     let ids = accepted(&answers);
@@ -562,17 +555,11 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_flushes_their_spans(
     // order-service in the middle of it.
     let (wave, sent_term) = tokio::join!(orders(env_ref, N, 8), async {
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let pid = env_ref
+        env_ref
             .services
-            .pids()
-            .into_iter()
-            .find(|(n, _)| *n == "order-service")
-            .unwrap()
-            .1;
-        let _ = tokio::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await;
+            .signal("order-service", "TERM")
+            .await
+            .unwrap();
         Instant::now()
     });
     let exit = env
