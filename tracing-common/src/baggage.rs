@@ -8,6 +8,7 @@
 
 use opentelemetry::baggage::{Baggage, BaggageExt, KeyValueMetadata};
 use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use std::time::Duration;
@@ -21,48 +22,61 @@ pub const ALLOWED_KEYS: &[&str] = &[USER_ID, ORDER_ID];
 /// Longer values are not copied: an id is short, anything longer is noise or abuse.
 pub const MAX_VALUE_LEN: usize = 128;
 
-/// Copies allow-listed baggage entries of the parent context onto each new span.
-#[derive(Debug, Clone)]
-pub struct BaggageSpanProcessor {
+/// Copies allow-listed baggage entries of the parent context onto each new
+/// span, then hands the span to the processor it wraps.
+///
+/// It wraps the exporting processor instead of being registered beside it: with
+/// more than one processor the SDK clones every finished span's data once per
+/// processor, so a second processor that only acts at start would cost a full
+/// copy of each span (its name, attributes and events) at end.
+#[derive(Debug)]
+pub struct BaggageSpanProcessor<P> {
     keys: &'static [&'static str],
+    inner: P,
 }
 
-impl BaggageSpanProcessor {
-    pub fn new(keys: &'static [&'static str]) -> Self {
-        Self { keys }
+impl<P: SpanProcessor> BaggageSpanProcessor<P> {
+    /// Copies [`ALLOWED_KEYS`] onto spans handed to `inner`.
+    pub fn new(inner: P) -> Self {
+        Self::with_keys(inner, ALLOWED_KEYS)
+    }
+
+    /// Copies `keys` onto spans handed to `inner`.
+    pub fn with_keys(inner: P, keys: &'static [&'static str]) -> Self {
+        Self { keys, inner }
     }
 }
 
-impl Default for BaggageSpanProcessor {
-    fn default() -> Self {
-        Self::new(ALLOWED_KEYS)
-    }
-}
-
-impl SpanProcessor for BaggageSpanProcessor {
+impl<P: SpanProcessor> SpanProcessor for BaggageSpanProcessor<P> {
     fn on_start(&self, span: &mut Span, cx: &Context) {
         use opentelemetry::trace::Span as _;
         let baggage = cx.baggage();
-        if baggage.is_empty() {
-            return;
-        }
-        for key in self.keys {
-            if let Some(value) = baggage.get(*key)
-                && value.as_str().len() <= MAX_VALUE_LEN
-            {
-                span.set_attribute(KeyValue::new(*key, value.clone()));
+        if !baggage.is_empty() {
+            for key in self.keys {
+                if let Some(value) = baggage.get(*key)
+                    && value.as_str().len() <= MAX_VALUE_LEN
+                {
+                    span.set_attribute(KeyValue::new(*key, value.clone()));
+                }
             }
         }
+        self.inner.on_start(span, cx);
     }
 
-    fn on_end(&self, _span: SpanData) {}
+    fn on_end(&self, span: SpanData) {
+        self.inner.on_end(span);
+    }
 
     fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
+        self.inner.force_flush()
     }
 
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
     }
 }
 

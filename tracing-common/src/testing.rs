@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};
 use opentelemetry::{Key, Value};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry_sdk::trace::{
+    InMemorySpanExporter, SdkTracerProvider, SimpleSpanProcessor, SpanData,
+};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -32,8 +34,9 @@ pub fn capture() -> &'static SpanCapture {
     CAPTURE.get_or_init(|| {
         let exporter = InMemorySpanExporter::default();
         let provider = SdkTracerProvider::builder()
-            .with_span_processor(BaggageSpanProcessor::default())
-            .with_simple_exporter(exporter.clone())
+            .with_span_processor(BaggageSpanProcessor::new(SimpleSpanProcessor::new(
+                exporter.clone(),
+            )))
             .build();
         opentelemetry::global::set_tracer_provider(provider.clone());
         opentelemetry::global::set_text_map_propagator(crate::propagation::propagator(&[
