@@ -235,6 +235,20 @@ pub fn cpu_ms(pid: Option<u32>) -> Option<u64> {
     Some(ticks * 10)
 }
 
+/// CPU time (ms, all cores together) the hypervisor has given to other
+/// guests so far: the `steal` column of /proc/stat, 0 on bare metal. Time
+/// stolen during a mode slows it for reasons that have nothing to do with
+/// tracing, so the report shows it next to the figures it distorts.
+pub fn stolen_ms() -> Option<u64> {
+    steal_ticks(&std::fs::read_to_string("/proc/stat").ok()?).map(|t| t * 10)
+}
+
+fn steal_ticks(proc_stat: &str) -> Option<u64> {
+    let line = proc_stat.lines().find(|l| l.starts_with("cpu "))?;
+    // cpu user nice system idle iowait irq softirq steal ...
+    line.split_whitespace().nth(8)?.parse().ok()
+}
+
 /// Export figures a service logged when its telemetry shut down.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Exported {
@@ -268,6 +282,8 @@ pub struct ModeResult {
     /// CPU time (ms) each process used during the measured load; the
     /// benchmark's own process (load, OTLP receiver, Kafka mock) is `tracectl`.
     pub cpu: Vec<(&'static str, u64)>,
+    /// CPU time (ms) the hypervisor gave to other guests during the measured load.
+    pub stolen_ms: u64,
     /// Spans the receiver got during this mode.
     pub received: usize,
 }
@@ -356,6 +372,7 @@ pub fn merge(runs: &[ModeResult]) -> Vec<ModeResult> {
                 memory,
                 exported,
                 cpu,
+                stolen_ms: of_mode.iter().map(|r| r.stolen_ms).sum(),
                 received: of_mode.iter().map(|r| r.received).sum(),
             })
         })
@@ -442,14 +459,21 @@ pub fn report(results: &[ModeResult], runs: &[ModeResult], machine: &str, comman
     let _ = writeln!(
         out,
         "## CPU time per request (ms, both routes; user + system)\n\nWhere tracing's cost lands: each process's CPU time during the measured load divided by the requests sent. \
-         `tracectl` is the benchmark itself: load generator, OTLP receiver and the Kafka mock.\n"
+         `tracectl` is the benchmark itself: load generator, OTLP receiver and the Kafka mock. \
+         The last column is the share of the machine's CPU the hypervisor gave to other guests while the mode ran \
+         (the `steal` of /proc/stat): a mode that lost more of it ran slower for reasons that are not tracing.\n"
     );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let processes: Vec<&'static str> = results
         .first()
         .map(|r| r.cpu.iter().map(|c| c.0).collect())
         .unwrap_or_default();
-    let _ = writeln!(out, "| mode | {} | total |", processes.join(" | "));
-    let _ = writeln!(out, "|---|{}---:|", "---:|".repeat(processes.len()));
+    let _ = writeln!(
+        out,
+        "| mode | {} | total | CPU stolen |",
+        processes.join(" | ")
+    );
+    let _ = writeln!(out, "|---|{}---:|---:|", "---:|".repeat(processes.len()));
     for result in results {
         let requests: usize = result.routes.iter().map(|r| r.requests).sum();
         let per = |ms: u64| ms as f64 / requests.max(1) as f64;
@@ -459,9 +483,15 @@ pub fn report(results: &[ModeResult], runs: &[ModeResult], machine: &str, comman
             .map(|c| format!("{:.3}", per(c.1)))
             .collect();
         let total: u64 = result.cpu.iter().map(|c| c.1).sum();
+        let wall_ms: f64 = result
+            .routes
+            .iter()
+            .map(|r| r.elapsed.as_secs_f64() * 1e3)
+            .sum();
+        let stolen = 100.0 * result.stolen_ms as f64 / (wall_ms * cores as f64).max(1.0);
         let _ = writeln!(
             out,
-            "| {} | {} | {:.3} |",
+            "| {} | {} | {:.3} | {stolen:.1}% |",
             result.label,
             cells.join(" | "),
             per(total)
@@ -503,6 +533,14 @@ pub fn report(results: &[ModeResult], runs: &[ModeResult], machine: &str, comman
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn steal_is_the_eighth_figure_of_the_all_cpus_line() {
+        let stat = "cpu  218889 0 31019 144831 2067 0 8759 7088 0 0\ncpu0 1 2 3 4 5 6 7 99 0 0\n";
+        assert_eq!(steal_ticks(stat), Some(7088));
+        assert_eq!(steal_ticks("cpu0 1 2 3\n"), None);
+    }
+
     use super::*;
 
     #[test]
@@ -562,6 +600,7 @@ mod tests {
                 },
             )],
             cpu: vec![("svc", requests as u64)],
+            stolen_ms: 0,
             received: requests,
         }
     }

@@ -587,6 +587,7 @@ impl BenchRun<'_> {
                 .collect()
         };
         let cpu_before = cpu_now();
+        let stolen_before = bench::stolen_ms().unwrap_or_default();
         let mut routes = Vec::new();
         for (route, make) in [
             (
@@ -615,6 +616,9 @@ impl BenchRun<'_> {
             );
             routes.push(r);
         }
+        let stolen_ms = bench::stolen_ms()
+            .unwrap_or_default()
+            .saturating_sub(stolen_before);
         let cpu = cpu_now()
             .into_iter()
             .zip(&cpu_before)
@@ -652,6 +656,7 @@ impl BenchRun<'_> {
             memory,
             exported,
             cpu,
+            stolen_ms,
             received: self.receiver.store.len() - received_before,
         })
     }
