@@ -134,6 +134,55 @@ pub fn user_request(i: usize) -> Request {
     Request::Get(format!("/api/users/{}", users[i % users.len()]))
 }
 
+/// Places one order and waits until the Kafka consumers have settled it
+/// (`confirmed` or `rejected`). Until a consumer group has its partitions the
+/// order flow's asynchronous half (reservation, confirmation: 12 of an order's
+/// 31 spans) does not run, and a measurement would leave it out. Returns how
+/// long it took.
+pub async fn wait_for_consumers(gateway: &str, timeout: Duration) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let placed: serde_json::Value = order_request(0)
+        .send(&client, gateway)
+        .await?
+        .error_for_status()
+        .context("placing the order that checks the consumers")?
+        .json()
+        .await?;
+    let id = placed["orderId"]
+        .as_str()
+        .context("the gateway answered without an orderId")?
+        .to_owned();
+    let mut reported = Instant::now();
+    loop {
+        let order: serde_json::Value = Request::Get(format!("/api/orders/{id}"))
+            .send(&client, gateway)
+            .await?
+            .json()
+            .await?;
+        if order["order"]["status"]
+            .as_str()
+            .is_some_and(|s| s != "pending")
+        {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(
+            started.elapsed() < timeout,
+            "the Kafka consumers did not settle an order within {timeout:?}; is the broker reachable?"
+        );
+        if reported.elapsed() >= Duration::from_secs(1) {
+            println!(
+                "    waiting for the Kafka consumers to get their partitions: {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+            reported = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Sends `count` requests made by `make` at `concurrency`, calling
 /// `progress(done)` about every second. Bounded by `count`; each request by
 /// the client timeout.

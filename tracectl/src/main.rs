@@ -568,6 +568,17 @@ impl BenchRun<'_> {
         }
         let gateway = services.gateway_url();
         let received_before = self.receiver.store.len();
+        let consumers = match bench::wait_for_consumers(&gateway, Duration::from_secs(60)).await {
+            Ok(took) => took,
+            Err(e) => {
+                services.stop(Duration::from_secs(5)).await;
+                return Err(e);
+            }
+        };
+        println!(
+            "    Kafka consumers settled an order after {:.1} s",
+            consumers.as_secs_f64()
+        );
         // Warm-up: connections, pools, caches.
         for make in [
             bench::order_request as fn(usize) -> bench::Request,
