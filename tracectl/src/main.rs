@@ -451,19 +451,9 @@ async fn bench(
             bin_dir.display()
         );
     }
-    let mut _mock = None;
-    let kafka_brokers = match std::env::var("KAFKA_BROKERS") {
-        Ok(b) if !b.trim().is_empty() => b,
-        _ => {
-            let cluster = rdkafka::mocking::MockCluster::new(1)?;
-            for topic in ["order-events", "inventory-events"] {
-                cluster.create_topic(topic, 3, 1)?;
-            }
-            let b = cluster.bootstrap_servers();
-            _mock = Some(cluster);
-            b
-        }
-    };
+    let external_brokers = std::env::var("KAFKA_BROKERS")
+        .ok()
+        .filter(|b| !b.trim().is_empty());
     let receiver = Receiver::start_counting("127.0.0.1:0").await?;
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -482,6 +472,22 @@ async fn bench(
                 round + 1,
                 mode.label()
             ));
+            // A fresh mock cluster per run, like the databases: consumer
+            // groups left behind by the previous run's services would hold
+            // up the next run's group for tens of seconds.
+            let mut _mock = None;
+            let kafka_brokers = match &external_brokers {
+                Some(b) => b.clone(),
+                None => {
+                    let cluster = rdkafka::mocking::MockCluster::new(1)?;
+                    for topic in ["order-events", "inventory-events"] {
+                        cluster.create_topic(topic, 3, 1)?;
+                    }
+                    let b = cluster.bootstrap_servers();
+                    _mock = Some(cluster);
+                    b
+                }
+            };
             let run = BenchRun {
                 mode,
                 round,
