@@ -140,47 +140,29 @@ pub fn user_request(i: usize) -> Request {
 /// 31 spans) does not run, and a measurement would leave it out. Returns how
 /// long it took.
 pub async fn wait_for_consumers(gateway: &str, timeout: Duration) -> anyhow::Result<Duration> {
+    use crate::stack::{SEED_ORDER, place_order, settled_status};
     let started = Instant::now();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let placed: serde_json::Value = order_request(0)
-        .send(&client, gateway)
-        .await?
-        .error_for_status()
-        .context("placing the order that checks the consumers")?
-        .json()
-        .await?;
-    let id = placed["orderId"]
+    let placed = place_order(gateway, SEED_ORDER).await?;
+    let id = placed.body["orderId"]
         .as_str()
-        .context("the gateway answered without an orderId")?
-        .to_owned();
-    let mut reported = Instant::now();
-    loop {
-        let order: serde_json::Value = Request::Get(format!("/api/orders/{id}"))
-            .send(&client, gateway)
-            .await?
-            .json()
-            .await?;
-        if order["order"]["status"]
-            .as_str()
-            .is_some_and(|s| s != "pending")
-        {
-            return Ok(started.elapsed());
-        }
+        .with_context(|| format!("the order that checks the consumers got {}", placed.status))?;
+    // Polled a second at a time so the wait shows progress; "" is no answer.
+    while matches!(
+        settled_status(gateway, id, Duration::from_secs(1))
+            .await
+            .as_str(),
+        "pending" | ""
+    ) {
         anyhow::ensure!(
             started.elapsed() < timeout,
             "the Kafka consumers did not settle an order within {timeout:?}; is the broker reachable?"
         );
-        if reported.elapsed() >= Duration::from_secs(1) {
-            println!(
-                "    waiting for the Kafka consumers to get their partitions: {:.0} s",
-                started.elapsed().as_secs_f64()
-            );
-            reported = Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        println!(
+            "    waiting for the Kafka consumers to get their partitions: {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
     }
+    Ok(started.elapsed())
 }
 
 /// Sends `count` requests made by `make` at `concurrency`, calling

@@ -406,6 +406,15 @@ pub struct Placed {
     pub trace_id: Option<String>,
 }
 
+/// The trace id of a `traceparent` response header.
+pub fn trace_id_of(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split('-').nth(1))
+        .map(str::to_owned)
+}
+
 /// Posts `body` to the gateway's `/api/orders`.
 pub async fn place_order(gateway: &str, body: &str) -> anyhow::Result<Placed> {
     let response = reqwest::Client::builder()
@@ -418,12 +427,7 @@ pub async fn place_order(gateway: &str, body: &str) -> anyhow::Result<Placed> {
         .await
         .with_context(|| format!("POST {gateway}/api/orders"))?;
     let status = response.status().as_u16();
-    let trace_id = response
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split('-').nth(1))
-        .map(str::to_owned);
+    let trace_id = trace_id_of(response.headers());
     let text = response.text().await?;
     let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     Ok(Placed {

@@ -262,12 +262,7 @@ impl Env {
         let started = Instant::now();
         let response = request.send().await.ok()?;
         let status = response.status().as_u16();
-        let trace_id = response
-            .headers()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split('-').nth(1))
-            .map(str::to_owned);
+        let trace_id = tracectl::stack::trace_id_of(response.headers());
         let bytes = response.bytes().await.unwrap_or_default();
         Some(Answer {
             status,
