@@ -28,3 +28,70 @@ ensure_postgres() {
     pg_answers || { echo "Postgres did not start" >&2; exit 1; }
   fi
 }
+
+# The real backends the tests run against, installed once per machine into a
+# cache outside the work tree (a fresh clone reuses them). The versions are
+# the ones docker-compose.yml and k8s/ pin; scripts/check_pins.sh keeps them
+# in step.
+KAFKA_VERSION=3.9.1
+JAEGER_VERSION=2.13.0
+# Jaeger tags every release twice; the Go module version of 2.13.0 is v1.76.0.
+JAEGER_MODULE_VERSION=v1.76.0
+CACHE_DIR="${TRACING_REFERENCE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tracing-reference}"
+
+apt_install() {
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing $* from Debian packages"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    return 1
+  fi
+}
+
+java_major() { java -version 2>&1 | sed -nE '1s/.*version "([0-9]+).*/\1/p'; }
+
+# Apache Kafka's jars from Maven Central into $CACHE_DIR/kafka-$KAFKA_VERSION/libs.
+# Sets KAFKA_LIBS; returns 1 (with the reason on stderr) when it cannot.
+ensure_kafka() {
+  local dir="$CACHE_DIR/kafka-$KAFKA_VERSION"
+  if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ] 2>/dev/null; then
+    apt_install openjdk-17-jre-headless || { echo "Kafka needs Java 17 or later (java not found or too old)" >&2; return 1; }
+  fi
+  if [ ! -f "$dir/.complete" ]; then
+    command -v mvn >/dev/null || apt_install maven || { echo "Kafka's jars are resolved with Maven (mvn not found)" >&2; return 1; }
+    say "installing Apache Kafka $KAFKA_VERSION from Maven Central into $dir (first time only)"
+    local started=$SECONDS
+    rm -rf "$dir.tmp"
+    mvn -q -B -f tools/kafka/pom.xml -Dkafka.version="$KAFKA_VERSION" \
+      dependency:copy-dependencies -DoutputDirectory="$dir.tmp/libs" || { echo "resolving Kafka $KAFKA_VERSION with Maven failed" >&2; return 1; }
+    rm -rf "$dir" && mv "$dir.tmp" "$dir" && touch "$dir/.complete"
+    say "Kafka $KAFKA_VERSION installed in $(( SECONDS - started ))s ($(ls "$dir/libs" | wc -l) jars)"
+  fi
+  KAFKA_LIBS="$dir/libs"
+}
+
+go_at_least() { # go_at_least 1.24.6
+  local have
+  have=$(go env GOVERSION 2>/dev/null | sed 's/^go//') || return 1
+  [ "$(printf '%s\n%s\n' "$1" "$have" | sort -V | head -n1)" = "$1" ]
+}
+
+# Jaeger v2, built from the Go module proxy through tools/go.mod (Jaeger's own
+# go.mod has a replace directive, so `go install pkg@version` refuses it).
+# Sets JAEGER_BIN; returns 1 (with the reason on stderr) when it cannot.
+ensure_jaeger() {
+  local bin="$CACHE_DIR/jaeger-$JAEGER_VERSION/jaeger"
+  if [ ! -x "$bin" ]; then
+    command -v go >/dev/null || { echo "Jaeger is built with Go 1.24.6 or later (go not found; https://go.dev/dl)" >&2; return 1; }
+    # An older Go 1.21+ fetches the toolchain tools/go.mod asks for.
+    go_at_least 1.21 || { echo "Jaeger needs Go 1.24.6 or later (found $(go env GOVERSION))" >&2; return 1; }
+    say "building Jaeger $JAEGER_VERSION ($JAEGER_MODULE_VERSION) from the Go module proxy into $(dirname "$bin") (first time only, a few minutes)"
+    local started=$SECONDS
+    mkdir -p "$(dirname "$bin")"
+    (cd tools && go build -o "$bin.tmp" github.com/jaegertracing/jaeger/cmd/jaeger) || { echo "building Jaeger failed" >&2; return 1; }
+    mv "$bin.tmp" "$bin"
+    say "Jaeger built in $(( SECONDS - started ))s"
+  fi
+  JAEGER_BIN="$bin"
+}

@@ -239,7 +239,7 @@ async fn the_seed_order_is_created_published_reserved_and_confirmed_in_one_trace
     use opentelemetry::trace::TraceContextExt;
     assert_eq!(headers_cx.span().span_context().trace_id(), trace_id);
 
-    // The trace: DESIGN.md section 4, as far as these three services go.
+    // The trace of the order flow (README), as far as these three services go.
     let spans = capture().wait_for(
         trace_id,
         Duration::from_secs(10),

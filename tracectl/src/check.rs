@@ -1,4 +1,4 @@
-//! The trace an order must produce (DESIGN.md section 4), as data, and a
+//! The trace an order must produce (README, "The order flow and its trace"), as data, and a
 //! check of a received trace against it. Used by `tracectl verify` against a
 //! running stack and by the end-to-end test.
 

@@ -4,10 +4,8 @@
 //! - [`waterfall`]: a trace as a terminal waterfall.
 //! - [`receiver`]: a local OTLP/HTTP receiver keeping spans in memory.
 //! - [`jaeger`]: reading traces from Jaeger's v1 and v3 APIs.
-//! - [`scan`]: finds personal data, secrets and query values in spans and logs.
 //! - [`check`]: the trace an order must produce, and a check against it.
 //! - [`stack`]: the four service binaries as child processes.
-//! - [`proxy`]: a TCP proxy that makes a dependency refuse or hang (fault tests).
 //! - [`bench`]: load, latency percentiles and the tracing-cost report.
 //! - [`load`]: a steady-rate, mixed-route load generator for demos.
 
@@ -16,8 +14,6 @@ pub mod check;
 pub mod jaeger;
 pub mod load;
 pub mod model;
-pub mod proxy;
 pub mod receiver;
-pub mod scan;
 pub mod stack;
 pub mod waterfall;

@@ -292,7 +292,7 @@ async fn run(keep: bool, postgres: String, log_dir: PathBuf) -> anyhow::Result<(
         "starting the four services (logs in {})",
         log_dir.display()
     ));
-    let mut services = LocalStack::start(&options)?;
+    let mut services = LocalStack::start(&options).await?;
     let ready = services
         .wait_ready(Duration::from_secs(90), |name, after| {
             println!("    {name} ready after {:.1} s", after.as_secs_f64());
@@ -550,21 +550,23 @@ impl BenchRun<'_> {
             kafka_brokers: self.kafka_brokers.to_owned(),
             otlp_endpoint: self.receiver.endpoint(),
             otlp_protocol: "http/protobuf".into(),
-            ports: Ports::free()?,
+            ports: Ports::EPHEMERAL,
             log_dir: mode_logs,
             service_env: Vec::new(),
             extra_env: {
                 let mut env = self.mode.env(&self.receiver.endpoint(), self.closed);
                 env.push((
                     "RUST_LOG".into(),
-                    "warn,tracing_common::telemetry=info".into(),
+                    // The services' own crates at info for the `listening`
+                    // line that names each one's port.
+                    "warn,tracing_common::telemetry=info,user_service=info,order_service=info,inventory_service=info,api_gateway=info".into(),
                 ));
                 // The SDK's default batch delay; the runner's 200 ms is for demos.
                 env.push(("OTEL_BSP_SCHEDULE_DELAY".into(), "5000".into()));
                 env
             },
         };
-        let mut services = LocalStack::start(&options)?;
+        let mut services = LocalStack::start(&options).await?;
         if let Err(e) = services
             .wait_ready(Duration::from_secs(90), |_, _| {})
             .await

@@ -18,7 +18,7 @@ pub struct Ports {
 }
 
 impl Ports {
-    /// DESIGN.md's defaults, which the README's `curl` uses.
+    /// The documented defaults (README, "Configuration"), which its `curl` uses.
     pub const DEFAULT: Ports = Ports {
         gateway: 3000,
         users: 3001,
@@ -26,22 +26,13 @@ impl Ports {
         inventory: 3004,
     };
 
-    /// Four ports free on loopback right now (for tests running side by side).
-    pub fn free() -> std::io::Result<Ports> {
-        let mut ports = Vec::new();
-        let mut held = Vec::new();
-        for _ in 0..4 {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-            ports.push(listener.local_addr()?.port());
-            held.push(listener);
-        }
-        Ok(Ports {
-            gateway: ports[0],
-            users: ports[1],
-            orders: ports[2],
-            inventory: ports[3],
-        })
-    }
+    /// Every service takes a free port when it binds (see [`LocalStack::start`]).
+    pub const EPHEMERAL: Ports = Ports {
+        gateway: 0,
+        users: 0,
+        orders: 0,
+        inventory: 0,
+    };
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +75,50 @@ struct Child {
 pub struct LocalStack {
     children: Vec<Child>,
     pub ports: Ports,
+}
+
+fn port_in(env: &[(String, String)]) -> u16 {
+    env.iter()
+        .find(|(k, _)| k == "PORT")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Child {
+    /// Waits (bounded) for the service's `<name> listening` log line and
+    /// returns the port it names; fails with the log's end if it exits first.
+    async fn listening_port(&mut self, timeout: Duration) -> anyhow::Result<u16> {
+        let started = Instant::now();
+        let announced = format!("{} listening", self.name);
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let port = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|l| l["message"] == announced.as_str())
+                .and_then(|l| l["port"].as_u64())
+                .and_then(|p| u16::try_from(p).ok());
+            if let Some(port) = port {
+                return Ok(port);
+            }
+            if let Some(status) = self.process.try_wait()? {
+                bail!(
+                    "{} exited ({status}) before it listened; its log ({}):\n{}",
+                    self.name,
+                    self.log.display(),
+                    tail(&self.log, 30)
+                );
+            }
+            if started.elapsed() > timeout {
+                bail!(
+                    "{} did not log {announced:?} within {timeout:?} (LOG_FORMAT=json and RUST_LOG at info are needed to read a port of 0); see {}",
+                    self.name,
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 impl StackOptions {
@@ -138,38 +173,64 @@ impl StackOptions {
 }
 
 impl LocalStack {
-    /// Starts the four binaries; does not wait for readiness.
-    pub fn start(options: &StackOptions) -> anyhow::Result<Self> {
+    /// Starts the four binaries; does not wait for readiness. A port of 0 in
+    /// `options.ports` lets that service take a free one: it is then started
+    /// before the services that call it, and its port is read from its
+    /// `listening` log line, so tests running side by side never race for a
+    /// port chosen free and bound later.
+    pub async fn start(options: &StackOptions) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&options.log_dir)
             .with_context(|| format!("creating {}", options.log_dir.display()))?;
         let mut stack = LocalStack {
             children: Vec::new(),
             ports: options.ports,
         };
-        for name in SERVICES {
-            let binary = options.bin_dir.join(name);
-            if !binary.exists() {
-                bail!(
-                    "{} is missing; build the services first (cargo build --workspace --bins)",
-                    binary.display()
-                );
+        // Callees first: a caller's environment names their ports.
+        for stage in [
+            &["user-service", "inventory-service"][..],
+            &["order-service"],
+            &["api-gateway"],
+        ] {
+            let options = StackOptions {
+                ports: stack.ports,
+                ..options.clone()
+            };
+            for &name in stage {
+                let binary = options.bin_dir.join(name);
+                if !binary.exists() {
+                    bail!(
+                        "{} is missing; build the services first (cargo build --workspace --bins)",
+                        binary.display()
+                    );
+                }
+                let env = options.env_for(name);
+                let log = options.log_dir.join(format!("{name}.log"));
+                let process = spawn(&binary, &env, &log, false)?;
+                stack.children.push(Child {
+                    name,
+                    process,
+                    port: port_in(&env),
+                    log,
+                    binary,
+                    env,
+                });
             }
-            let env = options.env_for(name);
-            let log = options.log_dir.join(format!("{name}.log"));
-            let process = spawn(&binary, &env, &log, false)?;
-            let port = env
-                .iter()
-                .find(|(k, _)| k == "PORT")
-                .and_then(|(_, v)| v.parse().ok())
-                .unwrap_or(0);
-            stack.children.push(Child {
-                name,
-                process,
-                port,
-                log,
-                binary,
-                env,
-            });
+            for child in stack.children.iter_mut().filter(|c| c.port == 0) {
+                child.port = child.listening_port(Duration::from_secs(90)).await?;
+                // A restart must come back on the port its callers know.
+                for (k, v) in child.env.iter_mut() {
+                    if k == "PORT" {
+                        *v = child.port.to_string();
+                    }
+                }
+                let slot = match child.name {
+                    "user-service" => &mut stack.ports.users,
+                    "order-service" => &mut stack.ports.orders,
+                    "inventory-service" => &mut stack.ports.inventory,
+                    _ => &mut stack.ports.gateway,
+                };
+                *slot = child.port;
+            }
         }
         Ok(stack)
     }

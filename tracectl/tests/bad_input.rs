@@ -3,7 +3,7 @@
 //! nothing is written, nothing crashes, and malformed or conflicting trace
 //! headers never give a span a wrong parent.
 
-mod common;
+use testkit::env as common;
 
 use std::time::Duration;
 

@@ -1,18 +1,16 @@
-//! End to end: the four service binaries as separate processes, a real
-//! Kafka-protocol broker (tansu, started by scripts/test.sh and named by
-//! TEST_KAFKA_BROKERS), the machine's Postgres and an OTLP receiver. The
-//! seed's order must produce exactly the trace of DESIGN.md section 4.
+//! End to end: the four service binaries as separate processes, an Apache
+//! Kafka broker, the machine's Postgres and an OTLP receiver. The seed's
+//! order must produce exactly the trace of the order flow (README, "The order
+//! flow and its trace"; `tracectl::check::ORDER_TRACE`).
 
-mod common;
+use testkit::env as common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{bin_dir, postgres_server};
+use common::{Setup, postgres_server};
 
 use tracectl::model::{Kind, Trace};
-use tracectl::receiver::Receiver;
-use tracectl::stack::{self, LocalStack, Ports, StackOptions};
+use tracectl::stack;
 
 fn only<'a>(trace: &'a Trace, service: &str, name: &str) -> &'a tracectl::model::Span {
     let found: Vec<_> = trace
@@ -31,29 +29,9 @@ fn only<'a>(trace: &'a Trace, service: &str, name: &str) -> &'a tracectl::model:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_order_is_one_trace_across_four_processes_postgres_and_kafka() {
-    let brokers = std::env::var("TEST_KAFKA_BROKERS")
-        .expect("TEST_KAFKA_BROKERS must name a Kafka-protocol broker; scripts/test.sh starts one");
-    let receiver = Receiver::start("127.0.0.1:0").await.unwrap();
-    let run = common::run_id();
-    let databases = ["users", "orders", "inventory"].map(|d| format!("{d}_test_{run}"));
-    let options = StackOptions {
-        bin_dir: bin_dir(),
-        postgres: postgres_server(),
-        databases: databases.clone(),
-        kafka_brokers: brokers,
-        otlp_endpoint: receiver.endpoint(),
-        otlp_protocol: "http/protobuf".into(),
-        ports: Ports::free().unwrap(),
-        log_dir: std::env::temp_dir().join(format!("tracectl-e2e-{run}")),
-        extra_env: vec![("RUST_LOG".into(), "info".into())],
-        service_env: Vec::new(),
-    };
-    let mut services = LocalStack::start(&options).expect("the service binaries start");
-    services
-        .wait_ready(Duration::from_secs(60), |_, _| {})
-        .await
-        .expect("all four services ready");
-    let gateway = services.gateway_url();
+    let env = Setup::new().start("e2e").await;
+    let (receiver, gateway) = (&env.receiver, env.gateway.clone());
+    let databases = env.databases.clone();
 
     // 1. The seed's order: created, confirmed, and the whole tree in one trace.
     let run = stack::seed_order(&gateway, &receiver.store, Duration::from_secs(60))
@@ -61,7 +39,7 @@ async fn the_seed_order_is_one_trace_across_four_processes_postgres_and_kafka() 
         .unwrap();
     assert!(
         run.placed.status == 201 && run.status == "confirmed" && run.problems.is_empty(),
-        "the seed's order differs from DESIGN.md section 4: {}",
+        "the seed's order differs from the order flow's trace: {}",
         run.report()
     );
     assert_eq!(run.placed.body["status"], "pending");
@@ -168,40 +146,21 @@ async fn the_seed_order_is_one_trace_across_four_processes_postgres_and_kafka() 
     assert_eq!(db.parent_id.as_deref(), Some(server.span_id.as_str()));
     assert_eq!(db.attr("db.system.name"), Some("postgresql"));
 
-    let logs: Vec<(&'static str, PathBuf)> = services
-        .logs()
-        .into_iter()
-        .map(|(n, p)| (n, p.to_path_buf()))
-        .collect();
-    let killed = services.stop(Duration::from_secs(15)).await;
-    assert!(
-        killed.is_empty(),
-        "stopped on SIGTERM: {killed:?} had to be killed"
-    );
-
-    // 4. Nothing exported or logged carries personal data, secrets or query
-    //    values: not the users' e-mail addresses (in the users table), not
-    //    the credentials, cookie or query string sent above.
+    // 4. Nothing exported or logged carries the credentials, cookie or query
+    //    string sent above; `finish` then stops the services (SIGTERM, none
+    //    may need a kill) and scans every span and log line for personal
+    //    data, secrets and query values.
     let spans = receiver.store.spans();
-    let mut leaks = tracectl::scan::spans(&spans);
-    let mut log_text = String::new();
-    for (service, path) in &logs {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        leaks.extend(tracectl::scan::log(service, &text));
-        log_text.push_str(&text);
+    let mut everything = format!("{spans:?}");
+    for (_, path) in env.services.logs() {
+        everything.push_str(&std::fs::read_to_string(path).unwrap_or_default());
     }
-    let everything = format!("{spans:?}{log_text}");
     for secret in ["s3cr3t-token", "s3cr3t-cookie", "s3cr3t-query-value"] {
         assert!(
             !everything.contains(secret),
             "{secret} was exported or logged"
         );
     }
-    let leaks: Vec<String> = leaks.iter().map(ToString::to_string).collect();
-    assert!(leaks.is_empty(), "leaks:\n{}", leaks.join("\n"));
-    println!(
-        "SCAN: {} spans and {} log lines checked, no leak",
-        spans.len(),
-        log_text.lines().count()
-    );
+    println!("SCAN: {} spans and the four logs checked", spans.len());
+    env.finish().await;
 }

@@ -1,15 +1,15 @@
-//! Faults against the real thing: the four service binaries, a tansu broker
-//! of each test's own, the machine's Postgres and an OTLP receiver. Each test
+//! Faults against the real thing: the four service binaries, an Apache
+//! Kafka broker of each test's own, the machine's Postgres and an OTLP receiver. Each test
 //! injects one fault, prints what it sent and what came of it, and checks
 //! that nothing was lost, nothing done twice, nothing hung and nothing leaked.
 
-mod common;
+use testkit::env as common;
 
 use std::time::{Duration, Instant};
 
 use common::{Env, Setup, accepted, order_body, orders, statuses};
 use tracectl::model::Kind;
-use tracectl::proxy::{Fault, Proxy};
+use testkit::proxy::{Fault, Proxy};
 
 fn report(fault: &str, figures: &[(&str, String)]) {
     let line: Vec<String> = figures.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -347,19 +347,18 @@ async fn an_unreachable_database_answers_503_writes_nothing_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_or_dead_downstream_is_answered_within_the_budget_and_the_span_says_why() {
-    let setup = Setup::new();
-    let users = Proxy::start(([127, 0, 0, 1], setup.ports.users).into())
-        .await
-        .unwrap();
-    let inventory = Proxy::start(([127, 0, 0, 1], setup.ports.inventory).into())
-        .await
-        .unwrap();
-    let env = setup
+    // The proxies listen first (order-service is told their addresses) and
+    // forward once the services behind them have their ports.
+    let users = Proxy::start_on("127.0.0.1:0", None).await.unwrap();
+    let inventory = Proxy::start_on("127.0.0.1:0", None).await.unwrap();
+    let env = Setup::new()
         .env("order-service", "USER_SERVICE_URL", users.url())
         .env("order-service", "INVENTORY_SERVICE_URL", inventory.url())
         .env("order-service", "HTTP_CLIENT_TIMEOUT_MS", "500")
         .start("downstream")
         .await;
+    users.forward_to(([127, 0, 0, 1], env.ports.users).into());
+    inventory.forward_to(([127, 0, 0, 1], env.ports.inventory).into());
     let rows_before = env.order_count().await;
 
     // user-service hangs: order-service's budget is 500 ms.
@@ -450,99 +449,181 @@ async fn a_slow_or_dead_downstream_is_answered_within_the_budget_and_the_span_sa
     env.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_consumer_killed_mid_batch_loses_nothing_and_reserves_nothing_twice() {
-    const N: usize = 60;
-    // tansu 0.6.0 never evicts a group member that died without leaving (no
-    // session timeout): its partitions stay with the dead member and a
-    // restarted consumer gets none. This test found that; it runs on
-    // librdkafka's mock cluster, which expires the dead member as Kafka does.
-    let mut setup = Setup::new();
-    setup.mock_kafka = true;
-    let mut env = setup.start("consumer-kill").await;
+/// Every order in the orders database (answered or not: a service killed
+/// after its commit leaves an order nobody heard about), then how they
+/// settled, how many events inventory-service processed and whether any
+/// stock was reserved twice. Asserts that all settled within `within`,
+/// each was processed once, and stock matches the reservations.
+async fn assert_all_settle_once(env: &Env, fault: &str, mut figures: Vec<(&str, String)>, within: Duration) {
+    let orders = env.orders_db().await;
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM orders")
+        .fetch_all(&orders)
+        .await
+        .unwrap();
+    orders.close().await;
+    let recovered = Instant::now();
+    let settled = env.settle(&ids, within).await;
+    let settled_in = recovered.elapsed();
     let inventory = env.inventory_db().await;
-    let processed = || async {
-        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM processed_events")
-            .fetch_one(&inventory)
+    let (processed,): (i64,) = sqlx::query_as("SELECT count(*) FROM processed_events")
+        .fetch_one(&inventory)
+        .await
+        .unwrap();
+    let (reservation_rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM reservations")
+        .fetch_one(&inventory)
+        .await
+        .unwrap();
+    inventory.close().await;
+    let mismatch = env.reservation_mismatch().await;
+    let confirmed = settled.get("confirmed").copied().unwrap_or(0);
+    let lost = settled.get("pending").copied().unwrap_or(0) + settled.get("missing").copied().unwrap_or(0);
+    figures.extend([
+        ("orders stored", ids.len().to_string()),
+        ("settled", format!("{settled:?}")),
+        ("settled within", format!("{settled_in:.1?}")),
+        ("lost", lost.to_string()),
+        ("events processed", processed.to_string()),
+        ("reservation rows", reservation_rows.to_string()),
+        ("reserved twice (stock vs reservations)", format!("{mismatch:?}")),
+    ]);
+    report(fault, &figures);
+    assert_eq!(lost, 0, "every stored order settles: {settled:?}");
+    assert_eq!(processed, ids.len() as i64, "each order's event is processed once");
+    assert_eq!(reservation_rows, 2 * confirmed, "each confirmed order reserves its two products once");
+    assert!(mismatch.is_empty(), "{mismatch:?}");
+}
+
+/// Orders arrive while `service` works through them; it is SIGKILLed (no
+/// shutdown, no offset commit) once a few have settled, then restarted.
+async fn killed_mid_batch(service: &'static str) {
+    const N: usize = 60;
+    let mut env = Setup::new().start(&format!("kill-{service}")).await;
+    let orders_db = env.orders_db().await;
+    let settled = || async {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders WHERE status <> 'pending'")
+            .fetch_one(&orders_db)
             .await
             .unwrap();
         n
     };
-    // Orders arrive while inventory-service works through their events; it
-    // is killed (SIGKILL: no shutdown, no offset commit) once it has handled
-    // a few. Orders placed while it is down are accepted without the stock
-    // check, and their events wait on the broker.
     let env_ref = &env;
     let (answers, at_kill) = tokio::join!(orders(env_ref, N, 4), async {
         let started = Instant::now();
         let mut n = 0;
         while started.elapsed() < Duration::from_secs(60) {
-            n = processed().await;
+            n = settled().await;
             if n >= (N / 6) as i64 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        env_ref
-            .services
-            .signal("inventory-service", "KILL")
-            .await
-            .unwrap();
+        env_ref.services.signal(service, "KILL").await.unwrap();
         n
     });
+    orders_db.close().await;
+    env.services
+        .wait_exit(service, Duration::from_secs(10))
+        .await
+        .unwrap();
     let ids = accepted(&answers);
-    assert_eq!(ids.len(), N, "{:?}", statuses(&answers));
+    if service == "inventory-service" {
+        // Orders placed while it is down are accepted without the stock
+        // check; their events wait on the broker.
+        assert_eq!(ids.len(), N, "{:?}", statuses(&answers));
+    }
+    assert!(at_kill < N as i64, "killed after {at_kill} of {N} settled: not mid-batch");
     env.services
-        .wait_exit("inventory-service", Duration::from_secs(10))
+        .restart(service, Duration::from_secs(60))
         .await
         .unwrap();
-    let after_kill = processed().await;
-    env.services
-        .restart("inventory-service", Duration::from_secs(60))
-        .await
-        .unwrap();
-    let settled = env.settle(&ids, Duration::from_secs(120)).await;
-    let total = processed().await;
-    let mismatch = env.reservation_mismatch().await;
-    let (reservation_rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM reservations")
-        .fetch_one(&inventory)
-        .await
-        .unwrap();
-    report(
-        "inventory-service SIGKILLed mid-batch, restarted",
-        &[
-            ("orders", N.to_string()),
-            (
-                "events processed when killed",
-                format!("{at_kill}..{after_kill}"),
-            ),
-            ("settled", format!("{settled:?}")),
-            ("processed events in the end", total.to_string()),
-            ("reservation rows", reservation_rows.to_string()),
-            (
-                "reserved twice (stock vs reservations)",
-                format!("{mismatch:?}"),
-            ),
+    assert_all_settle_once(
+        &env,
+        &format!("{service} SIGKILLed mid-batch, restarted (Apache Kafka)"),
+        vec![
+            ("orders sent", N.to_string()),
+            ("answers", format!("{:?}", statuses(&answers))),
+            ("accepted", ids.len().to_string()),
+            ("settled when killed", at_kill.to_string()),
         ],
-    );
-    assert!(
-        at_kill > 0 && after_kill < N as i64,
-        "killed at {at_kill}..{after_kill} of {N}"
-    );
-    assert_eq!(
-        settled.get("confirmed").copied(),
-        Some(N as i64),
-        "{settled:?}"
-    );
-    assert_eq!(total, N as i64);
-    assert_eq!(
-        reservation_rows,
-        2 * N as i64,
-        "each order reserves its two products once"
-    );
-    assert!(mismatch.is_empty(), "{mismatch:?}");
-    inventory.close().await;
+        Duration::from_secs(60),
+    )
+    .await;
     env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventory_service_killed_mid_batch_loses_nothing_and_reserves_nothing_twice() {
+    killed_mid_batch("inventory-service").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_service_killed_mid_batch_loses_nothing_and_reserves_nothing_twice() {
+    killed_mid_batch("order-service").await;
+}
+
+/// What happens to the broker while orders arrive.
+#[derive(Clone, Copy, Debug)]
+enum Outage {
+    /// SIGSTOP for 20 s, then SIGCONT: connections stay open, nothing answers.
+    Frozen,
+    /// SIGKILL, and 20 s later started again on its data directory.
+    Killed,
+}
+
+async fn broker_outage(outage: Outage) {
+    const N: usize = 20;
+    let mut env = Setup::new().start(&format!("broker-{outage:?}")).await;
+    let before = accepted(&orders(&env, 3, 3).await);
+    assert_eq!(
+        env.settle(&before, Duration::from_secs(60)).await.get("confirmed"),
+        Some(&3),
+        "the flow works before the outage"
+    );
+    match outage {
+        Outage::Frozen => env.kafka.freeze().await.unwrap(),
+        Outage::Killed => env.kafka.kill().await.unwrap(),
+    }
+    let down = Instant::now();
+    // One order a second for the outage's 20 s.
+    let mut during = Vec::new();
+    for i in 0..N {
+        during.push(env.order(&order_body(i)).await);
+        tokio::time::sleep((down + Duration::from_secs(i as u64 + 1)).saturating_duration_since(Instant::now())).await;
+    }
+    let slowest = during.iter().flatten().map(|a| a.elapsed).max().unwrap_or_default();
+    match outage {
+        Outage::Frozen => env.kafka.thaw().await.unwrap(),
+        Outage::Killed => env.kafka.restart().await.unwrap(),
+    }
+    let outage_lasted = down.elapsed();
+    let ids = accepted(&during);
+    assert_all_settle_once(
+        &env,
+        &format!("broker {outage:?} (Apache Kafka) while orders arrive, then back"),
+        vec![
+            ("outage", format!("{outage_lasted:.1?}")),
+            ("sent during outage", N.to_string()),
+            ("answers", format!("{:?}", statuses(&during))),
+            ("accepted", ids.len().to_string()),
+            ("slowest answer", format!("{slowest:.1?}")),
+        ],
+        Duration::from_secs(60),
+    )
+    .await;
+    // The outbox keeps the broker out of the request path.
+    assert_eq!(ids.len(), N, "{:?}", statuses(&during));
+    assert!(slowest < Duration::from_secs(10), "{slowest:?}");
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_broker_delays_orders_but_loses_none() {
+    broker_outage(Outage::Frozen).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_and_restarted_on_its_data_loses_no_order() {
+    broker_outage(Outage::Killed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

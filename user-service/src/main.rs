@@ -14,8 +14,10 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port))
         .await
         .with_context(|| format!("binding port {}", config.port))?;
+    // PORT=0 takes a free port; the log line says which (tests read it).
+    let port = listener.local_addr()?.port();
     let running = user_service::start(&config, listener).await?;
-    tracing::info!(port = config.port, "user-service listening");
+    tracing::info!(port, "user-service listening");
     running.until_signal().await?;
     telemetry.shutdown();
     Ok(())

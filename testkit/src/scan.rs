@@ -4,7 +4,7 @@
 //! literals). The end-to-end and fault tests run it over everything they
 //! collected.
 
-use crate::model::Span;
+use tracectl::model::Span;
 
 /// One finding: where, and the offending text (cut short).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,7 +159,7 @@ pub fn log(source: &str, text: &str) -> Vec<Leak> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Kind;
+    use tracectl::model::Kind;
     use std::collections::BTreeMap;
 
     fn span(attrs: &[(&str, &str)]) -> Span {

@@ -1,24 +1,26 @@
-//! What the process-level tests share: a broker of their own (tansu), the
-//! four service binaries on fresh databases, an OTLP receiver, and ways to
-//! count orders, reservations and leaks afterwards.
-
-#![allow(dead_code)]
+//! The stack under test: the four service binaries on fresh databases, an
+//! Apache Kafka broker of the test's own, an OTLP receiver (or Jaeger), and
+//! ways to count orders, reservations and leaks afterwards.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use tracectl::proxy::Proxy;
 use tracectl::receiver::Receiver;
 use tracectl::stack::{LocalStack, Ports, StackOptions};
 
-/// `target/debug`, where `cargo build --workspace --bins` put the services.
+use crate::jaeger::{Jaeger, JaegerOptions};
+use crate::kafka::Kafka;
+use crate::proxy::Proxy;
+
+/// `target/debug`, where `cargo build --workspace --bins` put the services
+/// (the test binary runs from `target/debug/deps`).
 pub fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
+    let exe = std::env::current_exe().expect("the test binary's path");
     exe.parent()
         .and_then(|deps| deps.parent())
-        .unwrap()
+        .expect("the test binary lives in target/<profile>/deps")
         .to_path_buf()
 }
 
@@ -53,65 +55,6 @@ pub fn run_id() -> String {
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A tansu broker of this test's own (memory storage), so tests running side
-/// by side do not share topics or consumer groups. Killed when dropped.
-pub struct Broker {
-    _process: tokio::process::Child,
-    /// Where tansu listens.
-    pub port: u16,
-    /// What it tells clients to connect to (a proxy in front of it, or itself).
-    pub advertised: u16,
-}
-
-impl Broker {
-    /// `advertised`: the port clients must use (a proxy's), or None for its own.
-    pub async fn start(advertised: Option<u16>, log: &std::path::Path) -> Broker {
-        let port = free_port();
-        let advertised = advertised.unwrap_or(port);
-        let out = std::fs::File::create(log).unwrap();
-        let process = tokio::process::Command::new("tansu")
-            .args([
-                "broker",
-                "--listener-url",
-                &format!("tcp://127.0.0.1:{port}"),
-                "--advertised-listener-url",
-                &format!("tcp://127.0.0.1:{advertised}"),
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdin(std::process::Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("tansu must be on PATH; scripts/test.sh installs it");
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "tansu did not listen on {port}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Broker {
-            _process: process,
-            port,
-            advertised,
-        }
-    }
-}
-
 /// One stack under test.
 pub struct Env {
     pub receiver: Receiver,
@@ -123,31 +66,35 @@ pub struct Env {
     pub log_dir: PathBuf,
     /// `host:port` the services use for Kafka.
     pub brokers: String,
-    pub broker: Option<Broker>,
-    pub mock:
-        Option<rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
+    pub kafka: Kafka,
     /// In front of the broker when asked for (services connect through it).
     pub kafka_proxy: Option<Proxy>,
+    /// Where the services export, when [`Setup::jaeger`] asked for it.
+    pub jaeger: Option<Jaeger>,
     pub http: reqwest::Client,
 }
 
 /// How to start an [`Env`].
 pub struct Setup {
-    pub ports: Ports,
     pub kafka_via_proxy: bool,
-    /// librdkafka's mock cluster (in this process, over TCP) instead of tansu.
-    pub mock_kafka: bool,
+    /// Export to a Jaeger of this test's own (OTLP gRPC) instead of the receiver.
+    pub jaeger: Option<JaegerOptions>,
     /// OTLP endpoint instead of the receiver (a black hole, a closed port).
     pub otlp_endpoint: Option<String>,
     pub service_env: Vec<(&'static str, String, String)>,
 }
 
+impl Default for Setup {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Setup {
     pub fn new() -> Self {
         Setup {
-            ports: Ports::free().unwrap(),
             kafka_via_proxy: false,
-            mock_kafka: false,
+            jaeger: None,
             otlp_endpoint: None,
             service_env: Vec::new(),
         }
@@ -163,34 +110,36 @@ impl Setup {
         let run = run_id();
         let log_dir = std::env::temp_dir().join(format!("tracectl-{name}-{run}"));
         std::fs::create_dir_all(&log_dir).unwrap();
-        let mut mock = None;
-        let (broker, kafka_proxy, brokers) = if self.mock_kafka {
-            let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
-            for topic in ["order-events", "inventory-events"] {
-                cluster.create_topic(topic, 3, 1).unwrap();
-            }
-            let brokers = cluster.bootstrap_servers();
-            mock = Some(cluster);
-            (None, None, brokers)
-        } else if self.kafka_via_proxy {
-            // Bind the proxy first: the broker must advertise its port.
-            let proxy_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let proxy_port = proxy_listener.local_addr().unwrap().port();
-            drop(proxy_listener);
-            let broker = Broker::start(Some(proxy_port), &log_dir.join("tansu.log")).await;
-            let proxy = Proxy::start_on(
-                &format!("127.0.0.1:{proxy_port}"),
-                Some(([127, 0, 0, 1], broker.port).into()),
-            )
-            .await
-            .unwrap();
-            (Some(broker), Some(proxy), format!("127.0.0.1:{proxy_port}"))
+        let (kafka, kafka_proxy, brokers) = if self.kafka_via_proxy {
+            // The proxy listens first: the broker must advertise its port.
+            let proxy = Proxy::start_on("127.0.0.1:0", None).await.unwrap();
+            let kafka = Kafka::start(&log_dir, Some(proxy.addr().port()))
+                .await
+                .expect("Apache Kafka starts");
+            proxy.forward_to(([127, 0, 0, 1], kafka.port).into());
+            let brokers = kafka.bootstrap();
+            (kafka, Some(proxy), brokers)
         } else {
-            let broker = Broker::start(None, &log_dir.join("tansu.log")).await;
-            let brokers = format!("127.0.0.1:{}", broker.port);
-            (Some(broker), None, brokers)
+            let kafka = Kafka::start(&log_dir, None)
+                .await
+                .expect("Apache Kafka starts");
+            let brokers = kafka.bootstrap();
+            (kafka, None, brokers)
         };
         let receiver = Receiver::start("127.0.0.1:0").await.unwrap();
+        let jaeger = match &self.jaeger {
+            Some(options) => Some(
+                Jaeger::start(&log_dir, options)
+                    .await
+                    .expect("Jaeger starts"),
+            ),
+            None => None,
+        };
+        let (otlp_endpoint, otlp_protocol) = match (&jaeger, self.otlp_endpoint) {
+            (Some(j), _) => (j.otlp_grpc_endpoint(), "grpc"),
+            (None, Some(endpoint)) => (endpoint, "http/protobuf"),
+            (None, None) => (receiver.endpoint(), "http/protobuf"),
+        };
         let databases = ["users", "orders", "inventory"].map(|d| format!("{d}_test_{run}"));
         let postgres = postgres_server();
         let options = StackOptions {
@@ -198,9 +147,9 @@ impl Setup {
             postgres: postgres.clone(),
             databases: databases.clone(),
             kafka_brokers: brokers.clone(),
-            otlp_endpoint: self.otlp_endpoint.unwrap_or_else(|| receiver.endpoint()),
-            otlp_protocol: "http/protobuf".into(),
-            ports: self.ports,
+            otlp_endpoint,
+            otlp_protocol: otlp_protocol.into(),
+            ports: Ports::EPHEMERAL,
             log_dir: log_dir.clone(),
             // TEST_STACK_LOG=debug,librdkafka=debug for more detail in the logs.
             extra_env: vec![(
@@ -209,23 +158,25 @@ impl Setup {
             )],
             service_env: self.service_env,
         };
-        let mut services = LocalStack::start(&options).expect("the service binaries start");
+        let mut services = LocalStack::start(&options)
+            .await
+            .expect("the service binaries start");
         services
             .wait_ready(Duration::from_secs(90), |_, _| {})
             .await
             .expect("all four services ready");
         Env {
             gateway: services.gateway_url(),
+            ports: services.ports,
             receiver,
             services,
-            ports: self.ports,
             postgres,
             databases,
             log_dir,
             brokers,
-            broker,
-            mock,
+            kafka,
             kafka_proxy,
+            jaeger,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -352,11 +303,11 @@ impl Env {
     }
 
     /// Every leak in the spans received and in the services' logs.
-    pub fn leaks(&self) -> Vec<tracectl::scan::Leak> {
-        let mut found = tracectl::scan::spans(&self.receiver.store.spans());
+    pub fn leaks(&self) -> Vec<crate::scan::Leak> {
+        let mut found = crate::scan::spans(&self.receiver.store.spans());
         for (service, path) in self.services.logs() {
             let text = std::fs::read_to_string(path).unwrap_or_default();
-            found.extend(tracectl::scan::log(service, &text));
+            found.extend(crate::scan::log(service, &text));
         }
         found
     }
@@ -372,7 +323,7 @@ impl Env {
         for service in tracectl::stack::SERVICES {
             let text = std::fs::read_to_string(self.log_dir.join(format!("{service}.log")))
                 .unwrap_or_default();
-            late.extend(tracectl::scan::log(service, &text));
+            late.extend(crate::scan::log(service, &text));
         }
         let all: Vec<String> = leaks.iter().chain(&late).map(|l| l.to_string()).collect();
         assert!(all.is_empty(), "leaks:\n{}", all.join("\n"));

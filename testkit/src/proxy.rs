@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+/// Where connections go; read as each connection opens.
+type Target = Arc<std::sync::Mutex<Option<SocketAddr>>>;
+
 /// What the proxy does with traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -25,6 +28,7 @@ pub enum Fault {
 /// A running proxy; stops when dropped.
 pub struct Proxy {
     addr: SocketAddr,
+    target: Target,
     fault: watch::Sender<Fault>,
     accepted: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
@@ -51,6 +55,8 @@ impl Proxy {
         let (fault, watcher) = watch::channel(Fault::None);
         let accepted = Arc::new(AtomicU64::new(0));
         let counter = accepted.clone();
+        let target: Target = Arc::new(std::sync::Mutex::new(target));
+        let targets = target.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
@@ -58,11 +64,13 @@ impl Proxy {
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 let watcher = watcher.clone();
+                let target = *targets.lock().unwrap_or_else(|e| e.into_inner());
                 tokio::spawn(connection(client, target, watcher));
             }
         });
         Ok(Self {
             addr,
+            target,
             fault,
             accepted,
             task,
@@ -76,6 +84,12 @@ impl Proxy {
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Sends later connections to `target` (a proxy can listen before what
+    /// it fronts exists, as a broker that must advertise the proxy's port).
+    pub fn forward_to(&self, target: SocketAddr) {
+        *self.target.lock().unwrap_or_else(|e| e.into_inner()) = Some(target);
     }
 
     pub fn set(&self, fault: Fault) {

@@ -1,0 +1,25 @@
+//! testkit: what the process-level tests (`tracectl/tests/`) share, kept out
+//! of the `tracectl` binary users run. A dev-dependency only.
+//!
+//! - [`kafka`]: Apache Kafka as a single-node KRaft broker of one test's own.
+//! - [`jaeger`]: Jaeger v2 with the repository's own config, on ports of its own.
+//! - [`env`]: the four service binaries on fresh databases, wired to a broker
+//!   and an OTLP endpoint, and the counts the tests check afterwards.
+//! - [`proxy`]: a TCP proxy that makes a dependency refuse or hang.
+//! - [`scan`]: finds personal data, secrets and query values in spans and logs.
+
+pub mod env;
+pub mod jaeger;
+pub mod kafka;
+pub mod proxy;
+pub mod scan;
+
+/// Sends `signal` (`STOP`, `CONT`, `KILL`, ...) to process `pid`.
+pub async fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = tokio::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
+    Ok(())
+}
