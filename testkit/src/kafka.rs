@@ -232,6 +232,29 @@ impl Kafka {
         Ok(())
     }
 
+    /// For each partition of `topic`: the offset `group` committed (-1 if
+    /// none) and the partition's end, read without joining the group.
+    pub fn lag(&self, group: &str, topic: &str) -> anyhow::Result<Vec<(i32, i64, i64)>> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", format!("127.0.0.1:{}", self.port))
+            .set("group.id", group)
+            .create()?;
+        let timeout = Duration::from_secs(5);
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        let mut partitions = rdkafka::TopicPartitionList::new();
+        for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            partitions.add_partition(topic, p.id());
+        }
+        let committed = consumer.committed_offsets(partitions, timeout)?;
+        let mut out = Vec::new();
+        for e in committed.elements() {
+            let (_, high) = consumer.fetch_watermarks(topic, e.partition(), timeout)?;
+            out.push((e.partition(), e.offset().to_raw().unwrap_or(-1), high));
+        }
+        Ok(out)
+    }
+
     fn pid(&self) -> anyhow::Result<u32> {
         self.process
             .as_ref()

@@ -486,6 +486,11 @@ async fn assert_all_settle_once(env: &Env, fault: &str, mut figures: Vec<(&str, 
         ("reservation rows", reservation_rows.to_string()),
         ("reserved twice (stock vs reservations)", format!("{mismatch:?}")),
     ]);
+    if lost > 0 {
+        for (group, topic) in [("inventory-service", "order-events"), ("order-service", "inventory-events")] {
+            figures.push(("committed/end", format!("{group} {topic} {:?}", env.kafka.lag(group, topic))));
+        }
+    }
     report(fault, &figures);
     assert_eq!(lost, 0, "every stored order settles: {settled:?}");
     assert_eq!(processed, ids.len() as i64, "each order's event is processed once");
@@ -584,12 +589,15 @@ async fn broker_outage(outage: Outage) {
         Outage::Killed => env.kafka.kill().await.unwrap(),
     }
     let down = Instant::now();
-    // One order a second for the outage's 20 s.
-    let mut during = Vec::new();
-    for i in 0..N {
-        during.push(env.order(&order_body(i)).await);
-        tokio::time::sleep((down + Duration::from_secs(i as u64 + 1)).saturating_duration_since(Instant::now())).await;
-    }
+    // One order a second for the outage's 20 s, each sent on time however
+    // long the earlier ones take.
+    let env_ref = &env;
+    let during: Vec<_> = futures::future::join_all((0..N).map(|i| async move {
+        tokio::time::sleep_until((down + Duration::from_secs(i as u64)).into()).await;
+        env_ref.order(&order_body(i)).await
+    }))
+    .await;
+    tokio::time::sleep_until((down + Duration::from_secs(N as u64)).into()).await;
     let slowest = during.iter().flatten().map(|a| a.elapsed).max().unwrap_or_default();
     match outage {
         Outage::Frozen => env.kafka.thaw().await.unwrap(),
