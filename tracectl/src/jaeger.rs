@@ -61,20 +61,34 @@ pub fn parse_v1(body: &Value) -> anyhow::Result<Vec<Trace>> {
                 .flatten()
                 .map(|t| (scalar(&t["key"]), scalar(&t["value"])))
                 .collect();
-            let mut parent_id = None;
-            let mut links = Vec::new();
-            for reference in span["references"].as_array().into_iter().flatten() {
-                let ref_trace = id(&reference["traceID"], 32);
-                let ref_span = id(&reference["spanID"], 16);
-                if parent_id.is_none()
-                    && reference["refType"] == "CHILD_OF"
-                    && ref_trace == span_trace
-                {
-                    parent_id = Some(ref_span);
-                } else {
-                    links.push((ref_trace, ref_span));
-                }
-            }
+            // The parent is what Jaeger's own model calls it: the first
+            // CHILD_OF into the same trace, else the first FOLLOWS_FROM into
+            // it. Jaeger's OTLP conversion keeps a single FOLLOWS_FROM when a
+            // span's parent is also one of its links (a Kafka consumer span
+            // and its producer), so that reference is both parent and link.
+            let references: Vec<(String, String, bool)> = span["references"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    (
+                        id(&r["traceID"], 32),
+                        id(&r["spanID"], 16),
+                        r["refType"] == "CHILD_OF",
+                    )
+                })
+                .collect();
+            let child_of = references
+                .iter()
+                .position(|(t, _, child_of)| *child_of && *t == span_trace);
+            let parent_at = child_of.or_else(|| references.iter().position(|(t, _, _)| *t == span_trace));
+            let parent_id = parent_at.map(|i| references[i].1.clone());
+            let links = references
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != child_of)
+                .map(|(_, (t, s, _))| (t.clone(), s.clone()))
+                .collect();
             for warning in span["warnings"].as_array().into_iter().flatten() {
                 span_warnings.push(format!(
                     "span {}: {}",
@@ -125,9 +139,9 @@ pub fn parse_v1(body: &Value) -> anyhow::Result<Vec<Trace>> {
         }
         let mut trace = Trace::new(trace_id, spans);
         trace
-            .warnings
+            .notes
             .extend(raw["warnings"].as_array().into_iter().flatten().map(scalar));
-        trace.warnings.extend(span_warnings);
+        trace.notes.extend(span_warnings);
         out.push(trace);
     }
     Ok(out)
@@ -231,8 +245,24 @@ pub fn parse_v3(body: &Value) -> anyhow::Result<Vec<Trace>> {
             });
         }
     }
-    Ok(Trace::group(spans))
+    let mut traces = Trace::group(spans);
+    // Jaeger's v3 API carries its warnings as a span attribute.
+    for trace in &mut traces {
+        let notes: Vec<String> = trace
+            .spans
+            .iter()
+            .filter_map(|s| {
+                let text = s.attributes.get(JAEGER_WARNINGS)?;
+                Some(format!("span {}: {}", s.span_id, text.trim_matches(['[', ']'])))
+            })
+            .collect();
+        trace.notes.extend(notes);
+    }
+    Ok(traces)
 }
+
+/// The attribute under which Jaeger's v3 API returns its warnings about a span.
+const JAEGER_WARNINGS: &str = "@jaeger@warnings";
 
 /// Either shape, told apart by its top-level key.
 pub fn parse(body: &Value) -> anyhow::Result<Vec<Trace>> {
@@ -314,13 +344,16 @@ impl Jaeger {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let since = now.saturating_sub(lookback);
+        // How many traces to look at: Jaeger up to 2.13 reads
+        // `query.num_traces` (and answers 500 without it), later versions
+        // `query.search_depth`; each ignores the other's name.
+        let depth = (limit * 5).clamp(20, 1000);
         let query = format!(
-            "/api/v3/traces?query.service_name={}&query.start_time_min={}&query.start_time_max={}&query.duration_min={}ms&query.search_depth={}",
+            "/api/v3/traces?query.service_name={}&query.start_time_min={}&query.start_time_max={}&query.duration_min={}ms&query.num_traces={depth}&query.search_depth={depth}",
             encode(service),
             rfc3339(since),
             rfc3339(now),
             min_duration.as_millis(),
-            (limit * 5).clamp(20, 1000),
         );
         let Some(body) = self.get(&query).await? else {
             return Ok(Vec::new());

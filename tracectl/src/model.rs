@@ -84,8 +84,12 @@ impl Span {
 pub struct Trace {
     pub trace_id: String,
     pub spans: Vec<Span>,
-    /// Things a reader should know: duplicate span ids, missing parents.
+    /// What is wrong with the trace as received: duplicate span ids,
+    /// missing parents. [`crate::check::problems`] counts these.
     pub warnings: Vec<String>,
+    /// What the backend said about its spans (Jaeger's warnings, such as its
+    /// clock-skew adjuster's): shown, not counted as problems.
+    pub notes: Vec<String>,
 }
 
 impl Trace {
@@ -126,6 +130,7 @@ impl Trace {
             trace_id,
             spans,
             warnings,
+            notes: Vec::new(),
         }
     }
 

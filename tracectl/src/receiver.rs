@@ -66,7 +66,8 @@ impl Store {
         Trace::new(trace_id.to_owned(), spans)
     }
 
-    fn ingest(&self, request: ExportTraceServiceRequest) {
+    /// Adds the spans of one export request (what the OTLP endpoints do with each).
+    pub fn ingest(&self, request: ExportTraceServiceRequest) {
         if self.count_only {
             let n: usize = request
                 .resource_spans

@@ -122,6 +122,9 @@ pub fn render(trace: &Trace) -> String {
     for warning in &trace.warnings {
         let _ = writeln!(out, "  warning: {warning}");
     }
+    for note in &trace.notes {
+        let _ = writeln!(out, "  backend note: {note}");
+    }
     out
 }
 

@@ -1,4 +1,4 @@
-//! Reading real Jaeger API responses (../shared/fixtures/jaeger, taken from
+//! Reading real Jaeger API responses (testdata/jaeger, taken from
 //! the jaegertracing/jaeger repository) in both shapes, with their edge cases,
 //! and fetching them over HTTP as `tracectl show` and `verify` do.
 
@@ -14,7 +14,7 @@ use tracectl::waterfall;
 
 fn fixture(name: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/jaeger")
+        .join("../testdata/jaeger")
         .join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("fixture {} must exist: {e}", path.display()));
@@ -129,7 +129,7 @@ fn the_ui_edge_cases_short_ids_cross_trace_references_errors_and_warnings() {
     );
     assert!(
         trace
-            .warnings
+            .notes
             .iter()
             .any(|w| w.contains("some span warning"))
     );
@@ -293,4 +293,35 @@ async fn slowest_queries_the_v3_search_and_filters_by_duration() {
         none.is_empty(),
         "Jaeger's 404 for no traces is an empty list"
     );
+}
+
+#[test]
+fn a_v1_follows_from_into_the_same_trace_is_the_parent_when_there_is_no_child_of() {
+    // What Jaeger 2.13's v1 API returns for a Kafka consumer span whose OTLP
+    // parent is also its link: one FOLLOWS_FROM, no CHILD_OF.
+    let body = serde_json::json!({"data": [{
+        "traceID": "5b8efff798038103d269b633813fc60c",
+        "processes": {"p1": {"serviceName": "producer"}, "p2": {"serviceName": "consumer"}},
+        "spans": [
+            {"traceID": "5b8efff798038103d269b633813fc60c", "spanID": "eee19b7ec3c1b174",
+             "operationName": "send", "references": [], "processID": "p1",
+             "startTime": 1, "duration": 1, "tags": [{"key": "span.kind", "value": "producer"}]},
+            {"traceID": "5b8efff798038103d269b633813fc60c", "spanID": "eee19b7ec3c1b175",
+             "operationName": "process", "processID": "p2", "startTime": 3, "duration": 1,
+             "references": [{"refType": "FOLLOWS_FROM", "traceID": "5b8efff798038103d269b633813fc60c", "spanID": "eee19b7ec3c1b174"}],
+             "tags": [{"key": "span.kind", "value": "consumer"}],
+             "warnings": ["clock skew adjustment disabled; not applying calculated delta of -2ms"]}
+        ]
+    }]});
+    let trace = &jaeger::parse(&body).unwrap()[0];
+    let consumer = trace.spans.iter().find(|s| s.name == "process").unwrap();
+    assert_eq!(consumer.parent_id.as_deref(), Some("eee19b7ec3c1b174"));
+    assert_eq!(
+        consumer.links,
+        [("5b8efff798038103d269b633813fc60c".to_owned(), "eee19b7ec3c1b174".to_owned())]
+    );
+    // Jaeger's note is shown, not a defect of the trace.
+    assert!(trace.warnings.is_empty(), "{:?}", trace.warnings);
+    assert_eq!(trace.notes.len(), 1);
+    assert!(waterfall::render(trace).contains("backend note: span eee19b7ec3c1b175: clock skew"));
 }

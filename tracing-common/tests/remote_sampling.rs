@@ -16,7 +16,8 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde_json::{Value, json};
 use tracing_common::TelemetryConfig;
 
-const STRATEGIES: &str = "../../shared/fixtures/jaeger/sampling-strategies.json";
+/// Jaeger's own strategies fixture (testdata/README.md says where it comes from).
+const STRATEGIES: &str = "../testdata/jaeger/sampling-strategies.json";
 
 /// Jaeger's answer for one service, translated from the strategies file.
 fn strategy_for(strategies: &Value, service: &str) -> Value {

@@ -1,0 +1,336 @@
+//! Against the real Jaeger v2 (2.13.0, built by scripts/test.sh and named by
+//! JAEGER_BIN), running the repository's own `deploy/jaeger/config.yaml` and
+//! strategies, as compose and k8s/ run them: the order flow read back through
+//! Jaeger's query API by the `tracectl` binary, Jaeger's dependency graph,
+//! its health endpoint, and remote sampling served by Jaeger itself.
+
+use std::time::{Duration, Instant};
+
+use opentelemetry::trace::{TraceContextExt, Tracer, TracerProvider as _};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use serde_json::Value;
+use testkit::env::{Setup, bin_dir, run_id};
+use testkit::jaeger::{Jaeger, JaegerOptions, deploy_dir};
+use testkit::otlp::OlderJaeger;
+
+/// Runs the `tracectl` binary; its stdout, or a failure with both streams.
+fn tracectl(args: &[&str]) -> String {
+    let output = std::process::Command::new(bin_dir().join("tracectl"))
+        .args(args)
+        .output()
+        .expect("target/debug/tracectl runs (cargo build --workspace --bins)");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "tracectl {args:?} failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// A waterfall without the notes Jaeger adds about spans (its clock-skew
+/// adjuster's), which the spans as sent cannot have.
+fn rows(waterfall: &str) -> String {
+    waterfall
+        .lines()
+        .filter(|l| !l.starts_with("  backend note: "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The trace id `tracectl verify` announces ("waiting for trace <id> in Jaeger").
+fn verified_trace_id(output: &str) -> String {
+    output
+        .lines()
+        .find_map(|l| l.split("waiting for trace ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no trace id in:\n{output}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_flow_is_one_trace_in_jaeger_and_tracectl_reads_it_back() {
+    let env = Setup {
+        jaeger: Some(JaegerOptions::default()),
+        ..Setup::new()
+    }
+    .start("jaeger-e2e")
+    .await;
+    let jaeger = env.jaeger.as_ref().unwrap();
+    let query = jaeger.query_url();
+
+    // 1. verify: posts the seed's order and checks every edge through the v3 API.
+    let gateway = env.gateway.clone();
+    let q = query.clone();
+    let verified = tokio::task::spawn_blocking(move || {
+        tracectl(&["verify", "--gateway", &gateway, "--jaeger", &q, "--timeout", "60"])
+    })
+    .await
+    .unwrap();
+    println!("tracectl verify (v3 API):\n{verified}");
+    assert!(verified.contains("verified: "), "{verified}");
+    let trace_id = verified_trace_id(&verified);
+
+    // 2. show: the same waterfall as the spans the services sent (kept by the
+    //    tee in front of Jaeger), rendered by the same code.
+    let sent = env
+        .receiver
+        .store
+        .wait_quiet(&trace_id, Duration::from_secs(1), Duration::from_secs(20))
+        .await;
+    let q = query.clone();
+    let id = trace_id.clone();
+    let shown = tokio::task::spawn_blocking(move || tracectl(&["show", &id, "--jaeger", &q]))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&shown),
+        rows(&tracectl::waterfall::render(&sent)),
+        "Jaeger's copy of the trace differs from what the services sent"
+    );
+    println!("tracectl show (v3 API):\n{shown}");
+
+    // 3. The v1 fallback: the same checks against a query API without /api/v3.
+    let older = OlderJaeger::start(&query).await.unwrap();
+    let (gateway, old_url) = (env.gateway.clone(), older.url());
+    let verified_v1 = tokio::task::spawn_blocking(move || {
+        tracectl(&["verify", "--gateway", &gateway, "--jaeger", &old_url, "--timeout", "60"])
+    })
+    .await
+    .unwrap();
+    println!("tracectl verify (v1 fallback):\n{verified_v1}");
+    assert!(verified_v1.contains("verified: "), "{verified_v1}");
+    let v1_id = verified_trace_id(&verified_v1);
+    let (old_url, id) = (older.url(), v1_id.clone());
+    let shown_v1 = tokio::task::spawn_blocking(move || tracectl(&["show", &id, "--jaeger", &old_url]))
+        .await
+        .unwrap();
+    let sent_v1 = env
+        .receiver
+        .store
+        .wait_quiet(&v1_id, Duration::from_secs(1), Duration::from_secs(20))
+        .await;
+    // The v1 API gives times in whole microseconds.
+    let mut sent_v1 = sent_v1;
+    for span in &mut sent_v1.spans {
+        span.start_ns -= span.start_ns % 1000;
+        span.duration_ns -= span.duration_ns % 1000;
+    }
+    assert_eq!(
+        rows(&shown_v1),
+        rows(&tracectl::waterfall::render(&sent_v1)),
+        "Jaeger's v1 copy of the trace differs from what the services sent"
+    );
+
+    // 4. slowest: both orders' traces are listed for the gateway.
+    let q = query.clone();
+    let slowest = tokio::task::spawn_blocking(move || {
+        tracectl(&["slowest", "--service", "api-gateway", "--min-ms", "0", "--jaeger", &q])
+    })
+    .await
+    .unwrap();
+    println!("tracectl slowest:\n{slowest}");
+    for id in [&trace_id, &v1_id] {
+        assert!(slowest.contains(id.as_str()), "{id} missing from:\n{slowest}");
+    }
+
+    // 5. The dependency graph Jaeger derives from the stored traces.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let deps: Value = env
+        .http
+        .get(format!("{query}/api/dependencies?endTs={now_ms}&lookback=3600000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let edges: Vec<(String, String)> = deps["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a dependencies answer: {deps}"))
+        .iter()
+        .map(|d| {
+            (
+                d["parent"].as_str().unwrap_or("").to_owned(),
+                d["child"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    println!("Jaeger dependencies: {edges:?}");
+    for (parent, child) in [
+        ("api-gateway", "order-service"),
+        ("order-service", "user-service"),
+        ("order-service", "inventory-service"),
+    ] {
+        assert!(
+            edges.iter().any(|(p, c)| p == parent && c == child),
+            "no {parent} -> {child} edge in {edges:?}"
+        );
+    }
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_endpoint_compose_and_k8s_probe_answers_once_jaeger_is_ready() {
+    // The endpoint tested here is the one the deployment files name.
+    let compose: serde_norway::Value = serde_norway::from_str(
+        &std::fs::read_to_string(deploy_dir().join("../docker-compose.yml")).unwrap(),
+    )
+    .unwrap();
+    let check = format!("{:?}", compose["services"]["jaeger"]["healthcheck"]["test"]);
+    assert!(check.contains("127.0.0.1:13133/status"), "{check}");
+    let k8s = std::fs::read_to_string(deploy_dir().join("../k8s/jaeger/jaeger.yaml")).unwrap();
+    let probes: Vec<serde_norway::Value> = serde_norway::Deserializer::from_str(&k8s)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let container = probes
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .map(|d| d["spec"]["template"]["spec"]["containers"][0].clone())
+        .expect("a Jaeger Deployment");
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(container[probe]["httpGet"]["path"], "/status", "{probe}");
+        assert_eq!(container[probe]["httpGet"]["port"], "health", "{probe}");
+    }
+    let health_port = container["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "health")
+        .map(|p| p["containerPort"].as_u64().unwrap());
+    assert_eq!(health_port, Some(13133));
+    assert!(
+        std::fs::read_to_string(deploy_dir().join("jaeger/config.yaml"))
+            .unwrap()
+            .contains("JAEGER_HEALTH_ENDPOINT:-0.0.0.0:13133")
+    );
+
+    // Jaeger::start returns once /status answered 200 from this process.
+    let dir = std::env::temp_dir().join(format!("jaeger-health-{}", run_id()));
+    let jaeger = Jaeger::start(&dir, &JaegerOptions::default()).await.unwrap();
+    let answer: Value = reqwest::get(jaeger.health_url())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    println!("GET /status: {answer}");
+    assert_eq!(answer["healthy"], true, "{answer}");
+    assert_eq!(answer["status"], "StatusOK", "{answer}");
+}
+
+/// A tracer provider configured from the variables a service reads:
+/// `OTEL_TRACES_SAMPLER=parentbased_jaeger_remote` pointed at `jaeger`. It
+/// samples nothing until a strategy arrives.
+fn provider(service: &str, jaeger: &Jaeger) -> SdkTracerProvider {
+    let arg = format!(
+        "endpoint={},pollingIntervalMs=200,initialSamplingRate=0",
+        jaeger.sampling_url()
+    );
+    let config = tracing_common::TelemetryConfig::from_lookup(service, |name| {
+        Ok(match name {
+            "OTEL_TRACES_SAMPLER" => Some("parentbased_jaeger_remote".to_owned()),
+            "OTEL_TRACES_SAMPLER_ARG" => Some(arg.clone()),
+            "OTEL_TRACES_EXPORTER" => Some("none".to_owned()),
+            _ => None,
+        })
+    })
+    .expect("a valid parentbased_jaeger_remote configuration");
+    SdkTracerProvider::builder()
+        .with_sampler(tracing_common::telemetry::sampler(&config).unwrap())
+        .build()
+}
+
+/// Root spans sampled out of `n`.
+fn sampled_of(provider: &SdkTracerProvider, n: usize) -> usize {
+    let tracer = provider.tracer("remote-sampling");
+    (0..n)
+        .filter(|_| tracer.in_span("op", |cx| cx.span().span_context().is_sampled()))
+        .count()
+}
+
+/// Waits (bounded) until the share sampled of 2000 roots falls within
+/// `range` (a strategy applied or changed); the last count if it never does.
+async fn share_settles(provider: &SdkTracerProvider, range: std::ops::RangeInclusive<usize>, within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        let sampled = sampled_of(provider, 2000);
+        if range.contains(&sampled) || Instant::now() > deadline {
+            return sampled;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_apply_the_strategies_jaeger_serves_and_a_changed_file_takes_effect() {
+    let dir = std::env::temp_dir().join(format!("jaeger-sampling-{}", run_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The repository's strategies, with one probabilistic service added
+    // whose share the test can tell apart from 0 and 1.
+    let mut strategies: Value = serde_json::from_str(
+        &std::fs::read_to_string(deploy_dir().join("jaeger/sampling-strategies.json")).unwrap(),
+    )
+    .unwrap();
+    let with_share = |strategies: &mut Value, share: f64| {
+        let list = strategies["service_strategies"].as_array_mut().unwrap();
+        list.retain(|s| s["service"] != "share-service");
+        list.push(serde_json::json!({"service": "share-service", "type": "probabilistic", "param": share}));
+    };
+    with_share(&mut strategies, 0.25);
+    let file = dir.join("sampling-strategies.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&strategies).unwrap()).unwrap();
+    let reload = Duration::from_secs(1);
+    let jaeger = Jaeger::start(
+        &dir,
+        &JaegerOptions {
+            strategies: file.clone(),
+            reload_interval: Some(reload),
+            ..JaegerOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    // Probabilistic 0.25: 500 of 2000 expected; 5 sigma is about 97.
+    let share = provider("share-service", &jaeger);
+    let sampled = share_settles(&share, 400..=600, Duration::from_secs(10)).await;
+    println!("REMOTE SAMPLING probabilistic 0.25: {sampled} of 2000 sampled");
+    assert!((400..=600).contains(&sampled), "{sampled} of 2000 at 0.25");
+
+    // order-service's rate-limiting strategy in the repository's file (10
+    // traces/s), served by Jaeger as RATE_LIMITING: a burst of 5000 roots
+    // samples at most the SDK's initial bucket plus a second's refill.
+    let limited = provider("order-service", &jaeger);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sampled_of(&limited, 1) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = Instant::now();
+    let burst = sampled_of(&limited, 5000);
+    let burst_took = started.elapsed();
+    println!("REMOTE SAMPLING rate-limiting 10/s: {burst} of 5000 sampled in a burst of {burst_took:?}");
+    assert!(burst >= 1, "the rate-limiting strategy sampled nothing");
+    assert!(burst <= 100 + 10 * (burst_took.as_secs() as usize + 1), "{burst} of 5000 under 10 traces/s");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let later = sampled_of(&limited, 100);
+    println!("REMOTE SAMPLING rate-limiting 10/s: {later} of 100 sampled 1.1 s later");
+    assert!((1..=25).contains(&later), "{later} of 100 after 1.1 s at 10 traces/s");
+
+    // The file changes: 0.25 becomes 0.75; Jaeger re-reads it every second
+    // and the sampler polls every 200 ms.
+    with_share(&mut strategies, 0.75);
+    std::fs::write(&file, serde_json::to_vec_pretty(&strategies).unwrap()).unwrap();
+    let changed = Instant::now();
+    let sampled = share_settles(&share, 1400..=1600, Duration::from_secs(15)).await;
+    println!(
+        "REMOTE SAMPLING after the file changed to 0.75: {sampled} of 2000 sampled, {:.1?} after the write (reload interval {reload:?})",
+        changed.elapsed()
+    );
+    assert!((1400..=1600).contains(&sampled), "{sampled} of 2000 at 0.75");
+    drop(jaeger);
+}
