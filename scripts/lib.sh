@@ -31,8 +31,8 @@ ensure_postgres() {
 
 # The real backends the tests run against, installed once per machine into a
 # cache outside the work tree (a fresh clone reuses them). The versions are
-# the ones docker-compose.yml and k8s/ pin; scripts/check_pins.sh keeps them
-# in step.
+# the ones docker-compose.yml and k8s/ pin; they must stay
+# in step (scripts/validate-deploy.sh checks).
 KAFKA_VERSION=3.9.1
 JAEGER_VERSION=2.13.0
 # Jaeger tags every release twice; the Go module version of 2.13.0 is v1.76.0.

@@ -78,6 +78,25 @@ copies_match() {
     cmp deploy/postgres/init.sql k8s/postgres/init.sql
 }
 
+# The Jaeger and Kafka that compose and k8s/ run are the versions the tests
+# run (scripts/lib.sh; Kafka's jars through tools/kafka/pom.xml).
+pins_match() {
+  # shellcheck source=lib.sh
+  source scripts/lib.sh
+  local bad=0
+  for image in "jaegertracing/jaeger:$JAEGER_VERSION" "apache/kafka:$KAFKA_VERSION"; do
+    local name=${image%%:*} tag=${image##*:}
+    grep -E "image: $name:" docker-compose.yml | grep -vq ":$tag\$" && { echo "docker-compose.yml runs another $name than $tag"; bad=1; }
+    python -c '
+import sys, yaml
+images = {i["name"]: str(i.get("newTag")) for i in yaml.safe_load(open("k8s/kustomization.yaml"))["images"]}
+sys.exit(images.get(sys.argv[1]) != sys.argv[2])' "$name" "$tag" || { echo "k8s/kustomization.yaml pins another $name than $tag"; bad=1; }
+  done
+  grep -q "<kafka.version>$KAFKA_VERSION</kafka.version>" tools/kafka/pom.xml || { echo "tools/kafka/pom.xml resolves another Kafka than $KAFKA_VERSION"; bad=1; }
+  grep -q "github.com/jaegertracing/jaeger $JAEGER_MODULE_VERSION" tools/go.mod || { echo "tools/go.mod builds another Jaeger than $JAEGER_MODULE_VERSION"; bad=1; }
+  return $bad
+}
+
 say "validating"
 # The Compose specification's schema as check-jsonschema vendors it.
 run "compose schema" check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
@@ -89,6 +108,7 @@ run "hadolint" hadolint --no-color Dockerfile
 run "yamllint" yamllint --strict -c .yamllint.yaml docker-compose.yml k8s/ deploy/ .yamllint.yaml
 run "service environments" python scripts/check_deploy_env.py
 run "k8s copies of deploy/ files" copies_match
+run "Jaeger and Kafka versions" pins_match
 # Compose's own parser, where the CLI plugin exists (it needs no engine).
 if docker compose version >/dev/null 2>&1; then
   run "docker compose config" docker compose -f docker-compose.yml config --quiet
