@@ -119,12 +119,14 @@ impl Setup {
                 .await
                 .expect("Apache Kafka starts");
             proxy.forward_to(([127, 0, 0, 1], kafka.port).into());
+            kafka.create_topics().await.expect("the topics are created");
             let brokers = kafka.bootstrap();
             (kafka, Some(proxy), brokers)
         } else {
             let kafka = Kafka::start(&log_dir, None)
                 .await
                 .expect("Apache Kafka starts");
+            kafka.create_topics().await.expect("the topics are created");
             let brokers = kafka.bootstrap();
             (kafka, None, brokers)
         };

@@ -33,7 +33,8 @@ pub fn libs() -> PathBuf {
         "KAFKA_LIBS must name Apache Kafka's jars; scripts/test.sh installs Kafka and sets it",
     );
     assert!(
-        dir.join(format!("kafka_2.13-{}.jar", version(&dir))).exists(),
+        dir.join(format!("kafka_2.13-{}.jar", version(&dir)))
+            .exists(),
         "KAFKA_LIBS={} holds no Kafka broker jar",
         dir.display()
     );
@@ -63,7 +64,8 @@ fn free_port() -> u16 {
 }
 
 impl Kafka {
-    /// Formats a data directory under `dir` and starts a broker on it.
+    /// Formats a data directory under `dir` and starts a broker on it, with
+    /// no topics yet ([`Kafka::create_topics`]).
     /// `advertised`: the port clients must use (a proxy's), or None for the
     /// broker's own. A port taken between choosing and binding it makes the
     /// broker exit with a bind error; it is then started again on new ports.
@@ -82,10 +84,7 @@ impl Kafka {
             };
             kafka.format().await?;
             match kafka.launch().await {
-                Ok(()) => {
-                    kafka.create_topics().await?;
-                    return Ok(kafka);
-                }
+                Ok(()) => return Ok(kafka),
                 Err(e) if kafka.log().contains("Address already in use") => last = Some(e),
                 Err(e) => return Err(e),
             }
@@ -215,7 +214,9 @@ impl Kafka {
         }
     }
 
-    async fn create_topics(&self) -> anyhow::Result<()> {
+    /// Creates [`TOPICS`] as compose's `kafka-init` does. Clients bootstrap
+    /// through the advertised port, so a proxy there must forward first.
+    pub async fn create_topics(&self) -> anyhow::Result<()> {
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
         use rdkafka::client::DefaultClientContext;
         let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()

@@ -103,7 +103,8 @@ async fn forward(
     }
     match client.get(format!("{upstream}{path}")).send().await {
         Ok(r) => {
-            let status = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let status =
+                StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             let body = r.bytes().await.unwrap_or_default();
             (status, Body::from(body)).into_response()
         }

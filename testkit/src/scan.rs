@@ -159,8 +159,8 @@ pub fn log(source: &str, text: &str) -> Vec<Leak> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tracectl::model::Kind;
     use std::collections::BTreeMap;
+    use tracectl::model::Kind;
 
     fn span(attrs: &[(&str, &str)]) -> Span {
         Span {

@@ -81,7 +81,8 @@ pub fn parse_v1(body: &Value) -> anyhow::Result<Vec<Trace>> {
             let child_of = references
                 .iter()
                 .position(|(t, _, child_of)| *child_of && *t == span_trace);
-            let parent_at = child_of.or_else(|| references.iter().position(|(t, _, _)| *t == span_trace));
+            let parent_at =
+                child_of.or_else(|| references.iter().position(|(t, _, _)| *t == span_trace));
             let parent_id = parent_at.map(|i| references[i].1.clone());
             let links = references
                 .iter()
@@ -253,7 +254,11 @@ pub fn parse_v3(body: &Value) -> anyhow::Result<Vec<Trace>> {
             .iter()
             .filter_map(|s| {
                 let text = s.attributes.get(JAEGER_WARNINGS)?;
-                Some(format!("span {}: {}", s.span_id, text.trim_matches(['[', ']'])))
+                Some(format!(
+                    "span {}: {}",
+                    s.span_id,
+                    text.trim_matches(['[', ']'])
+                ))
             })
             .collect();
         trace.notes.extend(notes);

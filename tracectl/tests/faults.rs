@@ -8,8 +8,8 @@ use testkit::env as common;
 use std::time::{Duration, Instant};
 
 use common::{Env, Setup, accepted, order_body, orders, statuses};
-use tracectl::model::Kind;
 use testkit::proxy::{Fault, Proxy};
+use tracectl::model::Kind;
 
 fn report(fault: &str, figures: &[(&str, String)]) {
     let line: Vec<String> = figures.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -454,7 +454,12 @@ async fn a_slow_or_dead_downstream_is_answered_within_the_budget_and_the_span_sa
 /// settled, how many events inventory-service processed and whether any
 /// stock was reserved twice. Asserts that all settled within `within`,
 /// each was processed once, and stock matches the reservations.
-async fn assert_all_settle_once(env: &Env, fault: &str, mut figures: Vec<(&str, String)>, within: Duration) {
+async fn assert_all_settle_once(
+    env: &Env,
+    fault: &str,
+    mut figures: Vec<(&str, String)>,
+    within: Duration,
+) {
     let orders = env.orders_db().await;
     let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM orders")
         .fetch_all(&orders)
@@ -476,7 +481,8 @@ async fn assert_all_settle_once(env: &Env, fault: &str, mut figures: Vec<(&str, 
     inventory.close().await;
     let mismatch = env.reservation_mismatch().await;
     let confirmed = settled.get("confirmed").copied().unwrap_or(0);
-    let lost = settled.get("pending").copied().unwrap_or(0) + settled.get("missing").copied().unwrap_or(0);
+    let lost =
+        settled.get("pending").copied().unwrap_or(0) + settled.get("missing").copied().unwrap_or(0);
     figures.extend([
         ("orders stored", ids.len().to_string()),
         ("settled", format!("{settled:?}")),
@@ -484,17 +490,34 @@ async fn assert_all_settle_once(env: &Env, fault: &str, mut figures: Vec<(&str, 
         ("lost", lost.to_string()),
         ("events processed", processed.to_string()),
         ("reservation rows", reservation_rows.to_string()),
-        ("reserved twice (stock vs reservations)", format!("{mismatch:?}")),
+        (
+            "reserved twice (stock vs reservations)",
+            format!("{mismatch:?}"),
+        ),
     ]);
     if lost > 0 {
-        for (group, topic) in [("inventory-service", "order-events"), ("order-service", "inventory-events")] {
-            figures.push(("committed/end", format!("{group} {topic} {:?}", env.kafka.lag(group, topic))));
+        for (group, topic) in [
+            ("inventory-service", "order-events"),
+            ("order-service", "inventory-events"),
+        ] {
+            figures.push((
+                "committed/end",
+                format!("{group} {topic} {:?}", env.kafka.lag(group, topic)),
+            ));
         }
     }
     report(fault, &figures);
     assert_eq!(lost, 0, "every stored order settles: {settled:?}");
-    assert_eq!(processed, ids.len() as i64, "each order's event is processed once");
-    assert_eq!(reservation_rows, 2 * confirmed, "each confirmed order reserves its two products once");
+    assert_eq!(
+        processed,
+        ids.len() as i64,
+        "each order's event is processed once"
+    );
+    assert_eq!(
+        reservation_rows,
+        2 * confirmed,
+        "each confirmed order reserves its two products once"
+    );
     assert!(mismatch.is_empty(), "{mismatch:?}");
 }
 
@@ -536,7 +559,10 @@ async fn killed_mid_batch(service: &'static str) {
         // check; their events wait on the broker.
         assert_eq!(ids.len(), N, "{:?}", statuses(&answers));
     }
-    assert!(at_kill < N as i64, "killed after {at_kill} of {N} settled: not mid-batch");
+    assert!(
+        at_kill < N as i64,
+        "killed after {at_kill} of {N} settled: not mid-batch"
+    );
     env.services
         .restart(service, Duration::from_secs(60))
         .await
@@ -580,7 +606,9 @@ async fn broker_outage(outage: Outage) {
     let mut env = Setup::new().start(&format!("broker-{outage:?}")).await;
     let before = accepted(&orders(&env, 3, 3).await);
     assert_eq!(
-        env.settle(&before, Duration::from_secs(60)).await.get("confirmed"),
+        env.settle(&before, Duration::from_secs(60))
+            .await
+            .get("confirmed"),
         Some(&3),
         "the flow works before the outage"
     );
@@ -598,7 +626,12 @@ async fn broker_outage(outage: Outage) {
     }))
     .await;
     tokio::time::sleep_until((down + Duration::from_secs(N as u64)).into()).await;
-    let slowest = during.iter().flatten().map(|a| a.elapsed).max().unwrap_or_default();
+    let slowest = during
+        .iter()
+        .flatten()
+        .map(|a| a.elapsed)
+        .max()
+        .unwrap_or_default();
     match outage {
         Outage::Frozen => env.kafka.thaw().await.unwrap(),
         Outage::Killed => env.kafka.restart().await.unwrap(),

@@ -64,7 +64,15 @@ async fn the_order_flow_is_one_trace_in_jaeger_and_tracectl_reads_it_back() {
     let gateway = env.gateway.clone();
     let q = query.clone();
     let verified = tokio::task::spawn_blocking(move || {
-        tracectl(&["verify", "--gateway", &gateway, "--jaeger", &q, "--timeout", "60"])
+        tracectl(&[
+            "verify",
+            "--gateway",
+            &gateway,
+            "--jaeger",
+            &q,
+            "--timeout",
+            "60",
+        ])
     })
     .await
     .unwrap();
@@ -95,7 +103,15 @@ async fn the_order_flow_is_one_trace_in_jaeger_and_tracectl_reads_it_back() {
     let older = OlderJaeger::start(&query).await.unwrap();
     let (gateway, old_url) = (env.gateway.clone(), older.url());
     let verified_v1 = tokio::task::spawn_blocking(move || {
-        tracectl(&["verify", "--gateway", &gateway, "--jaeger", &old_url, "--timeout", "60"])
+        tracectl(&[
+            "verify",
+            "--gateway",
+            &gateway,
+            "--jaeger",
+            &old_url,
+            "--timeout",
+            "60",
+        ])
     })
     .await
     .unwrap();
@@ -103,9 +119,10 @@ async fn the_order_flow_is_one_trace_in_jaeger_and_tracectl_reads_it_back() {
     assert!(verified_v1.contains("verified: "), "{verified_v1}");
     let v1_id = verified_trace_id(&verified_v1);
     let (old_url, id) = (older.url(), v1_id.clone());
-    let shown_v1 = tokio::task::spawn_blocking(move || tracectl(&["show", &id, "--jaeger", &old_url]))
-        .await
-        .unwrap();
+    let shown_v1 =
+        tokio::task::spawn_blocking(move || tracectl(&["show", &id, "--jaeger", &old_url]))
+            .await
+            .unwrap();
     let sent_v1 = env
         .receiver
         .store
@@ -126,13 +143,24 @@ async fn the_order_flow_is_one_trace_in_jaeger_and_tracectl_reads_it_back() {
     // 4. slowest: both orders' traces are listed for the gateway.
     let q = query.clone();
     let slowest = tokio::task::spawn_blocking(move || {
-        tracectl(&["slowest", "--service", "api-gateway", "--min-ms", "0", "--jaeger", &q])
+        tracectl(&[
+            "slowest",
+            "--service",
+            "api-gateway",
+            "--min-ms",
+            "0",
+            "--jaeger",
+            &q,
+        ])
     })
     .await
     .unwrap();
     println!("tracectl slowest:\n{slowest}");
     for id in [&trace_id, &v1_id] {
-        assert!(slowest.contains(id.as_str()), "{id} missing from:\n{slowest}");
+        assert!(
+            slowest.contains(id.as_str()),
+            "{id} missing from:\n{slowest}"
+        );
     }
 
     // 5. The dependency graph Jaeger derives from the stored traces.
@@ -142,7 +170,9 @@ async fn the_order_flow_is_one_trace_in_jaeger_and_tracectl_reads_it_back() {
         .as_millis();
     let deps: Value = env
         .http
-        .get(format!("{query}/api/dependencies?endTs={now_ms}&lookback=3600000"))
+        .get(format!(
+            "{query}/api/dependencies?endTs={now_ms}&lookback=3600000"
+        ))
         .send()
         .await
         .unwrap()
@@ -211,7 +241,9 @@ async fn the_health_endpoint_compose_and_k8s_probe_answers_once_jaeger_is_ready(
 
     // Jaeger::start returns once /status answered 200 from this process.
     let dir = std::env::temp_dir().join(format!("jaeger-health-{}", run_id()));
-    let jaeger = Jaeger::start(&dir, &JaegerOptions::default()).await.unwrap();
+    let jaeger = Jaeger::start(&dir, &JaegerOptions::default())
+        .await
+        .unwrap();
     let answer: Value = reqwest::get(jaeger.health_url())
         .await
         .unwrap()
@@ -255,7 +287,11 @@ fn sampled_of(provider: &SdkTracerProvider, n: usize) -> usize {
 
 /// Waits (bounded) until the share sampled of 2000 roots falls within
 /// `range` (a strategy applied or changed); the last count if it never does.
-async fn share_settles(provider: &SdkTracerProvider, range: std::ops::RangeInclusive<usize>, within: Duration) -> usize {
+async fn share_settles(
+    provider: &SdkTracerProvider,
+    range: std::ops::RangeInclusive<usize>,
+    within: Duration,
+) -> usize {
     let deadline = Instant::now() + within;
     loop {
         let sampled = sampled_of(provider, 2000);
@@ -313,13 +349,21 @@ async fn services_apply_the_strategies_jaeger_serves_and_a_changed_file_takes_ef
     let started = Instant::now();
     let burst = sampled_of(&limited, 5000);
     let burst_took = started.elapsed();
-    println!("REMOTE SAMPLING rate-limiting 10/s: {burst} of 5000 sampled in a burst of {burst_took:?}");
+    println!(
+        "REMOTE SAMPLING rate-limiting 10/s: {burst} of 5000 sampled in a burst of {burst_took:?}"
+    );
     assert!(burst >= 1, "the rate-limiting strategy sampled nothing");
-    assert!(burst <= 100 + 10 * (burst_took.as_secs() as usize + 1), "{burst} of 5000 under 10 traces/s");
+    assert!(
+        burst <= 100 + 10 * (burst_took.as_secs() as usize + 1),
+        "{burst} of 5000 under 10 traces/s"
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let later = sampled_of(&limited, 100);
     println!("REMOTE SAMPLING rate-limiting 10/s: {later} of 100 sampled 1.1 s later");
-    assert!((1..=25).contains(&later), "{later} of 100 after 1.1 s at 10 traces/s");
+    assert!(
+        (1..=25).contains(&later),
+        "{later} of 100 after 1.1 s at 10 traces/s"
+    );
 
     // The file changes: 0.25 becomes 0.75; Jaeger re-reads it every second
     // and the sampler polls every 200 ms.
@@ -331,6 +375,9 @@ async fn services_apply_the_strategies_jaeger_serves_and_a_changed_file_takes_ef
         "REMOTE SAMPLING after the file changed to 0.75: {sampled} of 2000 sampled, {:.1?} after the write (reload interval {reload:?})",
         changed.elapsed()
     );
-    assert!((1400..=1600).contains(&sampled), "{sampled} of 2000 at 0.75");
+    assert!(
+        (1400..=1600).contains(&sampled),
+        "{sampled} of 2000 at 0.75"
+    );
     drop(jaeger);
 }

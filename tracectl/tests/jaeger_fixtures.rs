@@ -127,12 +127,7 @@ fn the_ui_edge_cases_short_ids_cross_trace_references_errors_and_warnings() {
             .iter()
             .any(|w| w.contains("duplicate span id 0000000000000002"))
     );
-    assert!(
-        trace
-            .notes
-            .iter()
-            .any(|w| w.contains("some span warning"))
-    );
+    assert!(trace.notes.iter().any(|w| w.contains("some span warning")));
     let text = waterfall::render(trace);
     assert_eq!(
         text.lines().filter(|l| l.contains("ms  service-")).count(),
@@ -318,7 +313,10 @@ fn a_v1_follows_from_into_the_same_trace_is_the_parent_when_there_is_no_child_of
     assert_eq!(consumer.parent_id.as_deref(), Some("eee19b7ec3c1b174"));
     assert_eq!(
         consumer.links,
-        [("5b8efff798038103d269b633813fc60c".to_owned(), "eee19b7ec3c1b174".to_owned())]
+        [(
+            "5b8efff798038103d269b633813fc60c".to_owned(),
+            "eee19b7ec3c1b174".to_owned()
+        )]
     );
     // Jaeger's note is shown, not a defect of the trace.
     assert!(trace.warnings.is_empty(), "{:?}", trace.warnings);
