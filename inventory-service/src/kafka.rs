@@ -2,7 +2,6 @@
 //! on `inventory-events`.
 
 use rdkafka::Message;
-use rdkafka::consumer::StreamConsumer;
 use serde::{Deserialize, Serialize};
 use sqlx::Postgres;
 use tracing::Instrument;
@@ -49,7 +48,7 @@ pub struct StockDecision<'a> {
 /// only after the record's transaction committed and its answer was
 /// acknowledged.
 pub async fn consume(
-    consumer: StreamConsumer,
+    consumer: tracing_common::kafka::Consumer,
     producer: Producer,
     db: TracedPool<Postgres>,
     shutdown: tokio::sync::watch::Receiver<bool>,

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use rdkafka::Message;
-use rdkafka::consumer::StreamConsumer;
 use serde::Deserialize;
 use sqlx::{PgPool, Postgres};
 use tracing_common::db::TracedPool;
@@ -91,7 +90,7 @@ struct StockDecision {
 /// Consumes `inventory-events` until `shutdown` flips; offsets are stored only
 /// after the order update committed.
 pub async fn consume(
-    consumer: StreamConsumer,
+    consumer: tracing_common::kafka::Consumer,
     db: TracedPool<Postgres>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {

@@ -15,13 +15,3 @@ pub mod kafka;
 pub mod otlp;
 pub mod proxy;
 pub mod scan;
-
-/// Sends `signal` (`STOP`, `CONT`, `KILL`, ...) to process `pid`.
-pub async fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
-    let status = tokio::process::Command::new("kill")
-        .args([format!("-{signal}"), pid.to_string()])
-        .status()
-        .await?;
-    anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
-    Ok(())
-}

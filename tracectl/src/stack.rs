@@ -85,39 +85,47 @@ fn port_in(env: &[(String, String)]) -> u16 {
 }
 
 impl Child {
-    /// Waits (bounded) for the service's `<name> listening` log line and
-    /// returns the port it names; fails with the log's end if it exits first.
     async fn listening_port(&mut self, timeout: Duration) -> anyhow::Result<u16> {
-        let started = Instant::now();
-        let announced = format!("{} listening", self.name);
-        loop {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let port = text
-                .lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .find(|l| l["message"] == announced.as_str())
-                .and_then(|l| l["port"].as_u64())
-                .and_then(|p| u16::try_from(p).ok());
-            if let Some(port) = port {
-                return Ok(port);
-            }
-            if let Some(status) = self.process.try_wait()? {
-                bail!(
-                    "{} exited ({status}) before it listened; its log ({}):\n{}",
-                    self.name,
-                    self.log.display(),
-                    tail(&self.log, 30)
-                );
-            }
-            if started.elapsed() > timeout {
-                bail!(
-                    "{} did not log {announced:?} within {timeout:?} (LOG_FORMAT=json and RUST_LOG at info are needed to read a port of 0); see {}",
-                    self.name,
-                    self.log.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        listening_port(self.name, &self.log, &mut self.process, timeout).await
+    }
+}
+
+/// Waits (bounded) for service `name`'s `<name> listening` line in its JSON
+/// log and returns the port it names (what a service with `PORT=0` took);
+/// fails with the log's end if the process exits first.
+pub async fn listening_port(
+    name: &str,
+    log: &Path,
+    process: &mut tokio::process::Child,
+    timeout: Duration,
+) -> anyhow::Result<u16> {
+    let started = Instant::now();
+    let announced = format!("{name} listening");
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let port = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["message"] == announced.as_str())
+            .and_then(|l| l["port"].as_u64())
+            .and_then(|p| u16::try_from(p).ok());
+        if let Some(port) = port {
+            return Ok(port);
         }
+        if let Some(status) = process.try_wait()? {
+            bail!(
+                "{name} exited ({status}) before it listened; its log ({}):\n{}",
+                log.display(),
+                tail(log, 30)
+            );
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "{name} did not log {announced:?} within {timeout:?} (LOG_FORMAT=json and RUST_LOG at info are needed to read a port of 0); see {}",
+                log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -334,12 +342,7 @@ impl LocalStack {
             .find(|(name, _)| *name == service)
             .map(|(_, pid)| pid)
             .with_context(|| format!("{service} is not running"))?;
-        let status = tokio::process::Command::new("kill")
-            .args([format!("-{signal}"), pid.to_string()])
-            .status()
-            .await?;
-        anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
-        Ok(())
+        send_signal(pid, signal).await
     }
 
     /// Waits up to `timeout` for one service to exit; `None` if it did not.
@@ -396,6 +399,16 @@ impl LocalStack {
             .map(|c| (c.name, c.log.as_path()))
             .collect()
     }
+}
+
+/// Sends `signal` (`TERM`, `STOP`, `KILL`, ...) to process `pid`.
+pub async fn send_signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = tokio::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
+    Ok(())
 }
 
 /// Drops `database` on the Postgres server `postgres` (no database name in

@@ -1,20 +1,23 @@
 //! docker-compose.yml's wiring, proven without Docker: the four service
 //! binaries get exactly the environment the compose file gives them, with
-//! compose host names mapped to loopback (and the infrastructure the test
-//! brings itself: Postgres, a Kafka-protocol cluster, an OTLP gRPC receiver
-//! standing in for Jaeger's 4317, and Jaeger's remote-sampling endpoint
-//! serving deploy/jaeger/sampling-strategies.json). The seed's order must go
-//! through and produce the whole trace.
+//! compose host names mapped to loopback and the infrastructure compose runs
+//! run here as processes: Postgres, Apache Kafka 3.9.1 and Jaeger 2.13.0 with
+//! the compose file's own deploy/jaeger/config.yaml (OTLP gRPC on its 4317,
+//! through a tee that keeps the spans; remote sampling on its 5778). Each
+//! service's `PORT` becomes 0 (it takes a free port and logs it) so runs side
+//! by side never collide; its callers get that port. The seed's order must go
+//! through, produce the whole trace, and be in Jaeger.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use axum::extract::Query;
-use axum::routing::get;
-use serde_json::{Value, json};
-use tracectl::receiver::Receiver;
+use testkit::env::{bin_dir, run_id};
+use testkit::jaeger::{Jaeger, JaegerOptions};
+use testkit::kafka::Kafka;
+use testkit::otlp::Tee;
+use tracectl::receiver::Store;
 use tracectl::stack;
 
 const SERVICES: [&str; 4] = [
@@ -85,36 +88,6 @@ fn map_hosts(value: &str, hosts: &[(String, String)]) -> String {
     })
 }
 
-/// Jaeger's `GET /sampling?service=` over the compose deployment's strategies file.
-async fn serve_strategies() -> String {
-    let text =
-        std::fs::read_to_string(repo().join("deploy/jaeger/sampling-strategies.json")).unwrap();
-    let strategies: Value = serde_json::from_str(&text).unwrap();
-    let app = axum::Router::new().route(
-        "/sampling",
-        get(move |Query(q): Query<BTreeMap<String, String>>| {
-            let strategies = strategies.clone();
-            async move {
-                let service = q.get("service").cloned().unwrap_or_default();
-                let chosen = strategies["service_strategies"]
-                    .as_array()
-                    .and_then(|all| all.iter().find(|s| s["service"] == service.as_str()))
-                    .unwrap_or(&strategies["default_strategy"])
-                    .clone();
-                axum::Json(if chosen["type"] == "ratelimiting" {
-                    json!({ "strategyType": "RATE_LIMITING", "rateLimitingSampling": { "maxTracesPerSecond": chosen["param"] } })
-                } else {
-                    json!({ "strategyType": "PROBABILISTIC", "probabilisticSampling": { "samplingRate": chosen["param"] } })
-                })
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
 fn postgres_host_port() -> String {
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
@@ -139,34 +112,33 @@ impl Drop for Killed {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_services_wired_exactly_as_docker_compose_wires_them_serve_the_seed_order() {
     let environments = compose_environments();
-    let kafka = rdkafka::mocking::MockCluster::new(1).unwrap();
-    for topic in ["order-events", "inventory-events"] {
-        kafka.create_topic(topic, 3, 1).unwrap();
-    }
-    let receiver = Receiver::start("127.0.0.1:0").await.unwrap();
-    let sampling = serve_strategies().await;
-    let hosts: Vec<(String, String)> = vec![
+    let log_dir = std::env::temp_dir().join(format!("tracectl-compose-{}", run_id()));
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let kafka = Kafka::start(&log_dir, None).await.unwrap();
+    kafka.create_topics().await.unwrap();
+    let jaeger = Jaeger::start(&log_dir, &JaegerOptions::default())
+        .await
+        .unwrap();
+    let store = Store::default();
+    let tee = Tee::start(&jaeger.otlp_grpc_endpoint(), store.clone())
+        .await
+        .unwrap();
+    let mut hosts: Vec<(String, String)> = vec![
         ("postgres:5432".into(), postgres_host_port()),
-        ("kafka:9092".into(), kafka.bootstrap_servers()),
-        ("jaeger:4317".into(), receiver.addr.to_string()),
-        ("jaeger:5778".into(), sampling),
-        ("user-service:".into(), "127.0.0.1:".into()),
-        ("order-service:".into(), "127.0.0.1:".into()),
-        ("inventory-service:".into(), "127.0.0.1:".into()),
+        ("kafka:9092".into(), kafka.bootstrap()),
+        ("jaeger:4317".into(), tee.addr.to_string()),
+        (
+            "jaeger:5778".into(),
+            format!("127.0.0.1:{}", jaeger.ports.sampling_http),
+        ),
     ];
 
-    let bin_dir = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .to_path_buf();
-    let log_dir = std::env::temp_dir().join(format!("tracectl-compose-{}", std::process::id()));
-    std::fs::create_dir_all(&log_dir).unwrap();
     let mut children = Killed(Vec::new());
     let mut ports = BTreeMap::new();
+    // Callees first (the order of SERVICES), so each caller's URLs can name
+    // the ports its callees took.
     for service in SERVICES {
-        let env: BTreeMap<String, String> = environments[service]
+        let mut env: BTreeMap<String, String> = environments[service]
             .iter()
             .map(|(k, v)| (k.clone(), map_hosts(v, &hosts)))
             .collect();
@@ -178,24 +150,30 @@ async fn the_services_wired_exactly_as_docker_compose_wires_them_serve_the_seed_
                 "{service}: {k}={v} names a compose host this test does not map"
             );
         }
-        ports.insert(service, env["PORT"].clone());
-        let log = std::fs::File::create(log_dir.join(format!("{service}.log"))).unwrap();
-        children.0.push(
-            tokio::process::Command::new(bin_dir.join(service))
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .envs(&env)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "{service}: {e}; build the binaries first (cargo build --workspace --bins)"
-                    )
-                }),
-        );
+        let compose_port = env.insert("PORT".into(), "0".into()).unwrap();
+        let log = log_dir.join(format!("{service}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let mut child = tokio::process::Command::new(bin_dir().join(service))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(&env)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{service}: {e}; build the binaries first (cargo build --workspace --bins)")
+            });
+        let port = stack::listening_port(service, &log, &mut child, Duration::from_secs(90))
+            .await
+            .unwrap();
+        children.0.push(child);
+        hosts.push((
+            format!("{service}:{compose_port}"),
+            format!("127.0.0.1:{port}"),
+        ));
+        ports.insert(service, port);
     }
 
     // Ready, as compose's depends_on/healthcheck would wait.
@@ -223,13 +201,34 @@ async fn the_services_wired_exactly_as_docker_compose_wires_them_serve_the_seed_
     }
 
     let gateway = format!("http://127.0.0.1:{}", ports["api-gateway"]);
-    let run = stack::seed_order(&gateway, &receiver.store, Duration::from_secs(60))
+    let run = stack::seed_order(&gateway, &store, Duration::from_secs(60))
         .await
         .unwrap();
     assert!(
         run.placed.status == 201 && run.status == "confirmed" && run.problems.is_empty(),
-        "with the compose environment (spans over OTLP gRPC), the seed's order differs: {}",
+        "with the compose environment (spans over OTLP gRPC to Jaeger), the seed's order differs: {}",
         run.report()
+    );
+    // And Jaeger holds it whole (its own batch processor writes it a moment
+    // after the tee has seen it).
+    let query = tracectl::jaeger::Jaeger::new(&jaeger.query_url()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let in_jaeger = loop {
+        let found = query.trace(&run.trace.trace_id).await.unwrap();
+        let complete = found
+            .as_ref()
+            .is_some_and(|t| tracectl::check::problems(t, tracectl::check::ORDER_TRACE).is_empty());
+        if complete || std::time::Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    .expect("the trace is in Jaeger");
+    let problems = tracectl::check::problems(&in_jaeger, tracectl::check::ORDER_TRACE);
+    assert!(
+        problems.is_empty(),
+        "{problems:?}\n{}",
+        tracectl::waterfall::render(&in_jaeger)
     );
     drop(children);
 }

@@ -227,21 +227,66 @@ impl Producer {
 
 /// A consumer in `group` that commits only offsets the application stored
 /// (after its database transaction committed): at-least-once delivery.
-pub fn consumer(brokers: &str, group: &str) -> KafkaResult<StreamConsumer> {
-    ClientConfig::new()
+pub fn consumer(brokers: &str, group: &str) -> KafkaResult<Consumer> {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
+        .set(
+            "session.timeout.ms",
+            SESSION_TIMEOUT.as_millis().to_string(),
+        )
         // Also the rebalance timeout: how long a group waits for members to
         // rejoin. librdkafka's 5 minutes would stall a restarted consumer for
         // that long behind a member that was killed; handlers here take
         // seconds at most.
-        .set("max.poll.interval.ms", "20000")
-        .create()
+        .set("max.poll.interval.ms", "20000");
+    Ok(Consumer {
+        current: config.create()?,
+        config,
+    })
 }
+
+/// How long the group coordinator waits for a member's heartbeat before it
+/// gives the member's partitions to others.
+const SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A group consumer that [`consume`] can replace with a fresh one.
+///
+/// After the brokers were unreachable for longer than the session timeout,
+/// the group has dropped this member, and librdkafka 2.12's consumer did not
+/// always take up the partitions of the group it rejoined once the broker was
+/// back: `tracectl/tests/faults.rs` saw a consumer sit without partitions
+/// for 50 s and more after a broker restart, its new assignment queued but
+/// never applied. A fresh consumer joins like one just started, which always
+/// worked; offsets live in the group, so nothing is lost or skipped.
+pub struct Consumer {
+    current: StreamConsumer,
+    config: ClientConfig,
+}
+
+impl Consumer {
+    /// Replaces the client with a fresh one subscribed to `topic`.
+    fn rebuild(&mut self, topic: &str) -> KafkaResult<()> {
+        use rdkafka::consumer::Consumer as _;
+        let fresh: StreamConsumer = self.config.create()?;
+        fresh.subscribe(&[topic])?;
+        self.current = fresh;
+        Ok(())
+    }
+}
+
+/// How long [`consume`] waits in one receive before polling again.
+/// librdkafka hands a new assignment (after a rebalance, such as the one a
+/// broker restart causes) to the application's next poll, and the stream
+/// consumer's wake-up can miss it: after a broker restart the consumer then
+/// sat without partitions until some unrelated event woke it (52 s once,
+/// over 60 s in another run, in `tracectl/tests/faults.rs`). A fresh receive
+/// polls at once, so this bounds that wait; idle, it costs one wake-up a second.
+const POLL_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Consumes `topic` until `shutdown` flips to `true`: each record is handled
 /// under its CONSUMER span ([`consumer_span`]), and its offset is stored only
@@ -251,7 +296,7 @@ pub fn consumer(brokers: &str, group: &str) -> KafkaResult<StreamConsumer> {
 /// Handlers skip records they can never process (and say so on the span)
 /// rather than fail them.
 pub async fn consume<F, Fut, E>(
-    consumer: StreamConsumer,
+    consumer: Consumer,
     topic: &str,
     group: &str,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -262,23 +307,46 @@ pub async fn consume<F, Fut, E>(
     E: std::fmt::Display,
 {
     use rdkafka::consumer::Consumer as _;
-    if let Err(e) = consumer.subscribe(&[topic]) {
+    let mut consumer = consumer;
+    if let Err(e) = consumer.current.subscribe(&[topic]) {
         tracing::error!(error = %e, %topic, "cannot subscribe");
         return;
     }
+    // Since when receives have failed without a record in between.
+    let mut failing_since: Option<std::time::Instant> = None;
     loop {
         let message = tokio::select! {
             _ = shutdown.changed() => break,
-            m = consumer.recv() => m,
+            m = tokio::time::timeout(POLL_AT_LEAST_EVERY, consumer.current.recv()) => match m {
+                Ok(m) => m,
+                Err(_) => continue,
+            },
         };
         let message = match message {
-            Ok(m) => m,
+            Ok(m) => {
+                failing_since = None;
+                m
+            }
             Err(e) => {
                 tracing::warn!(error = %e, %topic, "kafka receive failed; retrying");
+                let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > SESSION_TIMEOUT {
+                    // The group has dropped this member by now (see `Consumer`).
+                    match consumer.rebuild(topic) {
+                        Ok(()) => {
+                            tracing::warn!(%topic, outage_s = since.elapsed().as_secs(), "brokers unreachable for longer than the session timeout; replaced the consumer with a fresh one");
+                            failing_since = None;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, %topic, "cannot replace the consumer")
+                        }
+                    }
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 continue;
             }
         };
+        let consumer = &consumer.current;
         let span = consumer_span(&message, group);
         match handle(message.detach()).instrument(span.clone()).await {
             Ok(()) => {

@@ -14,10 +14,14 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port))
         .await
         .with_context(|| format!("binding port {}", config.port))?;
-    // PORT=0 takes a free port; the log line says which (tests read it).
-    let port = listener.local_addr()?.port();
+    // PORT=0 takes a free port; this line says which (tests read it). It
+    // comes before start-up's database work: tracing-subscriber can drop the
+    // first event after a sqlx query when RUST_LOG has per-target directives.
+    tracing::info!(
+        port = listener.local_addr()?.port(),
+        "user-service listening"
+    );
     let running = user_service::start(&config, listener).await?;
-    tracing::info!(port, "user-service listening");
     running.until_signal().await?;
     telemetry.shutdown();
     Ok(())
