@@ -63,7 +63,7 @@ ensure_kafka() {
     say "installing Apache Kafka $KAFKA_VERSION from Maven Central into $dir (first time only)"
     local started=$SECONDS
     rm -rf "$dir.tmp"
-    mvn -q -B -f tools/kafka/pom.xml -Dkafka.version="$KAFKA_VERSION" \
+    mvn -q -B -Dstyle.color=never -f tools/kafka/pom.xml -Dkafka.version="$KAFKA_VERSION" \
       dependency:copy-dependencies -DoutputDirectory="$dir.tmp/libs" || { echo "resolving Kafka $KAFKA_VERSION with Maven failed" >&2; return 1; }
     rm -rf "$dir" && mv "$dir.tmp" "$dir" && touch "$dir/.complete"
     say "Kafka $KAFKA_VERSION installed in $(( SECONDS - started ))s ($(ls "$dir/libs" | wc -l) jars)"
