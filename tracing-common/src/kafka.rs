@@ -256,26 +256,80 @@ const SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A group consumer that [`consume`] can replace with a fresh one.
 ///
-/// After the brokers were unreachable for longer than the session timeout,
+/// When the brokers were unreachable for longer than the session timeout,
 /// the group has dropped this member, and librdkafka 2.12's consumer did not
 /// always take up the partitions of the group it rejoined once the broker was
 /// back: `tracectl/tests/faults.rs` saw a consumer sit without partitions
 /// for 50 s and more after a broker restart, its new assignment queued but
-/// never applied. A fresh consumer joins like one just started, which always
-/// worked; offsets live in the group, so nothing is lost or skipped.
+/// never applied. So once the brokers answer again after such an outage,
+/// [`consume`] replaces the consumer with a fresh one, which joins like one
+/// just started; offsets live in the group, so nothing is lost or skipped.
 pub struct Consumer {
     current: StreamConsumer,
     config: ClientConfig,
 }
 
 impl Consumer {
-    /// Replaces the client with a fresh one subscribed to `topic`.
+    fn brokers(&self) -> &str {
+        self.config.get("bootstrap.servers").unwrap_or_default()
+    }
+
+    /// Replaces the client with a fresh one subscribed to `topic`. The old
+    /// one is closed on a blocking thread: closing leaves the group, which
+    /// waits on the brokers.
     fn rebuild(&mut self, topic: &str) -> KafkaResult<()> {
         use rdkafka::consumer::Consumer as _;
         let fresh: StreamConsumer = self.config.create()?;
         fresh.subscribe(&[topic])?;
-        self.current = fresh;
+        let old = std::mem::replace(&mut self.current, fresh);
+        tokio::task::spawn_blocking(move || drop(old));
         Ok(())
+    }
+}
+
+/// What [`consume`] knows of an outage of the brokers, from probes made when
+/// receives fail (errors queued during an outage can also arrive after it).
+#[derive(Default)]
+struct Outage {
+    /// When a probe first found the brokers unreachable.
+    down_since: Option<std::time::Instant>,
+    /// They stayed unreachable longer than the session timeout: replace the
+    /// consumer once they answer again (see [`Consumer`]).
+    replace_when_back: bool,
+    last_probe: Option<std::time::Instant>,
+}
+
+impl Outage {
+    fn watching(&self) -> bool {
+        self.down_since.is_some()
+    }
+
+    /// Probes the brokers (at most every 2 s) and replaces the consumer when
+    /// they are back after an outage longer than the session timeout.
+    async fn check(&mut self, consumer: &mut Consumer, topic: &str) {
+        let now = std::time::Instant::now();
+        if self
+            .last_probe
+            .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(2))
+        {
+            return;
+        }
+        self.last_probe = Some(now);
+        if broker_reachable(consumer.brokers()).await.is_err() {
+            let since = *self.down_since.get_or_insert(now);
+            self.replace_when_back |= since.elapsed() > SESSION_TIMEOUT;
+            return;
+        }
+        if self.replace_when_back {
+            let down_s = self.down_since.map_or(0, |t| t.elapsed().as_secs());
+            match consumer.rebuild(topic) {
+                Ok(()) => {
+                    tracing::warn!(%topic, down_s, "brokers were unreachable for longer than the session timeout; replaced the consumer with a fresh one")
+                }
+                Err(e) => tracing::error!(error = %e, %topic, "cannot replace the consumer"),
+            }
+        }
+        *self = Outage::default();
     }
 }
 
@@ -312,36 +366,30 @@ pub async fn consume<F, Fut, E>(
         tracing::error!(error = %e, %topic, "cannot subscribe");
         return;
     }
-    // Since when receives have failed without a record in between.
-    let mut failing_since: Option<std::time::Instant> = None;
+    let mut outage = Outage::default();
     loop {
         let message = tokio::select! {
             _ = shutdown.changed() => break,
             m = tokio::time::timeout(POLL_AT_LEAST_EVERY, consumer.current.recv()) => match m {
                 Ok(m) => m,
-                Err(_) => continue,
+                Err(_) => {
+                    // A quiet second: if an outage is being watched, see
+                    // whether it is over.
+                    if outage.watching() {
+                        outage.check(&mut consumer, topic).await;
+                    }
+                    continue;
+                }
             },
         };
         let message = match message {
             Ok(m) => {
-                failing_since = None;
+                outage = Outage::default();
                 m
             }
             Err(e) => {
                 tracing::warn!(error = %e, %topic, "kafka receive failed; retrying");
-                let since = *failing_since.get_or_insert_with(std::time::Instant::now);
-                if since.elapsed() > SESSION_TIMEOUT {
-                    // The group has dropped this member by now (see `Consumer`).
-                    match consumer.rebuild(topic) {
-                        Ok(()) => {
-                            tracing::warn!(%topic, outage_s = since.elapsed().as_secs(), "brokers unreachable for longer than the session timeout; replaced the consumer with a fresh one");
-                            failing_since = None;
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, %topic, "cannot replace the consumer")
-                        }
-                    }
-                }
+                outage.check(&mut consumer, topic).await;
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 continue;
             }
