@@ -49,6 +49,57 @@ fn verified_trace_id(output: &str) -> String {
         .to_owned()
 }
 
+/// Runs `tracectl verify` then `tracectl show` against the query API at
+/// `jaeger`; asserts the order flow verified and that Jaeger's waterfall has
+/// the rows of the spans the services sent (kept by the tee in front of
+/// Jaeger). Returns the trace id.
+async fn verify_and_show(
+    env: &testkit::env::Env,
+    jaeger: &str,
+    api: &str,
+    whole_micros: bool,
+) -> String {
+    let (gateway, url) = (env.gateway.clone(), jaeger.to_owned());
+    let verified = tokio::task::spawn_blocking(move || {
+        tracectl(&[
+            "verify",
+            "--gateway",
+            &gateway,
+            "--jaeger",
+            &url,
+            "--timeout",
+            "60",
+        ])
+    })
+    .await
+    .unwrap();
+    println!("tracectl verify ({api}):\n{verified}");
+    assert!(verified.contains("verified: "), "{verified}");
+    let trace_id = verified_trace_id(&verified);
+    let (url, id) = (jaeger.to_owned(), trace_id.clone());
+    let shown = tokio::task::spawn_blocking(move || tracectl(&["show", &id, "--jaeger", &url]))
+        .await
+        .unwrap();
+    let mut sent = env
+        .receiver
+        .store
+        .wait_quiet(&trace_id, Duration::from_secs(1), Duration::from_secs(20))
+        .await;
+    if whole_micros {
+        // The v1 API gives times in whole microseconds.
+        for span in &mut sent.spans {
+            span.start_ns -= span.start_ns % 1000;
+            span.duration_ns -= span.duration_ns % 1000;
+        }
+    }
+    assert_eq!(
+        rows(&shown),
+        rows(&tracectl::waterfall::render(&sent)),
+        "Jaeger's copy of the trace ({api}) differs from what the services sent"
+    );
+    trace_id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_order_flow_is_one_trace_in_jaeger_and_tracectl_reads_it_back() {
     let env = Setup {
@@ -60,87 +111,14 @@ async fn the_order_flow_is_one_trace_in_jaeger_and_tracectl_reads_it_back() {
     let jaeger = env.jaeger.as_ref().unwrap();
     let query = jaeger.query_url();
 
-    // 1. verify: posts the seed's order and checks every edge through the v3 API.
-    let gateway = env.gateway.clone();
-    let q = query.clone();
-    let verified = tokio::task::spawn_blocking(move || {
-        tracectl(&[
-            "verify",
-            "--gateway",
-            &gateway,
-            "--jaeger",
-            &q,
-            "--timeout",
-            "60",
-        ])
-    })
-    .await
-    .unwrap();
-    println!("tracectl verify (v3 API):\n{verified}");
-    assert!(verified.contains("verified: "), "{verified}");
-    let trace_id = verified_trace_id(&verified);
-
-    // 2. show: the same waterfall as the spans the services sent (kept by the
-    //    tee in front of Jaeger), rendered by the same code.
-    let sent = env
-        .receiver
-        .store
-        .wait_quiet(&trace_id, Duration::from_secs(1), Duration::from_secs(20))
-        .await;
-    let q = query.clone();
-    let id = trace_id.clone();
-    let shown = tokio::task::spawn_blocking(move || tracectl(&["show", &id, "--jaeger", &q]))
-        .await
-        .unwrap();
-    assert_eq!(
-        rows(&shown),
-        rows(&tracectl::waterfall::render(&sent)),
-        "Jaeger's copy of the trace differs from what the services sent"
-    );
-    println!("tracectl show (v3 API):\n{shown}");
-
-    // 3. The v1 fallback: the same checks against a query API without /api/v3.
+    // 1. Through the v3 API: verify posts the seed's order and checks every
+    //    edge; show prints the same rows as the spans the services sent.
+    let trace_id = verify_and_show(&env, &query, "v3 API", false).await;
+    // 2. The v1 fallback: the same against a query API without /api/v3.
     let older = OlderJaeger::start(&query).await.unwrap();
-    let (gateway, old_url) = (env.gateway.clone(), older.url());
-    let verified_v1 = tokio::task::spawn_blocking(move || {
-        tracectl(&[
-            "verify",
-            "--gateway",
-            &gateway,
-            "--jaeger",
-            &old_url,
-            "--timeout",
-            "60",
-        ])
-    })
-    .await
-    .unwrap();
-    println!("tracectl verify (v1 fallback):\n{verified_v1}");
-    assert!(verified_v1.contains("verified: "), "{verified_v1}");
-    let v1_id = verified_trace_id(&verified_v1);
-    let (old_url, id) = (older.url(), v1_id.clone());
-    let shown_v1 =
-        tokio::task::spawn_blocking(move || tracectl(&["show", &id, "--jaeger", &old_url]))
-            .await
-            .unwrap();
-    let sent_v1 = env
-        .receiver
-        .store
-        .wait_quiet(&v1_id, Duration::from_secs(1), Duration::from_secs(20))
-        .await;
-    // The v1 API gives times in whole microseconds.
-    let mut sent_v1 = sent_v1;
-    for span in &mut sent_v1.spans {
-        span.start_ns -= span.start_ns % 1000;
-        span.duration_ns -= span.duration_ns % 1000;
-    }
-    assert_eq!(
-        rows(&shown_v1),
-        rows(&tracectl::waterfall::render(&sent_v1)),
-        "Jaeger's v1 copy of the trace differs from what the services sent"
-    );
+    let v1_id = verify_and_show(&env, &older.url(), "v1 fallback", true).await;
 
-    // 4. slowest: both orders' traces are listed for the gateway.
+    // 3. slowest: both orders' traces are listed for the gateway.
     let q = query.clone();
     let slowest = tokio::task::spawn_blocking(move || {
         tracectl(&[
@@ -163,7 +141,7 @@ async fn the_order_flow_is_one_trace_in_jaeger_and_tracectl_reads_it_back() {
         );
     }
 
-    // 5. The dependency graph Jaeger derives from the stored traces.
+    // 4. The dependency graph Jaeger derives from the stored traces.
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
