@@ -60,6 +60,9 @@ async fn user_service() -> Running {
         listener().await,
     )
     .await
+    .expect("user-service starts")
+    .started_within(Duration::from_secs(30))
+    .await
     .expect("Postgres must be running")
 }
 

@@ -25,8 +25,7 @@ use tracing_common::db::TracedPool;
 use tracing_common::faults::Faults;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 
-use anyhow::Context;
-use tracing_common::service::{Background, Running};
+use tracing_common::service::{Background, Running, Started};
 
 use crate::config::Config;
 use crate::error::AppError;
@@ -59,43 +58,52 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Connects to Postgres and Kafka (creating the topics), starts the
-/// `order-events` consumer and serves HTTP on `listener`.
+/// Serves on `listener` at once and, once the inventory database answers
+/// (retried with backoff, see [`Running::serve_when_connected`]), starts the
+/// `order-events` consumer and the routes. The topics are created once a
+/// broker answers; bad settings fail here, at once.
 pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
-    let (raw_db, db) = connect(&config.database_url)
-        .await
-        .context("connecting to the inventory database")?;
-    tracing_common::kafka::ensure_topics(
-        &config.kafka_brokers,
-        &[kafka::ORDER_EVENTS, kafka::INVENTORY_EVENTS],
-        3,
-    )
-    .await
-    .context("creating Kafka topics")?;
     let producer =
         tracing_common::kafka::producer(&config.kafka_brokers, config.kafka_send_timeout)?;
     let consumer = tracing_common::kafka::consumer(&config.kafka_brokers, kafka::CONSUMER_GROUP)?;
-    let mut background = Background::default();
-    background.spawn(kafka::consume(
-        consumer,
-        producer.clone(),
-        db.clone(),
-        background.stopping(),
-    ));
     if !config.faults.is_empty() {
         tracing::warn!(faults = %config.faults.describe(), "fault injection is ON (FAULTS)");
     }
-    let state = AppState {
-        db,
-        raw_db,
-        kafka_brokers: config.kafka_brokers.clone(),
-        faults: config.faults.clone(),
-    };
-    Ok(Running::serve(
+    let database_url = config.database_url.clone();
+    let config = config.clone();
+    Ok(Running::serve_when_connected(
         listener,
-        app(state),
-        background,
-        Some(producer),
+        "the inventory database",
+        move || {
+            let url = database_url.clone();
+            async move { connect(&url).await }
+        },
+        move |(raw_db, db)| async move {
+            let mut background = Background::default();
+            background.spawn(tracing_common::kafka::ensure_topics_until_done(
+                config.kafka_brokers.clone(),
+                &[kafka::ORDER_EVENTS, kafka::INVENTORY_EVENTS],
+                3,
+                background.stopping(),
+            ));
+            background.spawn(kafka::consume(
+                consumer,
+                producer.clone(),
+                db.clone(),
+                background.stopping(),
+            ));
+            let state = AppState {
+                db,
+                raw_db,
+                kafka_brokers: config.kafka_brokers.clone(),
+                faults: config.faults.clone(),
+            };
+            Started {
+                router: app(state),
+                background,
+                producer: Some(producer),
+            }
+        },
     )?)
 }
 

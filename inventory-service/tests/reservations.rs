@@ -45,6 +45,9 @@ async fn spawn_inventory() -> Inventory {
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
     )
     .await
+    .expect("inventory-service starts")
+    .started_within(Duration::from_secs(30))
+    .await
     .expect("Postgres must be running");
     Inventory {
         producer: tracing_common::kafka::producer(&brokers, Duration::from_secs(5)).unwrap(),

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tracing_common::ConfigError;
-use tracing_common::service::{env_millis, env_or, env_url};
+use tracing_common::service::{env_database_url, env_millis, env_or, env_url};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -27,9 +27,9 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             port: env_or("PORT", 3003)?,
-            database_url: env_or(
+            database_url: env_database_url(
                 "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/orders".to_owned(),
+                "postgres://postgres@127.0.0.1:5432/orders",
             )?,
             kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092".to_owned())?,
             user_service_url: env_url("USER_SERVICE_URL", "http://127.0.0.1:3001")?,

@@ -51,6 +51,9 @@ async fn spawn_stack(tune: impl FnOnce(&mut order_service::config::Config)) -> S
         listener().await,
     )
     .await
+    .expect("user-service starts")
+    .started_within(Duration::from_secs(30))
+    .await
     .expect("Postgres must be running");
     let inventory_url = fresh_database_url("inventory");
     let inventory = inventory_service::start(
@@ -64,7 +67,10 @@ async fn spawn_stack(tune: impl FnOnce(&mut order_service::config::Config)) -> S
         listener().await,
     )
     .await
-    .expect("inventory-service starts");
+    .expect("inventory-service starts")
+    .started_within(Duration::from_secs(30))
+    .await
+    .expect("Postgres must be running");
     let orders_url = fresh_database_url("orders");
     let mut config = order_service::config::Config {
         port: 0,
@@ -80,7 +86,10 @@ async fn spawn_stack(tune: impl FnOnce(&mut order_service::config::Config)) -> S
     tune(&mut config);
     let orders = order_service::start(&config, listener().await)
         .await
-        .expect("order-service starts");
+        .expect("order-service starts")
+        .started_within(Duration::from_secs(30))
+        .await
+        .expect("Postgres must be running");
     Stack {
         kafka,
         brokers,

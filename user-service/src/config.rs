@@ -2,7 +2,7 @@
 
 use tracing_common::ConfigError;
 use tracing_common::faults::Faults;
-use tracing_common::service::env_or;
+use tracing_common::service::{env_database_url, env_or};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -16,9 +16,9 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             port: env_or("PORT", 3001)?,
-            database_url: env_or(
+            database_url: env_database_url(
                 "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/users".to_owned(),
+                "postgres://postgres@127.0.0.1:5432/users",
             )?,
             faults: Faults::from_env(crate::FAULT_STEPS)?,
         })

@@ -20,8 +20,7 @@ use tracing_common::faults::Faults;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use anyhow::Context;
-use tracing_common::service::{Background, Running};
+use tracing_common::service::{Background, Running, Started};
 
 use crate::config::Config;
 use crate::error::AppError;
@@ -51,20 +50,28 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Connects to Postgres (migrating) and serves HTTP on `listener`.
+/// Serves on `listener` at once and, once the users database answers
+/// (retried with backoff, see [`Running::serve_when_connected`]), the routes.
 pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
-    let (raw_db, db) = connect(&config.database_url)
-        .await
-        .context("connecting to the users database")?;
     if !config.faults.is_empty() {
         tracing::warn!(faults = %config.faults.describe(), "fault injection is ON (FAULTS)");
     }
+    let database_url = config.database_url.clone();
     let faults = config.faults.clone();
-    Ok(Running::serve(
+    Ok(Running::serve_when_connected(
         listener,
-        app(AppState { db, raw_db, faults }),
-        Background::default(),
-        None,
+        "the users database",
+        move || {
+            let url = database_url.clone();
+            async move { connect(&url).await }
+        },
+        move |(raw_db, db)| async move {
+            Started {
+                router: app(AppState { db, raw_db, faults }),
+                background: Background::default(),
+                producer: None,
+            }
+        },
     )?)
 }
 
