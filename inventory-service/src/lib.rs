@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres};
 use tracing_common::db::TracedPool;
+use tracing_common::edge;
 use tracing_common::faults::Faults;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 
@@ -38,6 +39,8 @@ pub struct AppState {
     /// Checked by `/readyz`.
     pub kafka_brokers: String,
     pub faults: Faults,
+    /// Request timeout and header budget (`tracing_common::edge`).
+    pub limits: tracing_common::edge::EdgeLimits,
 }
 
 /// Steps `FAULTS` can slow down or fail: the stock check behind `POST /check`.
@@ -50,8 +53,12 @@ pub async fn connect(database_url: &str) -> Result<(PgPool, TracedPool<Postgres>
 
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/check", post(check))
+        .route(
+            "/check",
+            post(check).layer(axum::middleware::from_fn(edge::require_json)),
+        )
         .route("/inventory/{product_id}", get(product))
+        .layer(state.limits.layer())
         .layer(ServerTracingLayer::new(TrustPolicy::INTERNAL))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -97,6 +104,7 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
                 raw_db,
                 kafka_brokers: config.kafka_brokers.clone(),
                 faults: config.faults.clone(),
+                limits: config.limits,
             };
             Started {
                 router: app(state),

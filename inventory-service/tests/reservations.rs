@@ -41,6 +41,7 @@ async fn spawn_inventory() -> Inventory {
             kafka_brokers: brokers.clone(),
             kafka_send_timeout: Duration::from_secs(5),
             faults: Default::default(),
+            limits: Default::default(),
         },
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
     )

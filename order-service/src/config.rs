@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use tracing_common::ConfigError;
+use tracing_common::edge::{EdgeLimits, SERVICE_REQUEST_TIMEOUT};
 use tracing_common::service::{env_database_url, env_millis, env_or, env_url};
 
 #[derive(Debug, Clone)]
@@ -21,6 +22,9 @@ pub struct Config {
     /// Events younger than this are left to the request that wrote them,
     /// which publishes right after its commit.
     pub outbox_min_age: Duration,
+    /// `SERVER_REQUEST_TIMEOUT_MS` (default 9 s, below the gateway's 10 s
+    /// upstream budget) and `MAX_REQUEST_HEADER_BYTES` (default 16384).
+    pub limits: EdgeLimits,
 }
 
 impl Config {
@@ -38,6 +42,7 @@ impl Config {
             kafka_send_timeout: env_millis("KAFKA_SEND_TIMEOUT_MS", 5000)?,
             outbox_interval: env_millis("OUTBOX_RELAY_INTERVAL_MS", 2000)?,
             outbox_min_age: env_millis("OUTBOX_RELAY_MIN_AGE_MS", 5000)?,
+            limits: EdgeLimits::from_env(SERVICE_REQUEST_TIMEOUT)?,
         })
     }
 }

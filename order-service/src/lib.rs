@@ -26,6 +26,7 @@ use tracing::Instrument;
 use tracing_common::baggage;
 use tracing_common::client::TracedClient;
 use tracing_common::db::TracedPool;
+use tracing_common::edge;
 use tracing_common::kafka::Producer;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub user_service_url: String,
     pub inventory_service_url: String,
     pub kafka_brokers: String,
+    /// Request timeout and header budget (`tracing_common::edge`).
+    pub limits: tracing_common::edge::EdgeLimits,
 }
 
 /// Connects (creating the database if needed) and migrates.
@@ -59,9 +62,13 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/orders", post(create_order))
+        .route(
+            "/orders",
+            post(create_order).layer(axum::middleware::from_fn(edge::require_json)),
+        )
         .route("/orders/{id}", get(get_order))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(state.limits.layer())
         .layer(ServerTracingLayer::new(TrustPolicy::INTERNAL))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -112,6 +119,7 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
                 user_service_url: config.user_service_url.clone(),
                 inventory_service_url: config.inventory_service_url.clone(),
                 kafka_brokers: config.kafka_brokers.clone(),
+                limits: config.limits,
             };
             Started {
                 router: app(state),

@@ -47,6 +47,7 @@ async fn spawn_stack(tune: impl FnOnce(&mut order_service::config::Config)) -> S
             port: 0,
             database_url: fresh_database_url("users"),
             faults: Default::default(),
+            limits: Default::default(),
         },
         listener().await,
     )
@@ -63,6 +64,7 @@ async fn spawn_stack(tune: impl FnOnce(&mut order_service::config::Config)) -> S
             kafka_brokers: brokers.clone(),
             kafka_send_timeout: Duration::from_secs(5),
             faults: Default::default(),
+            limits: Default::default(),
         },
         listener().await,
     )
@@ -82,6 +84,7 @@ async fn spawn_stack(tune: impl FnOnce(&mut order_service::config::Config)) -> S
         kafka_send_timeout: Duration::from_secs(5),
         outbox_interval: Duration::from_millis(200),
         outbox_min_age: Duration::from_secs(5),
+        limits: Default::default(),
     };
     tune(&mut config);
     let orders = order_service::start(&config, listener().await)

@@ -8,6 +8,7 @@
 //! - [`client`]: a reqwest client that injects context and records CLIENT spans.
 //! - [`kafka`]: rdkafka header propagation and PRODUCER/CONSUMER spans.
 //! - [`db`]: Postgres CLIENT spans (sqlx-otel).
+//! - [`edge`]: request timeout (408), header budget (431), JSON-only bodies (415).
 //! - [`faults`]: opt-in latency and error injection into named steps (demos).
 //! - [`baggage`]: allow-listed baggage keys copied onto every span.
 //! - [`propagation`]: the composite propagator and map carriers (outbox rows).
@@ -23,6 +24,7 @@ pub mod baggage;
 pub mod client;
 pub mod config;
 pub mod db;
+pub mod edge;
 pub mod faults;
 pub mod kafka;
 pub mod logging;

@@ -1,6 +1,7 @@
 //! Settings from the environment, read once at start-up.
 
 use tracing_common::ConfigError;
+use tracing_common::edge::{EdgeLimits, SERVICE_REQUEST_TIMEOUT};
 use tracing_common::faults::Faults;
 use tracing_common::service::{env_database_url, env_or};
 
@@ -10,6 +11,9 @@ pub struct Config {
     pub database_url: String,
     /// Demo fault injection (`FAULTS`); none unless set.
     pub faults: Faults,
+    /// `SERVER_REQUEST_TIMEOUT_MS` (default 9 s, below the gateway's 10 s
+    /// upstream budget) and `MAX_REQUEST_HEADER_BYTES` (default 16384).
+    pub limits: EdgeLimits,
 }
 
 impl Config {
@@ -21,6 +25,7 @@ impl Config {
                 "postgres://postgres@127.0.0.1:5432/users",
             )?,
             faults: Faults::from_env(crate::FAULT_STEPS)?,
+            limits: EdgeLimits::from_env(SERVICE_REQUEST_TIMEOUT)?,
         })
     }
 }

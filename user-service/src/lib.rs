@@ -31,6 +31,8 @@ pub struct AppState {
     /// Untraced, for readiness probes.
     pub raw_db: PgPool,
     pub faults: Faults,
+    /// Request timeout and header budget (`tracing_common::edge`).
+    pub limits: tracing_common::edge::EdgeLimits,
 }
 
 /// Steps `FAULTS` can slow down or fail: the user lookup query.
@@ -44,6 +46,7 @@ pub async fn connect(database_url: &str) -> Result<(PgPool, TracedPool<Postgres>
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/users/{id}", get(get_user))
+        .layer(state.limits.layer())
         .layer(ServerTracingLayer::new(TrustPolicy::INTERNAL))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -58,6 +61,7 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
     }
     let database_url = config.database_url.clone();
     let faults = config.faults.clone();
+    let limits = config.limits;
     Ok(Running::serve_when_connected(
         listener,
         "the users database",
@@ -67,7 +71,12 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
         },
         move |(raw_db, db)| async move {
             Started {
-                router: app(AppState { db, raw_db, faults }),
+                router: app(AppState {
+                    db,
+                    raw_db,
+                    faults,
+                    limits,
+                }),
                 background: Background::default(),
                 producer: None,
             }
