@@ -34,6 +34,9 @@ PORTS = {
 # README's configuration table.
 COMMON = {
     "PORT",
+    # tracing_common::edge::EdgeLimits::from_env
+    "SERVER_REQUEST_TIMEOUT_MS",
+    "MAX_REQUEST_HEADER_BYTES",
     "RUST_LOG",
     "LOG_FORMAT",
     "OTEL_SERVICE_NAME",
@@ -345,7 +348,7 @@ def check_strategies(report: Report, root: Path, path: Path) -> None:
 
 def check_list_matches_sources(report: Report, root: Path) -> None:
     """Keeps READS honest: compares it with what the Rust sources read."""
-    read_call = re.compile(r"env_(?:or|url|millis)\(\s*\"([A-Z][A-Z0-9_]*)\"")
+    read_call = re.compile(r"env_(?:or|url|millis|database_url)\(\s*\"([A-Z][A-Z0-9_]*)\"")
     for service in PORTS:
         config = root / service / "src" / "config.rs"
         if not config.is_file():
@@ -361,7 +364,12 @@ def check_list_matches_sources(report: Report, root: Path) -> None:
         report.error("tracing-common/src", "not found; cannot compare the variable list with it")
         return
     sources = "\n".join(p.read_text() for p in sorted(common_src.glob("**/*.rs")))
-    literals = set(re.findall(r"\"((?:OTEL_[A-Z_]+)|RUST_LOG|LOG_FORMAT)\"", sources))
+    literals = set(
+        re.findall(
+            r"\"((?:OTEL_[A-Z_]+)|RUST_LOG|LOG_FORMAT|SERVER_REQUEST_TIMEOUT_MS|MAX_REQUEST_HEADER_BYTES)\"",
+            sources,
+        )
+    )
     # The batch processor's variables are read inside the SDK, not by our code.
     ours = {n for n in COMMON if not n.startswith("OTEL_BSP_")} - {"PORT"}
     for name in sorted(literals - COMMON):
