@@ -244,11 +244,52 @@ pub fn consumer(brokers: &str, group: &str) -> KafkaResult<Consumer> {
         // that long behind a member that was killed; handlers here take
         // seconds at most.
         .set("max.poll.interval.ms", "20000");
+    let watch = GroupWatch::default();
     Ok(Consumer {
-        current: config.create()?,
+        current: config.create_with_context(watch.clone())?,
+        watch,
         config,
     })
 }
+
+/// The consumers' librdkafka context: logs as rdkafka's default does, and
+/// notes when the group session timed out (librdkafka logs `SESSTMOUT`: the
+/// coordinator did not answer heartbeats for the session timeout, so the
+/// group has dropped this member). A frozen broker shows no receive error
+/// until it is back, so this is the sign [`consume`] goes by.
+#[derive(Clone, Default)]
+pub struct GroupWatch {
+    session_lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl GroupWatch {
+    fn take_session_lost(&self) -> bool {
+        self.session_lost
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl rdkafka::client::ClientContext for GroupWatch {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        if fac == "SESSTMOUT" {
+            self.session_lost
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", "librdkafka: {fac} {message}");
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", "librdkafka: {fac} {message}"),
+            L::Notice | L::Info => {
+                tracing::info!(target: "librdkafka", "librdkafka: {fac} {message}");
+            }
+            L::Debug => tracing::debug!(target: "librdkafka", "librdkafka: {fac} {message}"),
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for GroupWatch {}
 
 /// How long the group coordinator waits for a member's heartbeat before it
 /// gives the member's partitions to others.
@@ -261,11 +302,15 @@ const SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// always take up the partitions of the group it rejoined once the broker was
 /// back: `tracectl/tests/faults.rs` saw a consumer sit without partitions
 /// for 50 s and more after a broker restart, its new assignment queued but
-/// never applied. So once the brokers answer again after such an outage,
+/// never applied, and once more after a broker frozen for 25 s (its session
+/// timed out during the freeze; no receive error came until it was back).
+/// So once the brokers answer again after such an outage, or after
+/// librdkafka reported the group session lost ([`GroupWatch`]),
 /// [`consume`] replaces the consumer with a fresh one, which joins like one
 /// just started; offsets live in the group, so nothing is lost or skipped.
 pub struct Consumer {
-    current: StreamConsumer,
+    current: StreamConsumer<GroupWatch>,
+    watch: GroupWatch,
     config: ClientConfig,
 }
 
@@ -279,8 +324,10 @@ impl Consumer {
     /// waits on the brokers.
     fn rebuild(&mut self, topic: &str) -> KafkaResult<()> {
         use rdkafka::consumer::Consumer as _;
-        let fresh: StreamConsumer = self.config.create()?;
+        let watch = GroupWatch::default();
+        let fresh: StreamConsumer<GroupWatch> = self.config.create_with_context(watch.clone())?;
         fresh.subscribe(&[topic])?;
+        self.watch = watch;
         let old = std::mem::replace(&mut self.current, fresh);
         tokio::task::spawn_blocking(move || drop(old));
         Ok(())
@@ -304,6 +351,13 @@ impl Outage {
         self.down_since.is_some()
     }
 
+    /// The group dropped this member (see [`GroupWatch`]): replace the
+    /// consumer once the brokers answer.
+    fn session_lost(&mut self) {
+        self.down_since.get_or_insert_with(std::time::Instant::now);
+        self.replace_when_back = true;
+    }
+
     /// Probes the brokers (at most every 2 s) and replaces the consumer when
     /// they are back after an outage longer than the session timeout.
     async fn check(&mut self, consumer: &mut Consumer, topic: &str) {
@@ -324,7 +378,7 @@ impl Outage {
             let down_s = self.down_since.map_or(0, |t| t.elapsed().as_secs());
             match consumer.rebuild(topic) {
                 Ok(()) => {
-                    tracing::warn!(%topic, down_s, "brokers were unreachable for longer than the session timeout; replaced the consumer with a fresh one")
+                    tracing::warn!(%topic, down_s, "brokers were unreachable for longer than the session timeout (or the group dropped this member); replaced the consumer with a fresh one")
                 }
                 Err(e) => tracing::error!(error = %e, %topic, "cannot replace the consumer"),
             }
@@ -375,6 +429,9 @@ pub async fn consume<F, Fut, E>(
                 Err(_) => {
                     // A quiet second: if an outage is being watched, see
                     // whether it is over.
+                    if consumer.watch.take_session_lost() {
+                        outage.session_lost();
+                    }
                     if outage.watching() {
                         outage.check(&mut consumer, topic).await;
                     }
@@ -384,11 +441,18 @@ pub async fn consume<F, Fut, E>(
         };
         let message = match message {
             Ok(m) => {
+                if consumer.watch.take_session_lost() {
+                    // Records still flow (librdkafka rejoined by itself).
+                    tracing::info!(%topic, "the group session timed out and was rejoined");
+                }
                 outage = Outage::default();
                 m
             }
             Err(e) => {
                 tracing::warn!(error = %e, %topic, "kafka receive failed; retrying");
+                if consumer.watch.take_session_lost() {
+                    outage.session_lost();
+                }
                 outage.check(&mut consumer, topic).await;
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 continue;
