@@ -4,6 +4,7 @@
 //! - [`config`]: the `OTEL_*` variables, parsed and checked ([`TelemetryConfig`]).
 //! - [`telemetry`]: [`init`] installs provider, exporters, sampler, propagators
 //!   and JSON logs; [`TelemetryGuard`] flushes at shutdown.
+//! - [`otlp`]: the OTLP exporter (gRPC or HTTP, TLS, headers, gzip).
 //! - [`server`]: SERVER spans for axum and the trust-boundary policy.
 //! - [`client`]: a reqwest client that injects context and records CLIENT spans.
 //! - [`kafka`]: rdkafka header propagation and PRODUCER/CONSUMER spans.
@@ -25,6 +26,7 @@ pub mod db;
 pub mod faults;
 pub mod kafka;
 pub mod logging;
+pub mod otlp;
 pub mod propagation;
 pub mod remote_sampling;
 pub mod server;
@@ -37,4 +39,4 @@ pub mod testing;
 pub use config::{ConfigError, TelemetryConfig};
 pub use server::{ServerTracingLayer, TrustPolicy};
 pub use stats::ExportStats;
-pub use telemetry::{InitError, TelemetryGuard, init, init_with};
+pub use telemetry::{InitError, TelemetryGuard, init, init_local, init_with};
