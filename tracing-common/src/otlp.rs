@@ -71,9 +71,29 @@ pub enum ErrorKind {
     Other,
 }
 
+impl ErrorKind {
+    /// What to check, in a few words.
+    pub fn hint(self) -> Option<&'static str> {
+        Some(match self {
+            ErrorKind::Connect => "is a collector listening at that host and port?",
+            ErrorKind::UntrustedCertificate => {
+                "the server's certificate does not chain to a trusted CA: set \
+                 OTEL_EXPORTER_OTLP_CERTIFICATE to the CA's PEM file"
+            }
+            ErrorKind::Tls => "does the endpoint speak TLS (https://) or plain text (http://)?",
+            ErrorKind::Unauthenticated => "check the credentials in OTEL_EXPORTER_OTLP_HEADERS",
+            ErrorKind::WrongProtocol => {
+                "check OTEL_EXPORTER_OTLP_PROTOCOL against the port (usually 4317 for grpc, \
+                 4318 for http/protobuf)"
+            }
+            ErrorKind::Timeout | ErrorKind::Rejected | ErrorKind::Other => return None,
+        })
+    }
+}
+
 /// A failed export request.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("export to {endpoint} failed: {message}")]
+#[error("export to {endpoint} failed: {message}{}", kind.hint().map(|h| format!(" ({h})")).unwrap_or_default())]
 pub struct ExportError {
     pub kind: ErrorKind,
     pub endpoint: String,
@@ -376,11 +396,13 @@ async fn post(
 fn classify_status(status: &tonic::Status) -> Failure {
     use tonic::Code;
     let mut message = format!("gRPC status {:?}", status.code());
-    if !status.message().is_empty() {
+    let source = status.source().map(classify_error);
+    // tonic repeats a transport error's text as the status message.
+    let chain = source.as_ref().map_or("", |(_, chain)| chain.as_str());
+    if !status.message().is_empty() && !chain.contains(status.message()) {
         message.push_str(&format!(": {}", status.message()));
     }
-    if let Some(source) = status.source() {
-        let (kind, chain) = classify_error(source);
+    if let Some((kind, chain)) = source {
         message.push_str(&format!(": {chain}"));
         if kind != ErrorKind::Other {
             return (kind, message);
