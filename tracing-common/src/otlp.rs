@@ -402,27 +402,36 @@ fn classify_status(status: &tonic::Status) -> Failure {
     if !status.message().is_empty() && !chain.contains(status.message()) {
         message.push_str(&format!(": {}", status.message()));
     }
+    let protocol_words = |m: &str| {
+        let m = m.to_ascii_lowercase();
+        [
+            "h2 protocol error",
+            "http2 error",
+            "content-type",
+            "compression flag",
+            "missing grpc-status",
+        ]
+        .iter()
+        .any(|w| m.contains(w))
+    };
+    // A status with a source was made on this side from a transport error
+    // (whatever its code, often Unavailable or Cancelled): the cause decides.
     if let Some((kind, chain)) = source {
         message.push_str(&format!(": {chain}"));
-        if kind != ErrorKind::Other {
-            return (kind, message);
-        }
+        let kind = match kind {
+            ErrorKind::Other if protocol_words(&message) => ErrorKind::WrongProtocol,
+            kind => kind,
+        };
+        return (kind, message);
     }
-    let lower = message.to_ascii_lowercase();
+    // Otherwise the server sent it (or tonic mapped its HTTP status).
     let kind = match status.code() {
         Code::Unauthenticated | Code::PermissionDenied => ErrorKind::Unauthenticated,
         // Also what tonic makes of an HTTP 404 without grpc-status.
         Code::Unimplemented => ErrorKind::WrongProtocol,
         Code::DeadlineExceeded => ErrorKind::Timeout,
-        _ if lower.contains("h2 protocol error")
-            || lower.contains("http2 error")
-            || lower.contains("content-type")
-            || lower.contains("compression flag")
-            || lower.contains("missing grpc-status") =>
-        {
-            ErrorKind::WrongProtocol
-        }
-        Code::Unavailable | Code::Unknown | Code::Internal => ErrorKind::Other,
+        _ if protocol_words(&message) => ErrorKind::WrongProtocol,
+        Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled => ErrorKind::Other,
         _ => ErrorKind::Rejected,
     };
     (kind, message)
@@ -459,6 +468,9 @@ fn classify_error(error: &(dyn StdError + 'static)) -> Failure {
             // The peer answered something that is not HTTP/1.1, or hung up
             // without answering: a gRPC-only or TLS-only port.
             (hyper.is_parse() || hyper.is_incomplete_message()).then_some(ErrorKind::WrongProtocol)
+        } else if text == "Timeout expired" {
+            // tonic's request timeout (the endpoint accepted but did not answer).
+            Some(ErrorKind::Timeout)
         } else if text.contains("HTTP/2 was not negotiated") {
             Some(ErrorKind::WrongProtocol)
         } else if text.contains("dns error") || text.contains("failed to lookup address") {
