@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use tracing_common::ConfigError;
+use tracing_common::edge::EdgeLimits;
 use tracing_common::server::{IncomingBaggage, IncomingTrace};
 use tracing_common::service::{env_millis, env_or, env_url};
 
@@ -18,18 +19,23 @@ pub struct Config {
     pub incoming_trace: IncomingTrace,
     /// `GATEWAY_INCOMING_BAGGAGE`: `drop` (default) or `keep`.
     pub incoming_baggage: IncomingBaggage,
+    /// `SERVER_REQUEST_TIMEOUT_MS` (default: the upstream budget plus 2 s, so
+    /// the gateway's own 504 comes first) and `MAX_REQUEST_HEADER_BYTES`.
+    pub limits: EdgeLimits,
 }
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
+        let http_timeout = env_millis("HTTP_CLIENT_TIMEOUT_MS", 10_000)?;
         Ok(Self {
             port: env_or("PORT", 3000)?,
             user_service_url: env_url("USER_SERVICE_URL", "http://127.0.0.1:3001")?,
             order_service_url: env_url("ORDER_SERVICE_URL", "http://127.0.0.1:3003")?,
             inventory_service_url: env_url("INVENTORY_SERVICE_URL", "http://127.0.0.1:3004")?,
-            http_timeout: env_millis("HTTP_CLIENT_TIMEOUT_MS", 10_000)?,
+            http_timeout,
             incoming_trace: env_or("GATEWAY_INCOMING_TRACE", IncomingTrace::Continue)?,
             incoming_baggage: env_or("GATEWAY_INCOMING_BAGGAGE", IncomingBaggage::Drop)?,
+            limits: EdgeLimits::from_env(http_timeout + Duration::from_secs(2))?,
         })
     }
 }

@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tracing_common::client::TracedClient;
+use tracing_common::edge;
 use tracing_common::service::{Background, Running};
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 
@@ -25,6 +26,8 @@ pub struct AppState {
     pub order_service_url: String,
     pub inventory_service_url: String,
     pub policy: TrustPolicy,
+    /// Request timeout and header budget (`tracing_common::edge`).
+    pub limits: tracing_common::edge::EdgeLimits,
 }
 
 /// Request bodies above this are refused with 413 before any service is called.
@@ -34,10 +37,14 @@ pub fn app(state: AppState) -> Router {
     let policy = state.policy;
     Router::new()
         .route("/api/users/{id}", get(get_user))
-        .route("/api/orders", post(create_order))
+        .route(
+            "/api/orders",
+            post(create_order).layer(axum::middleware::from_fn(edge::require_json)),
+        )
         .route("/api/orders/{id}", get(get_order))
         .route("/api/inventory/{product_id}", get(get_inventory))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(state.limits.layer())
         .layer(ServerTracingLayer::new(policy))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
@@ -55,6 +62,7 @@ pub fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Resu
             trace: config.incoming_trace,
             baggage: config.incoming_baggage,
         },
+        limits: config.limits,
     };
     Ok(Running::serve(
         listener,
@@ -147,9 +155,16 @@ async fn create_order(
 }
 
 /// Sends and passes the service's status and JSON body through; a service
-/// that cannot be reached becomes 502 (or 504 on timeout) with a clear body.
+/// that cannot be reached becomes 502 (or 504 on timeout) with a clear body,
+/// and so does a service's own 408 (its request timeout): the caller's
+/// request did not time out, the gateway's call did.
 async fn forward(request: reqwest_middleware::RequestBuilder, service: &'static str) -> Response {
     match request.send().await {
+        Ok(response) if response.status() == reqwest::StatusCode::REQUEST_TIMEOUT => unavailable(
+            StatusCode::GATEWAY_TIMEOUT,
+            service,
+            "the service gave up on the request (its SERVER_REQUEST_TIMEOUT_MS)",
+        ),
         Ok(response) => {
             let status =
                 StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);

@@ -45,6 +45,7 @@ async fn gateway(user_service_url: String, tune: impl FnOnce(&mut Config)) -> Ru
         http_timeout: Duration::from_secs(2),
         incoming_trace: IncomingTrace::Continue,
         incoming_baggage: IncomingBaggage::Drop,
+        limits: Default::default(),
     };
     tune(&mut config);
     api_gateway::start(&config, listener().await).unwrap()
@@ -56,9 +57,13 @@ async fn user_service() -> Running {
             port: 0,
             database_url: fresh_database_url("users"),
             faults: Default::default(),
+            limits: Default::default(),
         },
         listener().await,
     )
+    .await
+    .expect("user-service starts")
+    .started_within(Duration::from_secs(30))
     .await
     .expect("Postgres must be running")
 }

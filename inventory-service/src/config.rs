@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use tracing_common::ConfigError;
+use tracing_common::edge::{EdgeLimits, SERVICE_REQUEST_TIMEOUT};
 use tracing_common::faults::Faults;
-use tracing_common::service::{env_millis, env_or};
+use tracing_common::service::{env_database_url, env_millis, env_or};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -15,19 +16,23 @@ pub struct Config {
     pub kafka_send_timeout: Duration,
     /// Demo fault injection (`FAULTS`); none unless set.
     pub faults: Faults,
+    /// `SERVER_REQUEST_TIMEOUT_MS` (default 9 s, below the gateway's 10 s
+    /// upstream budget) and `MAX_REQUEST_HEADER_BYTES` (default 16384).
+    pub limits: EdgeLimits,
 }
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             port: env_or("PORT", 3004)?,
-            database_url: env_or(
+            database_url: env_database_url(
                 "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/inventory".to_owned(),
+                "postgres://postgres@127.0.0.1:5432/inventory",
             )?,
             kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092".to_owned())?,
             kafka_send_timeout: env_millis("KAFKA_SEND_TIMEOUT_MS", 5000)?,
             faults: Faults::from_env(crate::FAULT_STEPS)?,
+            limits: EdgeLimits::from_env(SERVICE_REQUEST_TIMEOUT)?,
         })
     }
 }

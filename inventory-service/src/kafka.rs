@@ -98,7 +98,7 @@ async fn handle<M: Message>(
     span.set_attribute("order.id", event.order_id.to_string());
     span.set_attribute("messaging.message.id", event.event_id.to_string());
 
-    let reserve_span = tracing::info_span!("reserve-stock", order.id = %event.order_id, item_count = event.items.len());
+    let reserve_span = tracing::info_span!("reserve-stock", order.id = %event.order_id, order.item_count = event.items.len() as i64);
     let lines: Vec<(String, i32)> = event
         .items
         .iter()

@@ -22,11 +22,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres};
 use tracing_common::db::TracedPool;
+use tracing_common::edge;
 use tracing_common::faults::Faults;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 
-use anyhow::Context;
-use tracing_common::service::{Background, Running};
+use tracing_common::service::{Background, Running, Started};
 
 use crate::config::Config;
 use crate::error::AppError;
@@ -39,6 +39,8 @@ pub struct AppState {
     /// Checked by `/readyz`.
     pub kafka_brokers: String,
     pub faults: Faults,
+    /// Request timeout and header budget (`tracing_common::edge`).
+    pub limits: tracing_common::edge::EdgeLimits,
 }
 
 /// Steps `FAULTS` can slow down or fail: the stock check behind `POST /check`.
@@ -51,51 +53,65 @@ pub async fn connect(database_url: &str) -> Result<(PgPool, TracedPool<Postgres>
 
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/check", post(check))
+        .route(
+            "/check",
+            post(check).layer(axum::middleware::from_fn(edge::require_json)),
+        )
         .route("/inventory/{product_id}", get(product))
+        .layer(state.limits.layer())
         .layer(ServerTracingLayer::new(TrustPolicy::INTERNAL))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state)
 }
 
-/// Connects to Postgres and Kafka (creating the topics), starts the
-/// `order-events` consumer and serves HTTP on `listener`.
+/// Serves on `listener` at once and, once the inventory database answers
+/// (retried with backoff, see [`Running::serve_when_connected`]), starts the
+/// `order-events` consumer and the routes. The topics are created once a
+/// broker answers; bad settings fail here, at once.
 pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
-    let (raw_db, db) = connect(&config.database_url)
-        .await
-        .context("connecting to the inventory database")?;
-    tracing_common::kafka::ensure_topics(
-        &config.kafka_brokers,
-        &[kafka::ORDER_EVENTS, kafka::INVENTORY_EVENTS],
-        3,
-    )
-    .await
-    .context("creating Kafka topics")?;
     let producer =
         tracing_common::kafka::producer(&config.kafka_brokers, config.kafka_send_timeout)?;
     let consumer = tracing_common::kafka::consumer(&config.kafka_brokers, kafka::CONSUMER_GROUP)?;
-    let mut background = Background::default();
-    background.spawn(kafka::consume(
-        consumer,
-        producer.clone(),
-        db.clone(),
-        background.stopping(),
-    ));
     if !config.faults.is_empty() {
         tracing::warn!(faults = %config.faults.describe(), "fault injection is ON (FAULTS)");
     }
-    let state = AppState {
-        db,
-        raw_db,
-        kafka_brokers: config.kafka_brokers.clone(),
-        faults: config.faults.clone(),
-    };
-    Ok(Running::serve(
+    let database_url = config.database_url.clone();
+    let config = config.clone();
+    Ok(Running::serve_when_connected(
         listener,
-        app(state),
-        background,
-        Some(producer),
+        "the inventory database",
+        move || {
+            let url = database_url.clone();
+            async move { connect(&url).await }
+        },
+        move |(raw_db, db)| async move {
+            let mut background = Background::default();
+            background.spawn(tracing_common::kafka::ensure_topics_until_done(
+                config.kafka_brokers.clone(),
+                &[kafka::ORDER_EVENTS, kafka::INVENTORY_EVENTS],
+                3,
+                background.stopping(),
+            ));
+            background.spawn(kafka::consume(
+                consumer,
+                producer.clone(),
+                db.clone(),
+                background.stopping(),
+            ));
+            let state = AppState {
+                db,
+                raw_db,
+                kafka_brokers: config.kafka_brokers.clone(),
+                faults: config.faults.clone(),
+                limits: config.limits,
+            };
+            Started {
+                router: app(state),
+                background,
+                producer: Some(producer),
+            }
+        },
     )?)
 }
 

@@ -12,7 +12,10 @@ use rdkafka::producer::DefaultProducerContext;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tracing_common::service::Running;
-use tracing_common::testing::{attr_str, capture, fresh_database_url, is_child_of, only, records};
+use tracing_common::testing::{
+    assert_attribute_types, attr_i64, attr_str, capture, fresh_database_url, is_child_of, only,
+    records,
+};
 
 struct Inventory {
     _kafka: MockCluster<'static, DefaultProducerContext>,
@@ -38,9 +41,13 @@ async fn spawn_inventory() -> Inventory {
             kafka_brokers: brokers.clone(),
             kafka_send_timeout: Duration::from_secs(5),
             faults: Default::default(),
+            limits: Default::default(),
         },
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
     )
+    .await
+    .expect("inventory-service starts")
+    .started_within(Duration::from_secs(30))
     .await
     .expect("Postgres must be running");
     Inventory {
@@ -158,7 +165,8 @@ async fn a_duplicate_order_event_reserves_once_and_is_answered_twice_the_same() 
     ] {
         assert_eq!(attr_str(process, key).as_deref(), Some(value), "{key}");
     }
-    assert!(attr_str(process, "messaging.kafka.offset").is_some());
+    assert!(attr_i64(process, "messaging.kafka.offset").is_some());
+    assert_attribute_types(&spans);
     let reserve = only(&spans, "reserve-stock");
     assert!(is_child_of(reserve, process));
     assert!(

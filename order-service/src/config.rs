@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use tracing_common::ConfigError;
-use tracing_common::service::{env_millis, env_or, env_url};
+use tracing_common::edge::{EdgeLimits, SERVICE_REQUEST_TIMEOUT};
+use tracing_common::service::{env_database_url, env_millis, env_or, env_url};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -21,15 +22,18 @@ pub struct Config {
     /// Events younger than this are left to the request that wrote them,
     /// which publishes right after its commit.
     pub outbox_min_age: Duration,
+    /// `SERVER_REQUEST_TIMEOUT_MS` (default 9 s, below the gateway's 10 s
+    /// upstream budget) and `MAX_REQUEST_HEADER_BYTES` (default 16384).
+    pub limits: EdgeLimits,
 }
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             port: env_or("PORT", 3003)?,
-            database_url: env_or(
+            database_url: env_database_url(
                 "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/orders".to_owned(),
+                "postgres://postgres@127.0.0.1:5432/orders",
             )?,
             kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092".to_owned())?,
             user_service_url: env_url("USER_SERVICE_URL", "http://127.0.0.1:3001")?,
@@ -38,6 +42,7 @@ impl Config {
             kafka_send_timeout: env_millis("KAFKA_SEND_TIMEOUT_MS", 5000)?,
             outbox_interval: env_millis("OUTBOX_RELAY_INTERVAL_MS", 2000)?,
             outbox_min_age: env_millis("OUTBOX_RELAY_MIN_AGE_MS", 5000)?,
+            limits: EdgeLimits::from_env(SERVICE_REQUEST_TIMEOUT)?,
         })
     }
 }

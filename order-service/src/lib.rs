@@ -26,13 +26,13 @@ use tracing::Instrument;
 use tracing_common::baggage;
 use tracing_common::client::TracedClient;
 use tracing_common::db::TracedPool;
+use tracing_common::edge;
 use tracing_common::kafka::Producer;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
-use anyhow::Context;
-use tracing_common::service::{Background, Running};
+use tracing_common::service::{Background, Running, Started};
 
 use crate::config::Config;
 use crate::domain::{Cents, NewOrder};
@@ -48,6 +48,8 @@ pub struct AppState {
     pub user_service_url: String,
     pub inventory_service_url: String,
     pub kafka_brokers: String,
+    /// Request timeout and header budget (`tracing_common::edge`).
+    pub limits: tracing_common::edge::EdgeLimits,
 }
 
 /// Connects (creating the database if needed) and migrates.
@@ -60,59 +62,71 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/orders", post(create_order))
+        .route(
+            "/orders",
+            post(create_order).layer(axum::middleware::from_fn(edge::require_json)),
+        )
         .route("/orders/{id}", get(get_order))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(state.limits.layer())
         .layer(ServerTracingLayer::new(TrustPolicy::INTERNAL))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state)
 }
 
-/// Connects to Postgres and Kafka, starts the `inventory-events` consumer and
-/// the outbox relay, and serves HTTP on `listener`. Topics that cannot be
-/// created now (broker down) are not fatal: orders are still accepted and
-/// their events wait in the outbox.
+/// Serves on `listener` at once and, once the orders database answers
+/// (retried with backoff, see [`Running::serve_when_connected`]), starts the
+/// `inventory-events` consumer, the outbox relay and the order routes. Kafka
+/// is not waited for: orders are accepted while the brokers are away and
+/// their events wait in the outbox; the topics are created once a broker
+/// answers. Bad settings (Kafka client options) fail here, at once.
 pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
-    let (raw_db, db) = connect(&config.database_url)
-        .await
-        .context("connecting to the orders database")?;
-    if let Err(e) = tracing_common::kafka::ensure_topics(
-        &config.kafka_brokers,
-        &[kafka::ORDER_EVENTS, kafka::INVENTORY_EVENTS],
-        3,
-    )
-    .await
-    {
-        tracing::warn!(error = %e, "cannot create Kafka topics now; continuing");
-    }
     let producer =
         tracing_common::kafka::producer(&config.kafka_brokers, config.kafka_send_timeout)?;
     let consumer = tracing_common::kafka::consumer(&config.kafka_brokers, kafka::CONSUMER_GROUP)?;
-
-    let mut background = Background::default();
-    background.spawn(kafka::consume(consumer, db.clone(), background.stopping()));
-    background.spawn(kafka::relay(
-        raw_db.clone(),
-        producer.clone(),
-        config.outbox_interval,
-        config.outbox_min_age,
-        background.stopping(),
-    ));
-    let state = AppState {
-        db,
-        raw_db,
-        http: tracing_common::client::http_client(config.http_timeout)?,
-        producer: producer.clone(),
-        user_service_url: config.user_service_url.clone(),
-        inventory_service_url: config.inventory_service_url.clone(),
-        kafka_brokers: config.kafka_brokers.clone(),
-    };
-    Ok(Running::serve(
+    let http = tracing_common::client::http_client(config.http_timeout)?;
+    let database_url = config.database_url.clone();
+    let config = config.clone();
+    Ok(Running::serve_when_connected(
         listener,
-        app(state),
-        background,
-        Some(producer),
+        "the orders database",
+        move || {
+            let url = database_url.clone();
+            async move { connect(&url).await }
+        },
+        move |(raw_db, db)| async move {
+            let mut background = Background::default();
+            background.spawn(tracing_common::kafka::ensure_topics_until_done(
+                config.kafka_brokers.clone(),
+                &[kafka::ORDER_EVENTS, kafka::INVENTORY_EVENTS],
+                3,
+                background.stopping(),
+            ));
+            background.spawn(kafka::consume(consumer, db.clone(), background.stopping()));
+            background.spawn(kafka::relay(
+                raw_db.clone(),
+                producer.clone(),
+                config.outbox_interval,
+                config.outbox_min_age,
+                background.stopping(),
+            ));
+            let state = AppState {
+                db,
+                raw_db,
+                http,
+                producer: producer.clone(),
+                user_service_url: config.user_service_url.clone(),
+                inventory_service_url: config.inventory_service_url.clone(),
+                kafka_brokers: config.kafka_brokers.clone(),
+                limits: config.limits,
+            };
+            Started {
+                router: app(state),
+                background,
+                producer: Some(producer),
+            }
+        },
     )?)
 }
 

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tracing_common::service::Running;
 use tracing_common::testing::{
-    attr_str, capture, fresh_database_url, is_child_of, only, record_count, records,
+    assert_attribute_types, attr_i64, attr_str, capture, fresh_database_url, is_child_of, only,
+    record_count, records,
 };
 
 struct Stack {
@@ -46,9 +47,13 @@ async fn spawn_stack(tune: impl FnOnce(&mut order_service::config::Config)) -> S
             port: 0,
             database_url: fresh_database_url("users"),
             faults: Default::default(),
+            limits: Default::default(),
         },
         listener().await,
     )
+    .await
+    .expect("user-service starts")
+    .started_within(Duration::from_secs(30))
     .await
     .expect("Postgres must be running");
     let inventory_url = fresh_database_url("inventory");
@@ -59,11 +64,15 @@ async fn spawn_stack(tune: impl FnOnce(&mut order_service::config::Config)) -> S
             kafka_brokers: brokers.clone(),
             kafka_send_timeout: Duration::from_secs(5),
             faults: Default::default(),
+            limits: Default::default(),
         },
         listener().await,
     )
     .await
-    .expect("inventory-service starts");
+    .expect("inventory-service starts")
+    .started_within(Duration::from_secs(30))
+    .await
+    .expect("Postgres must be running");
     let orders_url = fresh_database_url("orders");
     let mut config = order_service::config::Config {
         port: 0,
@@ -75,11 +84,15 @@ async fn spawn_stack(tune: impl FnOnce(&mut order_service::config::Config)) -> S
         kafka_send_timeout: Duration::from_secs(5),
         outbox_interval: Duration::from_millis(200),
         outbox_min_age: Duration::from_secs(5),
+        limits: Default::default(),
     };
     tune(&mut config);
     let orders = order_service::start(&config, listener().await)
         .await
-        .expect("order-service starts");
+        .expect("order-service starts")
+        .started_within(Duration::from_secs(30))
+        .await
+        .expect("Postgres must be running");
     Stack {
         kafka,
         brokers,
@@ -249,10 +262,8 @@ async fn the_seed_order_is_created_published_reserved_and_confirmed_in_one_trace
     assert_eq!(server.span_kind, SpanKind::Server);
     assert_eq!(server.parent_span_id, parent_span);
     assert_eq!(attr_str(server, "http.route").as_deref(), Some("/orders"));
-    assert_eq!(
-        attr_str(server, "http.response.status_code").as_deref(),
-        Some("201")
-    );
+    assert_eq!(attr_i64(server, "http.response.status_code"), Some(201));
+    assert_attribute_types(&spans);
     assert!(
         server
             .events

@@ -13,7 +13,7 @@ use tracectl::stack::{LocalStack, Ports, StackOptions};
 use crate::jaeger::{Jaeger, JaegerOptions};
 use crate::kafka::Kafka;
 use crate::otlp::Tee;
-use crate::proxy::Proxy;
+use crate::proxy::{Fault, Proxy};
 
 /// `target/debug`, where `cargo build --workspace --bins` put the services
 /// (the test binary runs from `target/debug/deps`).
@@ -79,6 +79,11 @@ pub struct Env {
 /// How to start an [`Env`].
 pub struct Setup {
     pub kafka_via_proxy: bool,
+    /// Set on the Kafka proxy before the services start (needs
+    /// `kafka_via_proxy`): a broker that is not up yet.
+    pub kafka_fault_at_start: Fault,
+    /// Wait until every service's `/readyz` answers 200 before returning.
+    pub wait_ready: bool,
     /// Export to a Jaeger of this test's own (OTLP gRPC) instead of the receiver.
     pub jaeger: Option<JaegerOptions>,
     /// OTLP endpoint instead of the receiver (a black hole, a closed port).
@@ -96,6 +101,8 @@ impl Setup {
     pub fn new() -> Self {
         Setup {
             kafka_via_proxy: false,
+            kafka_fault_at_start: Fault::None,
+            wait_ready: true,
             jaeger: None,
             otlp_endpoint: None,
             service_env: Vec::new(),
@@ -120,6 +127,7 @@ impl Setup {
                 .expect("Apache Kafka starts");
             proxy.forward_to(([127, 0, 0, 1], kafka.port).into());
             kafka.create_topics().await.expect("the topics are created");
+            proxy.set(self.kafka_fault_at_start);
             let brokers = kafka.bootstrap();
             (kafka, Some(proxy), brokers)
         } else {
@@ -175,10 +183,12 @@ impl Setup {
         let mut services = LocalStack::start(&options)
             .await
             .expect("the service binaries start");
-        services
-            .wait_ready(Duration::from_secs(90), |_, _| {})
-            .await
-            .expect("all four services ready");
+        if self.wait_ready {
+            services
+                .wait_ready(Duration::from_secs(90), |_, _| {})
+                .await
+                .expect("all four services ready");
+        }
         Env {
             gateway: services.gateway_url(),
             ports: services.ports,

@@ -178,6 +178,7 @@ mod tests {
                 .collect::<BTreeMap<_, _>>(),
             events: Vec::new(),
             event_attributes: Vec::new(),
+            integers: Default::default(),
             links: Vec::new(),
             error: None,
         }

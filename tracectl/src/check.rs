@@ -206,6 +206,18 @@ pub fn problems(trace: &Trace, expected: &[Expected]) -> Vec<String> {
             }
         }
     }
+    for span in &trace.spans {
+        for key in tracing_common::spans::INTEGER_ATTRIBUTES {
+            if let Some(value) = span.attr(key)
+                && !span.integers.contains(*key)
+            {
+                problems.push(format!(
+                    "{} {:?}: {key} is the text {value:?}; the semantic conventions make it an integer",
+                    span.service, span.name
+                ));
+            }
+        }
+    }
     for warning in &trace.warnings {
         problems.push(warning.clone());
     }
@@ -231,6 +243,7 @@ mod tests {
             links: vec![],
             events: vec![],
             event_attributes: Vec::new(),
+            integers: Default::default(),
             attributes: Default::default(),
         }
     }
@@ -268,6 +281,28 @@ mod tests {
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found[0].starts_with("missing api-gateway CLIENT"));
         assert!(found[1].contains("expected parent api-gateway \"POST\", found no parent"));
+    }
+
+    #[test]
+    fn a_status_code_exported_as_text_is_reported_and_one_exported_as_an_integer_is_not() {
+        let mut text = s("a", None, GW, Kind::Server, "POST /api/orders");
+        text.attributes
+            .insert("http.response.status_code".into(), "201".into());
+        let mut typed = text.clone();
+        typed.span_id = "b".into();
+        typed.parent_id = Some("a".into());
+        typed.kind = Kind::Client;
+        typed.name = "POST".into();
+        typed.integers.insert("http.response.status_code".into());
+        let trace = Trace::new("t".into(), vec![text, typed]);
+        let found = problems(&trace, &SMALL[..2]);
+        assert_eq!(
+            found,
+            [
+                "api-gateway \"POST /api/orders\": http.response.status_code is the text \"201\"; \
+                 the semantic conventions make it an integer"
+            ]
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! inconsistently across versions (short ids, missing times, typed tags),
 //! and a viewer should show what is there rather than refuse it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -123,6 +123,13 @@ pub fn parse_v1(body: &Value) -> anyhow::Result<Vec<Trace>> {
                 error,
                 links,
                 event_attributes: Vec::new(),
+                integers: span["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|t| t["type"] == "int64")
+                    .map(|t| scalar(&t["key"]))
+                    .collect(),
                 events: span["logs"]
                     .as_array()
                     .into_iter()
@@ -167,6 +174,15 @@ fn otlp_value(value: &Value) -> String {
         Some((_, inner)) => scalar(inner),
         None => String::new(),
     }
+}
+
+fn otlp_integers(list: &Value) -> BTreeSet<String> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|kv| kv["value"].get("intValue").is_some())
+        .map(|kv| scalar(&kv["key"]))
+        .collect()
 }
 
 fn otlp_attributes(list: &Value) -> BTreeMap<String, String> {
@@ -236,6 +252,7 @@ pub fn parse_v3(body: &Value) -> anyhow::Result<Vec<Trace>> {
                     .map(|l| (id(&l["traceId"], 32), id(&l["spanId"], 16)))
                     .collect(),
                 event_attributes: Vec::new(),
+                integers: otlp_integers(&span["attributes"]),
                 events: span["events"]
                     .as_array()
                     .into_iter()

@@ -1,7 +1,7 @@
 //! One span model for every source: the local OTLP receiver, Jaeger's v1
 //! `/api/traces` JSON and its v3 OTLP JSON.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -67,6 +67,9 @@ pub struct Span {
     /// waterfall shows event names only.
     pub event_attributes: Vec<(String, String, String)>,
     pub attributes: BTreeMap<String, String>,
+    /// Keys of `attributes` whose value arrived as an integer (OTLP
+    /// `intValue`, a Jaeger `int64` tag), so checks can tell `200` from `"200"`.
+    pub integers: BTreeSet<String>,
 }
 
 impl Span {

@@ -306,6 +306,17 @@ pub fn spans_of(request: ExportTraceServiceRequest) -> Vec<Span> {
                             .map(|kv| (e.name.clone(), kv.key.clone(), text(kv.value.as_ref())))
                     })
                     .collect(),
+                integers: span
+                    .attributes
+                    .iter()
+                    .filter(|kv| {
+                        matches!(
+                            kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                            Some(any_value::Value::IntValue(_))
+                        )
+                    })
+                    .map(|kv| kv.key.clone())
+                    .collect(),
                 events: span.events.into_iter().map(|e| e.name).collect(),
                 attributes,
             });

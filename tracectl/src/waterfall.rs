@@ -147,6 +147,7 @@ mod tests {
             links: vec![],
             events: vec![],
             event_attributes: Vec::new(),
+            integers: Default::default(),
             attributes: Default::default(),
         }
     }

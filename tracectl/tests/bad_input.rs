@@ -171,12 +171,74 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
             a.body
         );
     }
-    // Oversized headers: refused by the HTTP layer (431) or ignored, never a 5xx.
+    // A JSON body under another content type, or none: 415 before any work.
+    let mut refused = Vec::new();
+    for (what, content_type) in [
+        ("text/plain", Some("text/plain")),
+        ("form", Some("application/x-www-form-urlencoded")),
+        ("no content type", None),
+    ] {
+        let mut request = env
+            .http
+            .post(format!("{}/api/orders", env.gateway))
+            .body(SEED);
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        let a = env.send(request).await.expect("the gateway answers");
+        table.push(format!("{what}: {} {}", a.status, a.body["error"]));
+        assert_eq!(a.status, 415, "{what}: {:?}", a.body);
+        assert_eq!(a.body["error"], "unsupported_media_type", "{what}");
+        refused.push(a);
+    }
+    let direct = env
+        .send(
+            env.http
+                .post(format!("http://127.0.0.1:{}/orders", env.ports.orders))
+                .header("content-type", "text/plain")
+                .body(SEED),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        direct.status, 415,
+        "order-service itself: {:?}",
+        direct.body
+    );
+    // Request headers over the budget (16 KiB by default): 431 with a JSON error.
+    let header_100k = env
+        .send(
+            env.http
+                .get(format!("{}/api/users/user123", env.gateway))
+                .header("x-junk", "j".repeat(100 * 1024)),
+        )
+        .await
+        .expect("the gateway answers");
+    table.push(format!("100 KiB header: {}", header_100k.status));
+    assert_eq!(header_100k.status, 431, "{:?}", header_100k.body);
+    assert_eq!(header_100k.body["error"], "request_header_fields_too_large");
+    refused.push(header_100k);
+    for a in &refused {
+        let span = server_span(&env, a).await;
+        assert_eq!(
+            span.attr("http.response.status_code"),
+            Some(a.status.to_string().as_str())
+        );
+        assert!(span.integers.contains("http.response.status_code"));
+        assert!(
+            span.events.iter().any(|e| e == "request_refused"),
+            "{} span says why: {:?}",
+            a.status,
+            span.events
+        );
+        assert!(span.error.is_none(), "a 4xx is the caller's error");
+    }
+    // Past hyper's own header limits: refused by the HTTP layer, never a 5xx.
     let huge = env
         .send(
             env.http
                 .get(format!("{}/api/users/user123", env.gateway))
-                .header("x-junk", "j".repeat(200 * 1024)),
+                .header("x-junk", "j".repeat(500 * 1024)),
         )
         .await;
     let many = {
@@ -187,7 +249,7 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
         env.send(r).await
     };
     table.push(format!(
-        "200 KiB header: {:?}; 200 headers: {:?}",
+        "500 KiB header: {:?}; 200 headers: {:?}",
         huge.as_ref().map(|a| a.status),
         many.as_ref().map(|a| a.status)
     ));
@@ -443,5 +505,64 @@ async fn fault_injection_slows_or_fails_the_named_step_and_is_off_by_default() {
         "FAULT INJECTION: user lookup took {:?} with a 300 ms injected delay; a stock check failed with {:?}",
         a.elapsed, check.error
     );
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_slower_than_the_server_timeout_is_answered_408_and_its_span_says_why() {
+    let env = Setup::new()
+        .env("user-service", "FAULTS", "lookup-user:delay=5000ms")
+        .env("user-service", "SERVER_REQUEST_TIMEOUT_MS", "1000")
+        .start("server-timeout")
+        .await;
+    let direct = env
+        .send(env.http.get(format!(
+            "http://127.0.0.1:{}/users/user123",
+            env.ports.users
+        )))
+        .await
+        .expect("user-service answers");
+    assert_eq!(direct.status, 408, "{:?}", direct.body);
+    assert_eq!(direct.body["error"], "request_timeout");
+    assert!(
+        direct.elapsed < Duration::from_secs(4),
+        "{:?}",
+        direct.elapsed
+    );
+    let a = env
+        .send(env.http.get(format!("{}/api/users/user123", env.gateway)))
+        .await
+        .expect("the gateway answers");
+    let id = a.trace_id.clone().expect("a traceparent");
+    let t = env
+        .receiver
+        .store
+        .wait_for(&id, Duration::from_secs(10), |t| {
+            t.spans
+                .iter()
+                .any(|s| s.service == "user-service" && s.kind == Kind::Server)
+        })
+        .await;
+    let server = t
+        .spans
+        .iter()
+        .find(|s| s.service == "user-service" && s.kind == Kind::Server)
+        .unwrap_or_else(|| panic!("{}", tracectl::waterfall::render(&t)));
+    println!(
+        "SERVER TIMEOUT: user-service with a 5 s delay and SERVER_REQUEST_TIMEOUT_MS=1000: \
+         gateway answered {} {} after {:?}; user-service span {} ms, error {:?}",
+        a.status,
+        a.body,
+        a.elapsed,
+        server.duration_ns / 1_000_000,
+        server.error
+    );
+    // user-service answered 408; for the gateway's caller that is a 504.
+    assert_eq!(a.status, 504, "{:?}", a.body);
+    assert_eq!(a.body["error"], "upstream_unavailable");
+    assert!(a.elapsed < Duration::from_secs(4), "{:?}", a.elapsed);
+    assert_eq!(server.attr("http.response.status_code"), Some("408"));
+    assert_eq!(server.error.as_deref(), Some("timeout"));
+    assert!(server.events.iter().any(|e| e == "exception"));
     env.finish().await;
 }

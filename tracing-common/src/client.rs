@@ -1,16 +1,20 @@
 //! An HTTP client whose requests carry the current context and are recorded as
-//! CLIENT spans (`reqwest-tracing`), with `error.type` and an exception event
-//! added on failure so Jaeger shows why a call failed.
+//! CLIENT spans, with `error.type` and an exception event added on failure so
+//! Jaeger shows why a call failed.
+//!
+//! The middleware is our own rather than `reqwest-tracing`'s: that crate
+//! records `server.port` and `http.response.status_code` as text (its span
+//! macro formats them with `%`, and the `tracing` bridge turns `u16` into a
+//! string), where the semantic conventions and Jaeger's tag queries expect
+//! integers.
 
 use std::time::Duration;
 
 use http::Extensions;
+use opentelemetry_http::HeaderInjector;
 use reqwest::{Request, Response};
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Error, Result};
-use reqwest_tracing::{
-    ReqwestOtelSpanBackend, TracingMiddleware, default_on_request_end, reqwest_otel_span,
-};
-use tracing::Span;
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Error, Middleware, Next, Result};
+use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub use reqwest_middleware::ClientWithMiddleware as TracedClient;
@@ -23,37 +27,70 @@ pub fn http_client(timeout: Duration) -> reqwest::Result<ClientWithMiddleware> {
         .connect_timeout(timeout.min(Duration::from_secs(2)))
         .pool_idle_timeout(Duration::from_secs(30))
         .build()?;
-    Ok(ClientBuilder::new(inner)
-        .with(TracingMiddleware::<ClientSpans>::new())
-        .build())
+    Ok(ClientBuilder::new(inner).with(ClientTracing).build())
 }
 
-/// Span shape for outgoing requests: name `{method}` (the semantic-convention
-/// name when no URL template is known), `url.full` without query or
-/// credentials, and failure details.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientSpans;
+/// The middleware: a CLIENT span `{method}` (the semantic-convention name when
+/// no URL template is known) around each request, the span's context injected
+/// into the request headers, the outcome recorded on the span.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientTracing;
 
-impl ReqwestOtelSpanBackend for ClientSpans {
-    fn on_request_start(request: &Request, _extensions: &mut Extensions) -> Span {
-        let url = redacted_url(request.url());
-        let name = request.method().as_str();
-        reqwest_otel_span!(name = name, request, url.full = %url)
+#[async_trait::async_trait]
+impl Middleware for ClientTracing {
+    async fn handle(
+        &self,
+        mut request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> Result<Response> {
+        let span = client_span(&request);
+        let cx = span.context();
+        opentelemetry::global::get_text_map_propagator(|p| {
+            p.inject_context(&cx, &mut HeaderInjector(request.headers_mut()));
+        });
+        let outcome = next.run(request, extensions).instrument(span.clone()).await;
+        record_outcome(&span, &outcome);
+        outcome
     }
+}
 
-    fn on_request_end(span: &Span, outcome: &Result<Response>, _extensions: &mut Extensions) {
-        default_on_request_end(span, outcome);
-        match outcome {
-            Ok(response)
-                if response.status().is_client_error() || response.status().is_server_error() =>
+fn client_span(request: &Request) -> Span {
+    let url = request.url();
+    let method = crate::server::known_method(request.method());
+    tracing::info_span!(
+        "http.client.request",
+        otel.name = method,
+        otel.kind = "client",
+        http.request.method = method,
+        url.full = %redacted_url(url),
+        url.scheme = url.scheme(),
+        server.address = url.host_str().unwrap_or_default(),
+        server.port = url.port_or_known_default().map(i64::from),
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// 4xx and 5xx are errors on a CLIENT span (the call did not do what the
+/// caller wanted); a transport failure says what kind it was.
+fn record_outcome(span: &Span, outcome: &Result<Response>) {
+    match outcome {
+        Ok(response) => {
+            let status = response.status();
+            span.record("http.response.status_code", i64::from(status.as_u16()));
+            if status.is_client_error() || status.is_server_error() {
+                span.record("otel.status_code", "ERROR");
+                span.set_attribute("error.type", status.as_str().to_owned());
+            }
+        }
+        Err(error) => {
+            if let Error::Reqwest(e) = error
+                && let Some(status) = e.status()
             {
-                span.set_attribute("error.type", response.status().as_u16().to_string());
+                span.record("http.response.status_code", i64::from(status.as_u16()));
             }
-            Ok(_) => {}
-            Err(error) => {
-                let kind = error_kind(error);
-                crate::spans::record_error(span, kind, &error.to_string());
-            }
+            crate::spans::record_error(span, error_kind(error), &error.to_string());
         }
     }
 }
@@ -69,6 +106,8 @@ pub fn error_kind(error: &Error) -> &'static str {
     }
 }
 
+/// `url.full` without credentials, query or fragment: they may carry secrets
+/// or personal data.
 fn redacted_url(url: &reqwest::Url) -> String {
     let mut url = url.clone();
     let _ = url.set_username("");

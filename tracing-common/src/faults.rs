@@ -136,7 +136,7 @@ impl Faults {
                 otel.name = format!("injected-delay {step}"),
                 fault.injected = true,
                 fault.step = step,
-                fault.delay_ms = fault.delay.as_millis() as u64,
+                fault.delay_ms = i64::try_from(fault.delay.as_millis()).unwrap_or(i64::MAX),
             );
             tokio::time::sleep(fault.delay).instrument(span).await;
         }

@@ -420,6 +420,33 @@ pub async fn consume<F, Fut, E>(
     tracing::info!(%topic, "consumer stopped");
 }
 
+/// [`ensure_topics`] again and again, with a delay doubling up to 10 s,
+/// until it succeeds or `stopping` turns true: a service that starts before
+/// its broker creates the topics once the broker answers.
+pub async fn ensure_topics_until_done(
+    brokers: String,
+    topics: &'static [&'static str],
+    partitions: i32,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut delay = std::time::Duration::from_secs(1);
+    loop {
+        match ensure_topics(&brokers, topics, partitions).await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(
+                error = %e,
+                retry_in_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
+                "cannot create Kafka topics yet; retrying"
+            ),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = stopping.wait_for(|stop| *stop) => return,
+        }
+        delay = (delay * 2).min(crate::service::MAX_STARTUP_BACKOFF);
+    }
+}
+
 /// Creates those of `topics` that do not exist yet (brokers may not
 /// auto-create them); topics that exist are left as they are, so a role
 /// without the right to create topics works once they are provisioned.

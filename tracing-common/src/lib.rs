@@ -9,11 +9,13 @@
 //! - [`client`]: a reqwest client that injects context and records CLIENT spans.
 //! - [`kafka`]: rdkafka header propagation and PRODUCER/CONSUMER spans.
 //! - [`db`]: Postgres CLIENT spans (sqlx-otel).
+//! - [`edge`]: request timeout (408), header budget (431), JSON-only bodies (415).
 //! - [`faults`]: opt-in latency and error injection into named steps (demos).
 //! - [`baggage`]: allow-listed baggage keys copied onto every span.
 //! - [`propagation`]: the composite propagator and map carriers (outbox rows).
+//! - [`trace_context`]: W3C Trace Context Level 1, exactly.
 //! - [`remote_sampling`]: makes Jaeger's sampling answers parseable by the SDK.
-//! - [`spans`]: recording errors on spans.
+//! - [`spans`]: recording errors on spans; the attributes typed as integers.
 //! - [`logging`]: JSON log lines with `trace_id`/`span_id`.
 //! - [`service`]: env settings, database bootstrap, the shutdown signal, and
 //!   [`service::Running`], which stops HTTP, consumers and producer in order.
@@ -23,6 +25,7 @@ pub mod baggage;
 pub mod client;
 pub mod config;
 pub mod db;
+pub mod edge;
 pub mod faults;
 pub mod kafka;
 pub mod logging;
@@ -35,6 +38,7 @@ pub mod spans;
 mod stats;
 pub mod telemetry;
 pub mod testing;
+pub mod trace_context;
 
 pub use config::{ConfigError, TelemetryConfig};
 pub use server::{ServerTracingLayer, TrustPolicy};

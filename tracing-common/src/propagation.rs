@@ -8,8 +8,9 @@ use opentelemetry::propagation::text_map_propagator::FieldIter;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
 };
-use opentelemetry::trace::{SpanContext, TraceContextExt, TraceState};
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::propagation::BaggagePropagator;
+
+use crate::trace_context::W3cTraceContext;
 
 use crate::config::PropagatorKind;
 
@@ -28,10 +29,8 @@ pub fn propagator(kinds: &[PropagatorKind]) -> TextMapCompositePropagator {
         .iter()
         .map(|kind| -> Box<dyn TextMapPropagator + Send + Sync> {
             match kind {
-                PropagatorKind::TraceContext => {
-                    Box::new(BoundedTraceContext(TraceContextPropagator::new()))
-                }
-                PropagatorKind::Baggage => Box::new(BaggagePropagator::new()),
+                PropagatorKind::TraceContext => Box::new(W3cTraceContext::new()),
+                PropagatorKind::Baggage => Box::new(JoinedBaggage(BaggagePropagator::new())),
                 PropagatorKind::B3 => Box::new(SingleHeaderB3(
                     opentelemetry_zipkin::Propagator::with_encoding(
                         opentelemetry_zipkin::B3Encoding::SingleHeader,
@@ -51,40 +50,29 @@ pub fn propagator(kinds: &[PropagatorKind]) -> TextMapCompositePropagator {
     TextMapCompositePropagator::new(propagators)
 }
 
-/// W3C trace context with the specification's `tracestate` limits applied on
-/// extraction: more than 32 list members or more than 512 characters make the
-/// whole `tracestate` invalid, and it is dropped (the parent is kept).
-/// The SDK's propagator accepts any length.
+/// W3C baggage read from every `baggage` header of a request: the
+/// specification allows several, to be combined like one comma-separated
+/// list, and the SDK's propagator reads only the first. Its limits (64
+/// members, 8192 bytes) apply to the combined list.
 #[derive(Debug)]
-struct BoundedTraceContext(TraceContextPropagator);
+struct JoinedBaggage(BaggagePropagator);
 
-const MAX_TRACESTATE_MEMBERS: usize = 32;
-const MAX_TRACESTATE_LEN: usize = 512;
+const BAGGAGE: &str = "baggage";
 
-impl TextMapPropagator for BoundedTraceContext {
+impl TextMapPropagator for JoinedBaggage {
     fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
         self.0.inject_context(cx, injector);
     }
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
-        let extracted = self.0.extract_with_context(cx, extractor);
-        let state = extractor.get("tracestate").unwrap_or_default();
-        let members = state.split(',').filter(|m| !m.trim().is_empty()).count();
-        if members <= MAX_TRACESTATE_MEMBERS && state.len() <= MAX_TRACESTATE_LEN {
-            return extracted;
+        match extractor.get_all(BAGGAGE) {
+            Some(values) if values.len() > 1 => {
+                let joined: HashMap<String, String> =
+                    [(BAGGAGE.to_owned(), values.join(","))].into();
+                self.0.extract_with_context(cx, &joined)
+            }
+            _ => self.0.extract_with_context(cx, extractor),
         }
-        let sc = extracted.span().span_context().clone();
-        if !sc.is_valid() {
-            return extracted;
-        }
-        let trimmed = SpanContext::new(
-            sc.trace_id(),
-            sc.span_id(),
-            sc.trace_flags(),
-            sc.is_remote(),
-            TraceState::default(),
-        );
-        extracted.with_remote_span_context(trimmed)
     }
 
     fn fields(&self) -> FieldIter<'_> {
@@ -211,10 +199,8 @@ mod tests {
             keys.sort();
             keys
         };
-        assert_eq!(
-            names(PropagatorKind::TraceContext),
-            ["traceparent", "tracestate"]
-        );
+        // No empty `tracestate` (W3C: vendors should not send one).
+        assert_eq!(names(PropagatorKind::TraceContext), ["traceparent"]);
         assert_eq!(names(PropagatorKind::B3), ["b3"]);
         assert!(names(PropagatorKind::B3Multi).contains(&"x-b3-traceid".to_string()));
         assert_eq!(names(PropagatorKind::Jaeger), ["uber-trace-id"]);

@@ -215,7 +215,7 @@ fn server_span<B>(request: &Request<B>, policy: TrustPolicy) -> tracing::Span {
 
 /// Semantic conventions: unknown methods are reported as `_OTHER`, which also
 /// keeps span names low-cardinality under garbage input.
-fn known_method(method: &http::Method) -> &'static str {
+pub(crate) fn known_method(method: &http::Method) -> &'static str {
     match *method {
         http::Method::GET => "GET",
         http::Method::POST => "POST",
@@ -233,7 +233,7 @@ fn known_method(method: &http::Method) -> &'static str {
 /// 5xx is an error on a server span; 4xx is the caller's problem, not the
 /// server's (the client span of the caller records it).
 fn record_status(span: &tracing::Span, status: u16) {
-    span.record("http.response.status_code", status);
+    span.record("http.response.status_code", i64::from(status));
     if status >= 500 {
         span.record("otel.status_code", "ERROR");
         span.record("error.type", status.to_string());

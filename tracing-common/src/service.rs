@@ -42,6 +42,27 @@ pub fn env_url(name: &'static str, default: &str) -> Result<String, ConfigError>
     }
 }
 
+/// A Postgres URL setting, checked now: a malformed one is a configuration
+/// error naming the variable, not a dependency to wait for at start-up.
+pub fn env_database_url(name: &'static str, default: &str) -> Result<String, ConfigError> {
+    let value: String = env_or(name, default.to_owned())?;
+    let scheme_ok = value.starts_with("postgres://") || value.starts_with("postgresql://");
+    match value.parse::<sqlx::postgres::PgConnectOptions>() {
+        Ok(_) if scheme_ok => Ok(value),
+        Ok(_) => Err(ConfigError {
+            variable: name,
+            value: "<hidden>".into(),
+            reason: "expected a postgres:// or postgresql:// URL".into(),
+        }),
+        Err(e) => Err(ConfigError {
+            variable: name,
+            // The URL may hold a password: say why, not what.
+            value: "<hidden>".into(),
+            reason: format!("not a Postgres URL: {e}"),
+        }),
+    }
+}
+
 /// Milliseconds setting as a `Duration`.
 pub fn env_millis(name: &'static str, default_ms: u64) -> Result<std::time::Duration, ConfigError> {
     env_or(name, default_ms).map(std::time::Duration::from_millis)
@@ -110,30 +131,55 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// The `/readyz` answer: 200 when the database answers and, if given, the
-/// Kafka brokers do; 503 with the reason otherwise. Pass the untraced pool:
-/// probes every few seconds must not become traces.
+/// The `/readyz` answer: 200 when the database answers, 503 with the reason
+/// otherwise. Kafka's state is reported in the body (and logged when the
+/// brokers do not answer) but does not make the service unready: orders are
+/// still accepted and wait in the outbox, and consumers catch up once the
+/// brokers are back. Pass the untraced pool: probes every few seconds must
+/// not become traces. Takes at most about 3 s per check (the pool's acquire
+/// timeout, the brokers' metadata timeout); probe timeouts must be longer.
 pub async fn readiness(
     db: &sqlx::PgPool,
     kafka_brokers: Option<&str>,
 ) -> (http::StatusCode, axum::Json<serde_json::Value>) {
     use serde_json::json;
-    let unavailable = |reason: String| {
-        (
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "ready": false, "reason": reason })),
-        )
+    let kafka = match kafka_brokers {
+        None => None,
+        Some(brokers) => Some(match crate::kafka::broker_reachable(brokers).await {
+            Ok(()) => "reachable".to_owned(),
+            Err(e) => {
+                tracing::warn!(error = %e, "readiness: Kafka brokers do not answer (still ready: events wait in the outbox)");
+                format!("unreachable: {e}")
+            }
+        }),
     };
-    if let Err(e) = sqlx::query("SELECT 1").execute(db).await {
-        return unavailable(format!("database: {e}"));
+    let (status, ready, database) = match sqlx::query("SELECT 1").execute(db).await {
+        Ok(_) => (http::StatusCode::OK, true, "reachable".to_owned()),
+        Err(e) => (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            false,
+            format!("unreachable: {e}"),
+        ),
+    };
+    let mut body = json!({ "ready": ready, "database": database });
+    if !ready {
+        body["reason"] = json!(format!("database: {database}"));
     }
-    if let Some(brokers) = kafka_brokers
-        && let Err(e) = crate::kafka::broker_reachable(brokers).await
-    {
-        return unavailable(format!("kafka: {e}"));
+    if let Some(kafka) = kafka {
+        body["kafka"] = json!(kafka);
     }
-    (http::StatusCode::OK, axum::Json(json!({ "ready": true })))
+    (status, axum::Json(body))
 }
+
+/// What a service runs once its dependencies answer.
+pub struct Started {
+    pub router: axum::Router,
+    pub background: Background,
+    pub producer: Option<crate::kafka::Producer>,
+}
+
+/// Longest wait between two attempts to reach a dependency at start-up.
+pub const MAX_STARTUP_BACKOFF: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Background work of a service (consumers, relays) that stops together.
 pub struct Background {
@@ -167,19 +213,111 @@ pub struct Running {
     pub addr: std::net::SocketAddr,
     http_stop: tokio::sync::oneshot::Sender<()>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
-    background: Background,
-    producer: Option<crate::kafka::Producer>,
+    /// Connects and builds the app; done at once for services without
+    /// dependencies, retried with backoff for the others.
+    startup: tokio::task::JoinHandle<()>,
+    started: tokio::sync::watch::Receiver<bool>,
+    /// What start-up waits for, as `/readyz` says it.
+    waiting: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Filled by `startup`: what [`Running::stop`] stops after HTTP.
+    parts: PartsSlot,
+}
+
+type PartsSlot =
+    std::sync::Arc<std::sync::Mutex<Option<(Background, Option<crate::kafka::Producer>)>>>;
+
+/// Serves `/healthz` (alive) and `/readyz` (503, saying what start-up waits
+/// for) until the app is built, then hands every request to the app.
+#[derive(Clone, Default)]
+struct Gate {
+    app: std::sync::Arc<std::sync::OnceLock<axum::Router>>,
+    waiting: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+async fn gate(
+    axum::extract::State(gate): axum::extract::State<Gate>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use tower::ServiceExt;
+    if let Some(app) = gate.app.get() {
+        return match app.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+    }
+    let waiting = gate.waiting.lock().map(|w| w.clone()).unwrap_or_default();
+    let unavailable = http::StatusCode::SERVICE_UNAVAILABLE;
+    match request.uri().path() {
+        "/healthz" => "ok".into_response(),
+        "/readyz" => (
+            unavailable,
+            axum::Json(serde_json::json!({ "ready": false, "reason": waiting })),
+        )
+            .into_response(),
+        _ => (
+            unavailable,
+            [(http::header::RETRY_AFTER, "1")],
+            axum::Json(serde_json::json!({
+                "success": false,
+                "error": format!("the service is starting: {waiting}"),
+            })),
+        )
+            .into_response(),
+    }
 }
 
 impl Running {
-    /// Serves `router` on `listener` until [`Running::stop`].
+    /// Serves `router` on `listener` at once, until [`Running::stop`].
     pub fn serve(
         listener: tokio::net::TcpListener,
         router: axum::Router,
         background: Background,
         producer: Option<crate::kafka::Producer>,
     ) -> std::io::Result<Self> {
+        let started = Started {
+            router,
+            background,
+            producer,
+        };
+        Self::serve_when_connected(
+            listener,
+            "nothing",
+            || async { Ok::<_, std::convert::Infallible>(()) },
+            move |()| async move { started },
+        )
+    }
+
+    /// Serves on `listener` at once and starts the app once `connect`
+    /// succeeds. Until then `/healthz` answers 200, `/readyz` 503 naming
+    /// `dependency` and the last error, and every other route 503 with
+    /// `Retry-After`. Each failed attempt is logged and retried after a delay
+    /// that doubles from 0.5 s up to [`MAX_STARTUP_BACKOFF`]: a dependency
+    /// that starts late (Postgres in compose, a database pod on Kubernetes)
+    /// costs a wait, never a crash loop. `build` then makes the app from what
+    /// `connect` returned.
+    pub fn serve_when_connected<T, E, C, CF, B, BF>(
+        listener: tokio::net::TcpListener,
+        dependency: &'static str,
+        connect: C,
+        build: B,
+    ) -> std::io::Result<Self>
+    where
+        T: Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+        C: Fn() -> CF + Send + 'static,
+        CF: std::future::Future<Output = Result<T, E>> + Send,
+        B: FnOnce(T) -> BF + Send + 'static,
+        BF: std::future::Future<Output = Started> + Send,
+    {
         let addr = listener.local_addr()?;
+        let gate_state = Gate::default();
+        if let Ok(mut w) = gate_state.waiting.lock() {
+            *w = format!("connecting to {dependency}");
+        }
+        let router = axum::Router::new()
+            .fallback(gate)
+            .with_state(gate_state.clone());
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let http = tokio::spawn(async move {
             axum::serve(listener, router)
@@ -188,13 +326,71 @@ impl Running {
                 })
                 .await
         });
+        let parts: PartsSlot = Default::default();
+        let (started_tx, started) = tokio::sync::watch::channel(false);
+        let slot = parts.clone();
+        let waiting = gate_state.waiting.clone();
+        let startup = tokio::spawn(async move {
+            let mut delay = std::time::Duration::from_millis(500);
+            let mut attempt = 1u32;
+            let value = loop {
+                match connect().await {
+                    Ok(value) => break value,
+                    Err(e) => {
+                        tracing::warn!(
+                            dependency,
+                            attempt,
+                            retry_in_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
+                            error = %e,
+                            "cannot reach a dependency at start-up; retrying"
+                        );
+                        if let Ok(mut w) = gate_state.waiting.lock() {
+                            *w = format!("waiting for {dependency} (attempt {attempt}: {e})");
+                        }
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(MAX_STARTUP_BACKOFF);
+                        attempt += 1;
+                    }
+                }
+            };
+            if attempt > 1 {
+                tracing::info!(
+                    dependency,
+                    attempts = attempt,
+                    "dependency reachable; starting"
+                );
+            }
+            let started = build(value).await;
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some((started.background, started.producer));
+            }
+            let _ = gate_state.app.set(started.router);
+            let _ = started_tx.send(true);
+        });
         Ok(Self {
             addr,
             http_stop,
             http,
-            background,
-            producer,
+            startup,
+            started,
+            waiting,
+            parts,
         })
+    }
+
+    /// Resolves once the app serves (its dependencies answered).
+    pub async fn started(&self) {
+        let mut started = self.started.clone();
+        let _ = started.wait_for(|s| *s).await;
+    }
+
+    /// `self` once the app serves, or what start-up still waits for after
+    /// `timeout` (tests: a missing Postgres fails fast and says so).
+    pub async fn started_within(self, timeout: std::time::Duration) -> Result<Self, String> {
+        match tokio::time::timeout(timeout, self.started()).await {
+            Ok(()) => Ok(self),
+            Err(_) => Err(self.waiting.lock().map(|w| w.clone()).unwrap_or_default()),
+        }
     }
 
     /// `http://addr`, for tests and local wiring.
@@ -212,11 +408,18 @@ impl Running {
             Ok(result) => result,
             Err(e) => Err(std::io::Error::other(e)),
         };
-        let _ = self.background.stop.send(true);
-        for task in self.background.tasks {
+        // Still waiting for a dependency: nothing else runs yet.
+        self.startup.abort();
+        let _ = self.startup.await;
+        let parts = self.parts.lock().ok().and_then(|mut p| p.take());
+        let Some((background, producer)) = parts else {
+            return served;
+        };
+        let _ = background.stop.send(true);
+        for task in background.tasks {
             let _ = task.await;
         }
-        if let Some(producer) = self.producer {
+        if let Some(producer) = producer {
             let _ = tokio::task::spawn_blocking(move || crate::kafka::flush(&producer)).await;
         }
         served

@@ -19,3 +19,34 @@ pub fn record_error(span: &tracing::Span, error_type: &str, message: &str) {
         ],
     );
 }
+
+/// Attributes the semantic conventions (and this project) type as integers.
+///
+/// Record them as `i64`: the `tracing` bridge exports `u16`, `u32`, `u64` and
+/// `usize` fields as text, which Jaeger then stores as string tags.
+pub const INTEGER_ATTRIBUTES: &[&str] = &[
+    "http.response.status_code",
+    "server.port",
+    "client.port",
+    "network.peer.port",
+    "messaging.kafka.offset",
+    "messaging.message.body.size",
+    "messaging.batch.message_count",
+    "db.response.returned_rows",
+    "order.item_count",
+    "fault.delay_ms",
+];
+
+/// Attributes typed as strings although their values may look like numbers:
+/// a partition id and an error class such as `503` (the conventions say so),
+/// identifiers and a decimal amount (text on purpose: no float rounding).
+pub const STRING_ATTRIBUTES: &[&str] = &[
+    "messaging.destination.partition.id",
+    "error.type",
+    "db.response.status_code",
+    "user.id",
+    "order.id",
+    "messaging.message.id",
+    "messaging.kafka.message.key",
+    "order.total_amount",
+];

@@ -121,6 +121,41 @@ pub fn attr_str(span: &SpanData, key: &str) -> Option<String> {
     attr(span, key).map(|v| v.as_str().into_owned())
 }
 
+/// The attribute if it is an integer (`Value::I64`); `None` when it is
+/// missing or has another type, so `assert_eq!(attr_i64(..), Some(200))`
+/// fails on the text `"200"`.
+pub fn attr_i64(span: &SpanData, key: &str) -> Option<i64> {
+    match attr(span, key)? {
+        Value::I64(v) => Some(*v),
+        _ => None,
+    }
+}
+
+/// Panics, naming span and key, if an attribute of `spans` has the wrong type:
+/// the keys of [`INTEGER_ATTRIBUTES`](crate::spans::INTEGER_ATTRIBUTES) must be integers, those of
+/// [`STRING_ATTRIBUTES`](crate::spans::STRING_ATTRIBUTES) strings, and no other attribute may be a string that
+/// reads as an integer (the `tracing` bridge turns unsigned fields into text).
+pub fn assert_attribute_types(spans: &[SpanData]) {
+    use crate::spans::{INTEGER_ATTRIBUTES, STRING_ATTRIBUTES};
+    let mut wrong = Vec::new();
+    for span in spans {
+        for kv in &span.attributes {
+            let key = kv.key.as_str();
+            let ok = if INTEGER_ATTRIBUTES.contains(&key) {
+                matches!(kv.value, Value::I64(_))
+            } else if STRING_ATTRIBUTES.contains(&key) {
+                matches!(kv.value, Value::String(_))
+            } else {
+                !matches!(&kv.value, Value::String(s) if s.as_str().parse::<i64>().is_ok())
+            };
+            if !ok {
+                wrong.push(format!("{}: {key} = {:?}", span.name, kv.value));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "attributes of the wrong type: {wrong:#?}");
+}
+
 /// Whether `child`'s parent is `parent`.
 pub fn is_child_of(child: &SpanData, parent: &SpanData) -> bool {
     child.parent_span_id == parent.span_context.span_id()

@@ -13,7 +13,9 @@ use tower::ServiceExt;
 use tracing::Instrument;
 use tracing_common::baggage;
 use tracing_common::server::{IncomingBaggage, IncomingTrace, ServerTracingLayer, TrustPolicy};
-use tracing_common::testing::{attr_str, capture, is_child_of, only, span_id_of, trace_id_of};
+use tracing_common::testing::{
+    assert_attribute_types, attr_i64, attr_str, capture, is_child_of, only, span_id_of, trace_id_of,
+};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 // Each test uses a trace id of its own: tests of one binary share the
@@ -80,8 +82,8 @@ async fn server_span_continues_the_callers_trace_with_route_name_and_http_attrib
         Some("user-service")
     );
     assert_eq!(
-        attr_str(server, semconv::HTTP_RESPONSE_STATUS_CODE).as_deref(),
-        Some("200")
+        attr_i64(server, semconv::HTTP_RESPONSE_STATUS_CODE),
+        Some(200)
     );
     assert_eq!(server.status, Status::Unset);
     // Query values never reach a span.
@@ -116,8 +118,8 @@ async fn server_errors_mark_the_span_and_client_errors_do_not() {
     let server = only(&spans, "GET /missing");
     assert_eq!(server.status, Status::Unset);
     assert_eq!(
-        attr_str(server, semconv::HTTP_RESPONSE_STATUS_CODE).as_deref(),
-        Some("404")
+        attr_i64(server, semconv::HTTP_RESPONSE_STATUS_CODE),
+        Some(404)
     );
 }
 
@@ -368,9 +370,14 @@ async fn client_span_is_a_child_of_the_current_span_and_its_context_reaches_the_
         Some("127.0.0.1")
     );
     assert_eq!(
-        attr_str(client_span, semconv::HTTP_RESPONSE_STATUS_CODE).as_deref(),
-        Some("200")
+        attr_i64(client_span, semconv::HTTP_RESPONSE_STATUS_CODE),
+        Some(200)
     );
+    assert_eq!(
+        attr_i64(client_span, semconv::SERVER_PORT),
+        Some(i64::from(addr.port()))
+    );
+    assert_attribute_types(&spans);
     let url = attr_str(client_span, semconv::URL_FULL).unwrap();
     assert!(url.ends_with("/echo") && !url.contains("token"), "{url}");
     assert_eq!(
@@ -461,10 +468,7 @@ async fn kafka_consumer_span_is_child_of_and_linked_to_the_producer_span() {
             attr_str(span, semconv::MESSAGING_DESTINATION_PARTITION_ID).as_deref(),
             Some("2")
         );
-        assert_eq!(
-            attr_str(span, semconv::MESSAGING_KAFKA_OFFSET).as_deref(),
-            Some("41")
-        );
+        assert_eq!(attr_i64(span, semconv::MESSAGING_KAFKA_OFFSET), Some(41));
     }
     assert_eq!(
         attr_str(process, semconv::MESSAGING_CONSUMER_GROUP_NAME).as_deref(),

@@ -1,8 +1,9 @@
 //! Settings from the environment, read once at start-up.
 
 use tracing_common::ConfigError;
+use tracing_common::edge::{EdgeLimits, SERVICE_REQUEST_TIMEOUT};
 use tracing_common::faults::Faults;
-use tracing_common::service::env_or;
+use tracing_common::service::{env_database_url, env_or};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -10,17 +11,21 @@ pub struct Config {
     pub database_url: String,
     /// Demo fault injection (`FAULTS`); none unless set.
     pub faults: Faults,
+    /// `SERVER_REQUEST_TIMEOUT_MS` (default 9 s, below the gateway's 10 s
+    /// upstream budget) and `MAX_REQUEST_HEADER_BYTES` (default 16384).
+    pub limits: EdgeLimits,
 }
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             port: env_or("PORT", 3001)?,
-            database_url: env_or(
+            database_url: env_database_url(
                 "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/users".to_owned(),
+                "postgres://postgres@127.0.0.1:5432/users",
             )?,
             faults: Faults::from_env(crate::FAULT_STEPS)?,
+            limits: EdgeLimits::from_env(SERVICE_REQUEST_TIMEOUT)?,
         })
     }
 }

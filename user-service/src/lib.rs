@@ -20,8 +20,7 @@ use tracing_common::faults::Faults;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use anyhow::Context;
-use tracing_common::service::{Background, Running};
+use tracing_common::service::{Background, Running, Started};
 
 use crate::config::Config;
 use crate::error::AppError;
@@ -32,6 +31,8 @@ pub struct AppState {
     /// Untraced, for readiness probes.
     pub raw_db: PgPool,
     pub faults: Faults,
+    /// Request timeout and header budget (`tracing_common::edge`).
+    pub limits: tracing_common::edge::EdgeLimits,
 }
 
 /// Steps `FAULTS` can slow down or fail: the user lookup query.
@@ -45,26 +46,41 @@ pub async fn connect(database_url: &str) -> Result<(PgPool, TracedPool<Postgres>
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/users/{id}", get(get_user))
+        .layer(state.limits.layer())
         .layer(ServerTracingLayer::new(TrustPolicy::INTERNAL))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state)
 }
 
-/// Connects to Postgres (migrating) and serves HTTP on `listener`.
+/// Serves on `listener` at once and, once the users database answers
+/// (retried with backoff, see [`Running::serve_when_connected`]), the routes.
 pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
-    let (raw_db, db) = connect(&config.database_url)
-        .await
-        .context("connecting to the users database")?;
     if !config.faults.is_empty() {
         tracing::warn!(faults = %config.faults.describe(), "fault injection is ON (FAULTS)");
     }
+    let database_url = config.database_url.clone();
     let faults = config.faults.clone();
-    Ok(Running::serve(
+    let limits = config.limits;
+    Ok(Running::serve_when_connected(
         listener,
-        app(AppState { db, raw_db, faults }),
-        Background::default(),
-        None,
+        "the users database",
+        move || {
+            let url = database_url.clone();
+            async move { connect(&url).await }
+        },
+        move |(raw_db, db)| async move {
+            Started {
+                router: app(AppState {
+                    db,
+                    raw_db,
+                    faults,
+                    limits,
+                }),
+                background: Background::default(),
+                producer: None,
+            }
+        },
     )?)
 }
 

@@ -18,6 +18,7 @@ async fn spawn_app() -> axum::Router {
         db,
         raw_db,
         faults: Default::default(),
+        limits: Default::default(),
     })
 }
 

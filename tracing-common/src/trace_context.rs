@@ -1,0 +1,387 @@
+//! W3C Trace Context Level 1 (<https://www.w3.org/TR/trace-context/>):
+//! `traceparent` and `tracestate` parsed and written as the specification's
+//! processing model says.
+//!
+//! The SDK's `TraceContextPropagator` is close but not exact at the edges:
+//! it reads only the first of several `traceparent` or `tracestate` headers
+//! (so two `traceparent`s continue a trace, and a `tracestate` split over
+//! headers loses members), accepts version fields of other lengths, keeps
+//! illegal `tracestate` members, and its key check refuses a valid
+//! multi-tenant key with a 14-character system id. The rules here:
+//!
+//! - `traceparent`: one header (several make it invalid), optional
+//!   whitespace around it; `version "-" trace-id "-" parent-id "-" flags` in
+//!   lower-case hex of 2, 32, 16 and 2 digits; version `ff` is invalid; version
+//!   `00` is exactly 55 characters; a higher version may be longer, with a `-`
+//!   after the flags, and only its first four fields are read; an all-zero
+//!   trace id or parent id is invalid. Invalid means: start a new trace, and
+//!   ignore `tracestate`.
+//! - `tracestate`: all headers joined in order; empty members and whitespace
+//!   around members ignored; keys and values by the Level 1 grammar; more than
+//!   32 members or any illegal member discards the whole `tracestate` (the
+//!   parent is kept); duplicate keys keep the first. A list longer than 512
+//!   characters is truncated the way the specification orders: members longer
+//!   than 128 characters go first, then members from the right.
+//! - Written: `traceparent` as version `00` with only the sampled flag, and the
+//!   `tracestate` received (or the one the span carries).
+
+use std::sync::Arc;
+
+use opentelemetry::Context;
+use opentelemetry::propagation::text_map_propagator::FieldIter;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+
+const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
+
+/// Most list members a `tracestate` may have.
+pub const MAX_MEMBERS: usize = 32;
+/// Length past which a `tracestate` is truncated before it is passed on.
+pub const MAX_PROPAGATED_LEN: usize = 512;
+/// Members longer than this are the first to go when truncating.
+const LONG_MEMBER: usize = 128;
+
+/// The propagator; see the module documentation for the rules.
+#[derive(Debug)]
+pub struct W3cTraceContext {
+    fields: [String; 2],
+}
+
+impl W3cTraceContext {
+    pub fn new() -> Self {
+        Self {
+            fields: [TRACEPARENT.to_owned(), TRACESTATE.to_owned()],
+        }
+    }
+}
+
+impl Default for W3cTraceContext {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The `tracestate` as received, for the members the SDK's `TraceState`
+/// refuses although Level 1 allows them; tied to its trace.
+#[derive(Debug, Clone)]
+struct ReceivedTraceState {
+    trace_id: TraceId,
+    header: Arc<str>,
+}
+
+impl TextMapPropagator for W3cTraceContext {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        let span = cx.span();
+        let sc = span.span_context();
+        if !sc.is_valid() {
+            return;
+        }
+        let flags = sc.trace_flags() & TraceFlags::SAMPLED;
+        injector.set(
+            TRACEPARENT,
+            format!(
+                "00-{}-{}-{:02x}",
+                sc.trace_id(),
+                sc.span_id(),
+                flags.to_u8()
+            ),
+        );
+        let state = sc.trace_state().header();
+        if !state.is_empty() {
+            injector.set(TRACESTATE, state);
+        } else if let Some(received) = cx.get::<ReceivedTraceState>()
+            && received.trace_id == sc.trace_id()
+        {
+            injector.set(TRACESTATE, received.header.to_string());
+        }
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        let parents = extractor.get_all(TRACEPARENT).unwrap_or_default();
+        let [parent] = parents.as_slice() else {
+            return cx.clone();
+        };
+        let Some((trace_id, span_id, flags)) = parse_traceparent(parent) else {
+            return cx.clone();
+        };
+        let members = extractor
+            .get_all(TRACESTATE)
+            .map(|values| parse_tracestate(&values))
+            .unwrap_or(Some(Vec::new()))
+            .map(truncate)
+            .unwrap_or_default();
+        let state = TraceState::from_key_value(members.iter().map(|(k, v)| (*k, *v))).ok();
+        let refused = state.is_none() && !members.is_empty();
+        let sc = SpanContext::new(trace_id, span_id, flags, true, state.unwrap_or_default());
+        let cx = cx.with_remote_span_context(sc);
+        if refused {
+            let header = members
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            return cx.with_value(ReceivedTraceState {
+                trace_id,
+                header: header.into(),
+            });
+        }
+        cx
+    }
+
+    fn fields(&self) -> FieldIter<'_> {
+        FieldIter::new(&self.fields)
+    }
+}
+
+fn is_ows(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+fn lower_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The trace id, parent id and flags of a valid `traceparent`.
+fn parse_traceparent(value: &str) -> Option<(TraceId, SpanId, TraceFlags)> {
+    let value = value.trim_matches(is_ows);
+    if value.len() < 55 || !value.is_ascii() {
+        return None;
+    }
+    let version = &value[..2];
+    if !lower_hex(version) || version == "ff" {
+        return None;
+    }
+    match (version, value.len()) {
+        ("00", 55) => {}
+        ("00", _) => return None,
+        (_, 55) => {}
+        _ if value.as_bytes()[55] == b'-' => {}
+        _ => return None,
+    }
+    let b = value.as_bytes();
+    if b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
+        return None;
+    }
+    let (trace, parent, flags) = (&value[3..35], &value[36..52], &value[53..55]);
+    if !(lower_hex(trace) && lower_hex(parent) && lower_hex(flags)) {
+        return None;
+    }
+    let trace_id = TraceId::from_hex(trace).ok()?;
+    let span_id = SpanId::from_hex(parent).ok()?;
+    if trace_id == TraceId::INVALID || span_id == SpanId::INVALID {
+        return None;
+    }
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    Some((
+        trace_id,
+        span_id,
+        TraceFlags::new(flags) & TraceFlags::SAMPLED,
+    ))
+}
+
+/// The members of the `tracestate` headers in order, or `None` if the list is
+/// invalid as a whole (an illegal member, too many members).
+fn parse_tracestate<'a>(values: &[&'a str]) -> Option<Vec<(&'a str, &'a str)>> {
+    let mut members: Vec<(&str, &str)> = Vec::new();
+    for member in values.iter().flat_map(|v| v.split(',')) {
+        let member = member.trim_matches(is_ows);
+        if member.is_empty() {
+            continue;
+        }
+        let (key, value) = member.split_once('=')?;
+        if !valid_key(key) || !valid_value(value) {
+            return None;
+        }
+        if !members.iter().any(|(k, _)| *k == key) {
+            members.push((key, value));
+        }
+    }
+    (members.len() <= MAX_MEMBERS).then_some(members)
+}
+
+fn key_char(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'*' | b'/')
+}
+
+/// Level 1 key grammar:
+/// `simple-key = lcalpha 0*255(keychar)`;
+/// `multi-tenant-key = tenant-id "@" system-id`, with
+/// `tenant-id = (lcalpha / DIGIT) 0*240(keychar)` and
+/// `system-id = lcalpha 0*13(keychar)`.
+fn valid_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    match key.split_once('@') {
+        None => {
+            (1..=256).contains(&b.len())
+                && b[0].is_ascii_lowercase()
+                && b.iter().all(|&c| key_char(c))
+        }
+        Some((tenant, system)) => {
+            let (t, s) = (tenant.as_bytes(), system.as_bytes());
+            (1..=241).contains(&t.len())
+                && (t[0].is_ascii_lowercase() || t[0].is_ascii_digit())
+                && t.iter().all(|&c| key_char(c))
+                && (1..=14).contains(&s.len())
+                && s[0].is_ascii_lowercase()
+                && s.iter().all(|&c| key_char(c))
+        }
+    }
+}
+
+/// Level 1 value grammar: `0*255(chr) nblk-chr`, where `chr` is a space or a
+/// `nblk-chr` (printable ASCII but `,` and `=`).
+fn valid_value(value: &str) -> bool {
+    let nblk = |c: u8| (0x21..=0x7e).contains(&c) && c != b',' && c != b'=';
+    let b = value.as_bytes();
+    (1..=256).contains(&b.len()) && b.iter().all(|&c| c == b' ' || nblk(c)) && nblk(b[b.len() - 1])
+}
+
+fn list_len(members: &[(&str, &str)]) -> usize {
+    let separators = members.len().saturating_sub(1);
+    members
+        .iter()
+        .map(|(k, v)| k.len() + 1 + v.len())
+        .sum::<usize>()
+        + separators
+}
+
+/// Shortens a list longer than [`MAX_PROPAGATED_LEN`]: members longer than
+/// 128 characters are removed first (from the right), then members from the
+/// right, until it fits.
+fn truncate<'a>(mut members: Vec<(&'a str, &'a str)>) -> Vec<(&'a str, &'a str)> {
+    while list_len(&members) > MAX_PROPAGATED_LEN {
+        match members
+            .iter()
+            .rposition(|(k, v)| k.len() + 1 + v.len() > LONG_MEMBER)
+        {
+            Some(i) => {
+                members.remove(i);
+            }
+            None => {
+                members.pop();
+            }
+        }
+    }
+    members
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const TP: &str = "00-12345678901234567890123456789012-1234567890123456-01";
+
+    #[test]
+    fn traceparent_rules() {
+        let ok = |v: &str| parse_traceparent(v).is_some();
+        assert!(ok(TP));
+        assert!(ok(
+            " \t00-12345678901234567890123456789012-1234567890123456-01\t "
+        ));
+        assert!(ok(
+            "cc-12345678901234567890123456789012-1234567890123456-01"
+        ));
+        assert!(ok(
+            "cc-12345678901234567890123456789012-1234567890123456-01-future"
+        ));
+        for bad in [
+            "cc-12345678901234567890123456789012-1234567890123456-01.future",
+            "00-12345678901234567890123456789012-1234567890123456-01.",
+            "00-12345678901234567890123456789012-1234567890123456-01-future",
+            "ff-12345678901234567890123456789012-1234567890123456-01",
+            "0-12345678901234567890123456789012-1234567890123456-01",
+            "000-12345678901234567890123456789012-1234567890123456-01",
+            ".0-12345678901234567890123456789012-1234567890123456-01",
+            "00-00000000000000000000000000000000-1234567890123456-01",
+            "00-12345678901234567890123456789012-0000000000000000-01",
+            "00-1234567890123456789012345678901A-1234567890123456-01",
+            "00-123456789012345678901234567890123-1234567890123456-01",
+            "00-1234567890123456789012345678901-1234567890123456-01",
+            "00-12345678901234567890123456789012-12345678901234567-01",
+            "00-12345678901234567890123456789012-123456789012345-01",
+            "00-12345678901234567890123456789012-1234567890123456-001",
+            "00-12345678901234567890123456789012-1234567890123456-1",
+            "00-12345678901234567890123456789012-1234567890123456-.0",
+            "00-12345678901234567890123456789012-1234567890123456-0é",
+        ] {
+            assert!(!ok(bad), "{bad:?} accepted");
+        }
+        // Only the sampled flag is kept (version 00 defines no other).
+        let (_, _, flags) =
+            parse_traceparent("00-12345678901234567890123456789012-1234567890123456-ff").unwrap();
+        assert_eq!(flags, TraceFlags::SAMPLED);
+    }
+
+    #[test]
+    fn tracestate_keys_follow_the_level_1_grammar() {
+        for good in [
+            "foo",
+            "a0_-*/",
+            &"z".repeat(256),
+            "0tenant@system",
+            &format!("{}@{}", "t".repeat(241), "v".repeat(14)),
+        ] {
+            assert!(valid_key(good), "{good:?} refused");
+        }
+        for bad in [
+            "",
+            "FOO",
+            "foo ",
+            "foo.bar",
+            "0foo",
+            &"z".repeat(257),
+            "@foo",
+            "foo@",
+            "foo@@bar",
+            "foo@bar@baz",
+            "t@0v",
+            &format!("{}@v", "t".repeat(242)),
+            &format!("t@{}", "v".repeat(15)),
+        ] {
+            assert!(!valid_key(bad), "{bad:?} accepted");
+        }
+        assert!(valid_value("a b"));
+        for bad in ["", "a ", "a,b", "a=b", "\u{7f}", &"x".repeat(257)] {
+            assert!(!valid_value(bad), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn a_long_tracestate_loses_its_long_members_first_then_members_from_the_right() {
+        let long = "x".repeat(200);
+        let mut members = vec![("a", "1"), ("big", long.as_str())];
+        let keys: Vec<String> = (0..40).map(|i| format!("k{i:02}")).collect();
+        let value = "v".repeat(10);
+        members.extend(keys.iter().take(30).map(|k| (k.as_str(), value.as_str())));
+        let kept = truncate(members);
+        assert!(list_len(&kept) <= MAX_PROPAGATED_LEN);
+        assert!(kept.iter().all(|(k, _)| *k != "big"));
+        assert_eq!(kept[0], ("a", "1"));
+        // Removed from the right: the kept ones are a prefix.
+        let kept_keys: Vec<&str> = kept.iter().skip(1).map(|(k, _)| *k).collect();
+        let prefix: Vec<&str> = keys
+            .iter()
+            .take(kept_keys.len())
+            .map(String::as_str)
+            .collect();
+        assert_eq!(kept_keys, prefix);
+    }
+
+    #[test]
+    fn a_key_the_sdk_refuses_is_still_passed_on() {
+        let key = format!("{}@{}", "t".repeat(241), "v".repeat(14));
+        let carrier: HashMap<String, String> = [
+            ("traceparent".to_owned(), TP.to_owned()),
+            ("tracestate".to_owned(), format!("foo=1,{key}=2")),
+        ]
+        .into();
+        let p = W3cTraceContext::new();
+        let cx = p.extract(&carrier);
+        let mut out = HashMap::new();
+        p.inject_context(&cx, &mut out);
+        assert_eq!(out["tracestate"], format!("foo=1,{key}=2"));
+    }
+}
