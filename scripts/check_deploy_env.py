@@ -47,6 +47,13 @@ COMMON = {
     "OTEL_EXPORTER_OTLP_PROTOCOL",
     "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
     "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
     "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
     "OTEL_TRACES_SAMPLER",
     "OTEL_TRACES_SAMPLER_ARG",
@@ -114,6 +121,8 @@ ONE_OF = {
     "LOG_FORMAT": {"json", "pretty"},
     "OTEL_EXPORTER_OTLP_PROTOCOL": {"grpc", "http/protobuf"},
     "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": {"grpc", "http/protobuf"},
+    "OTEL_EXPORTER_OTLP_COMPRESSION": {"gzip", "none"},
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": {"gzip", "none"},
     "OTEL_SDK_DISABLED": {"true", "false"},
     "OTEL_TRACES_SAMPLER": SAMPLERS,
     "GATEWAY_INCOMING_TRACE": {"continue", "new-root"},
@@ -123,7 +132,7 @@ LIST_OF = {
     "OTEL_TRACES_EXPORTER": {"otlp", "zipkin", "console", "none"},
     "OTEL_PROPAGATORS": {"tracecontext", "baggage", "b3", "b3multi", "jaeger", "none"},
 }
-WHOLE_NUMBER = re.compile(r"_MS$|^OTEL_BSP_|^OTEL_EXPORTER_OTLP_TIMEOUT$|^PORT$")
+WHOLE_NUMBER = re.compile(r"_MS$|^OTEL_BSP_|^OTEL_EXPORTER_OTLP_(TRACES_)?TIMEOUT$|^PORT$")
 # `$${...}` is compose's escape for a literal `${...}`, not an interpolation.
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)((?::?[-?+])([^}]*))?\}")
 

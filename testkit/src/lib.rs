@@ -6,6 +6,8 @@
 //! - [`env`]: the four service binaries on fresh databases, wired to a broker
 //!   and an OTLP endpoint, and the counts the tests check afterwards.
 //! - [`otlp`]: a tee in front of Jaeger's OTLP endpoint, and a Jaeger without v3.
+//! - [`receiver`]: an OTLP receiver with TLS of a test CA, a required bearer
+//!   token and a choice of HTTP versions (credential and protocol tests).
 //! - [`proxy`]: a TCP proxy that makes a dependency refuse or hang.
 //! - [`scan`]: finds personal data, secrets and query values in spans and logs.
 
@@ -14,4 +16,5 @@ pub mod jaeger;
 pub mod kafka;
 pub mod otlp;
 pub mod proxy;
+pub mod receiver;
 pub mod scan;

@@ -4,6 +4,8 @@
 //! - [`waterfall`]: a trace as a terminal waterfall.
 //! - [`receiver`]: a local OTLP/HTTP receiver keeping spans in memory.
 //! - [`jaeger`]: reading traces from Jaeger's v1 and v3 APIs.
+//! - [`doctor`]: why traces do not arrive: the `OTEL_*` settings and the
+//!   OTLP endpoint checked, each problem explained.
 //! - [`check`]: the trace an order must produce, and a check against it.
 //! - [`stack`]: the four service binaries as child processes.
 //! - [`bench`]: load, latency percentiles and the tracing-cost report.
@@ -11,6 +13,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod doctor;
 pub mod jaeger;
 pub mod load;
 pub mod model;

@@ -113,6 +113,11 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         timeout_ms: u64,
     },
+    /// Check the telemetry path a service with this environment would use
+    /// (the same OTEL_* variables): configuration, sampler, endpoint
+    /// reachability, TLS, credentials and protocol, then send one test span
+    /// named "doctor" and print its trace id. Exits 1 when something is wrong.
+    Doctor,
     /// Post the seed's order to a running gateway, wait for its trace in
     /// Jaeger and check every service edge of the order flow.
     Verify {
@@ -169,6 +174,18 @@ async fn main() -> anyhow::Result<()> {
                     trace.spans.len(),
                     root.unwrap_or_default()
                 );
+            }
+            Ok(())
+        }
+        Command::Doctor => {
+            let config = tracing_common::TelemetryConfig::from_env("tracectl-doctor");
+            println!(
+                "tracectl doctor: checking the telemetry path of this environment's OTEL_* settings"
+            );
+            let report = tracectl::doctor::diagnose(config).await;
+            print!("{}", report.render());
+            if report.problems() > 0 {
+                std::process::exit(1);
             }
             Ok(())
         }

@@ -6,6 +6,7 @@
 //! ignored, because a typo in a sampler name should not quietly drop all traces.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// An environment variable held a value this crate cannot use.
@@ -59,11 +60,7 @@ pub struct JaegerRemoteConfig {
 /// Where finished spans go (`OTEL_TRACES_EXPORTER`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExporterConfig {
-    Otlp {
-        endpoint: String,
-        protocol: OtlpProtocol,
-        timeout: Duration,
-    },
+    Otlp(OtlpConfig),
     Zipkin {
         endpoint: String,
     },
@@ -75,6 +72,168 @@ pub enum ExporterConfig {
 pub enum OtlpProtocol {
     Grpc,
     HttpProtobuf,
+}
+
+impl OtlpProtocol {
+    /// The value of `OTEL_EXPORTER_OTLP_PROTOCOL` that selects it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtlpProtocol::Grpc => "grpc",
+            OtlpProtocol::HttpProtobuf => "http/protobuf",
+        }
+    }
+}
+
+/// The OTLP exporter's settings. For each, the `OTEL_EXPORTER_OTLP_TRACES_*`
+/// variable wins over the `OTEL_EXPORTER_OTLP_*` one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpConfig {
+    /// `http://` or `https://`; for OTLP/HTTP the full URL of the traces path.
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    /// Per export request (`OTEL_EXPORTER_OTLP_TIMEOUT`, milliseconds).
+    pub timeout: Duration,
+    /// Sent with every export request (`OTEL_EXPORTER_OTLP_HEADERS`), e.g. an
+    /// API key. Values are secrets: `Debug` shows only the names.
+    pub headers: OtlpHeaders,
+    /// `OTEL_EXPORTER_OTLP_COMPRESSION`.
+    pub compression: OtlpCompression,
+    /// `OTEL_EXPORTER_OTLP_CERTIFICATE`: the CA certificates an `https://`
+    /// endpoint's certificate must chain to. Without it, the system's CA store
+    /// is used. Not used for `http://` endpoints.
+    pub certificate: Option<CaCertificate>,
+}
+
+impl OtlpConfig {
+    /// Plain settings: no headers, no compression, system CAs, 10 s timeout.
+    pub fn new(endpoint: impl Into<String>, protocol: OtlpProtocol) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            protocol,
+            timeout: Duration::from_secs(10),
+            headers: OtlpHeaders::default(),
+            compression: OtlpCompression::None,
+            certificate: None,
+        }
+    }
+
+    /// Whether the endpoint is `https://` (TLS).
+    pub fn uses_tls(&self) -> bool {
+        self.endpoint
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    }
+}
+
+/// Request headers for the OTLP endpoint, in the order given. `Debug` and
+/// [`OtlpHeaders::names`] never show the values.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct OtlpHeaders(Vec<(String, String)>);
+
+impl OtlpHeaders {
+    /// Adds or replaces a header (names are case-insensitive, kept lowercase).
+    pub fn insert(&mut self, name: &str, value: impl Into<String>) {
+        let name = name.to_ascii_lowercase();
+        let value = value.into();
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some(entry) => entry.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    /// Names and values, for building requests.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// Names only, safe to print.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(n, _)| n.as_str())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for OtlpHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(n, _)| (n, "<redacted>")))
+            .finish()
+    }
+}
+
+/// Compression of export request bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OtlpCompression {
+    #[default]
+    None,
+    Gzip,
+}
+
+/// CA certificates (PEM) read from a file at start-up.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaCertificate {
+    /// Where they came from, for messages.
+    pub path: PathBuf,
+    pem: Vec<u8>,
+    count: usize,
+}
+
+impl CaCertificate {
+    /// Reads and checks a PEM file holding one or more certificates.
+    pub fn from_file(path: impl Into<PathBuf>) -> Result<Self, String> {
+        let path = path.into();
+        let pem = std::fs::read(&path)
+            .map_err(|e| format!("cannot read the CA certificate file: {e}"))?;
+        Self::from_pem(path, pem)
+    }
+
+    /// Checks PEM text holding one or more certificates; `origin` names it in messages.
+    pub fn from_pem(origin: impl Into<PathBuf>, pem: impl Into<Vec<u8>>) -> Result<Self, String> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let pem = pem.into();
+        let count = CertificateDer::pem_slice_iter(&pem)
+            .try_fold(0, |n, cert| cert.map(|_| n + 1))
+            .map_err(|e| format!("the file is not valid PEM: {e}"))?;
+        if count == 0 {
+            return Err("the file holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+        }
+        Ok(Self {
+            path: origin.into(),
+            pem,
+            count,
+        })
+    }
+
+    /// The certificates, DER-encoded.
+    pub fn certificates(&self) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        CertificateDer::pem_slice_iter(&self.pem)
+            .filter_map(Result::ok)
+            .collect()
+    }
+
+    /// How many certificates the file holds.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+impl std::fmt::Debug for CaCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaCertificate")
+            .field("path", &self.path)
+            .field("certificates", &self.count)
+            .finish()
+    }
 }
 
 /// One propagation format named in `OTEL_PROPAGATORS`.
@@ -156,10 +315,20 @@ impl TelemetryConfig {
             get("OTEL_TRACES_SAMPLER_ARG")?.as_deref(),
         )?;
 
-        let protocol = match get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")?
-            .map(|v| ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", v))
-            .or(get("OTEL_EXPORTER_OTLP_PROTOCOL")?.map(|v| ("OTEL_EXPORTER_OTLP_PROTOCOL", v)))
-        {
+        // The signal-specific variable wins over the generic one.
+        let otlp = |traces: &'static str,
+                    generic: &'static str|
+         -> Result<Option<(&'static str, String)>, ConfigError> {
+            Ok(match get(traces)? {
+                Some(v) => Some((traces, v)),
+                None => get(generic)?.map(|v| (generic, v)),
+            })
+        };
+
+        let protocol = match otlp(
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        )? {
             None => OtlpProtocol::Grpc,
             Some((name, v)) => match v.as_str() {
                 "grpc" => OtlpProtocol::Grpc,
@@ -194,9 +363,39 @@ impl TelemetryConfig {
                 OtlpProtocol::HttpProtobuf => format!("{DEFAULT_OTLP_HTTP_ENDPOINT}/v1/traces"),
             },
         };
-        let otlp_timeout = match get("OTEL_EXPORTER_OTLP_TIMEOUT")? {
+        let otlp_timeout = match otlp(
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        )? {
             None => Duration::from_secs(10),
-            Some(v) => Duration::from_millis(parse_u64("OTEL_EXPORTER_OTLP_TIMEOUT", &v)?),
+            Some((name, v)) => Duration::from_millis(parse_u64(name, &v)?),
+        };
+        let otlp_headers = match otlp(
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        )? {
+            None => OtlpHeaders::default(),
+            Some((name, v)) => parse_headers(name, &v)?,
+        };
+        let otlp_compression = match otlp(
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+        )? {
+            None => OtlpCompression::None,
+            Some((name, v)) => match v.to_ascii_lowercase().as_str() {
+                "gzip" => OtlpCompression::Gzip,
+                "none" => OtlpCompression::None,
+                _ => return Err(ConfigError::new(name, &v, "expected `gzip` or `none`")),
+            },
+        };
+        let otlp_certificate = match otlp(
+            "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        )? {
+            None => None,
+            Some((name, path)) => Some(
+                CaCertificate::from_file(&path).map_err(|e| ConfigError::new(name, &path, e))?,
+            ),
         };
         let zipkin_endpoint = match get("OTEL_EXPORTER_ZIPKIN_ENDPOINT")? {
             None => DEFAULT_ZIPKIN_ENDPOINT.into(),
@@ -207,11 +406,14 @@ impl TelemetryConfig {
         let mut exporters = Vec::new();
         for name in list(&exporter_value) {
             let exporter = match name {
-                "otlp" => ExporterConfig::Otlp {
+                "otlp" => ExporterConfig::Otlp(OtlpConfig {
                     endpoint: otlp_endpoint.clone(),
                     protocol,
                     timeout: otlp_timeout,
-                },
+                    headers: otlp_headers.clone(),
+                    compression: otlp_compression,
+                    certificate: otlp_certificate.clone(),
+                }),
                 "zipkin" => ExporterConfig::Zipkin {
                     endpoint: zipkin_endpoint.clone(),
                 },
@@ -286,6 +488,16 @@ impl TelemetryConfig {
             resource_attributes,
             log_format,
             log_filter,
+        })
+    }
+}
+
+impl TelemetryConfig {
+    /// The OTLP exporter's settings, when `OTEL_TRACES_EXPORTER` includes `otlp`.
+    pub fn otlp(&self) -> Option<&OtlpConfig> {
+        self.exporters.iter().find_map(|e| match e {
+            ExporterConfig::Otlp(otlp) => Some(otlp),
+            _ => None,
         })
     }
 }
@@ -437,6 +649,56 @@ fn parse_resource_attributes(value: &str) -> Result<BTreeMap<String, String>, Co
     Ok(out)
 }
 
+/// `OTEL_EXPORTER_OTLP_HEADERS`: `name1=value1,name2=value2` with
+/// percent-encoded values, as the OTLP exporter specification defines it
+/// (the W3C baggage format). Error messages never repeat a value: it may be
+/// a secret.
+fn parse_headers(variable: &'static str, value: &str) -> Result<OtlpHeaders, ConfigError> {
+    // What an error may show of the variable: its names, not its values.
+    let shown = list(value)
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) => format!("{}=<redacted>", k.trim()),
+            None => "<redacted>".into(),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut headers = OtlpHeaders::default();
+    for (i, pair) in list(value).enumerate() {
+        let entry = i + 1;
+        let Some((name, raw)) = pair.split_once('=') else {
+            return Err(ConfigError::new(
+                variable,
+                &shown,
+                format!("entry {entry} is not name=value"),
+            ));
+        };
+        let name = name.trim();
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(ConfigError::new(
+                variable,
+                &shown,
+                format!("entry {entry}: `{name}` is not a valid header name"),
+            ));
+        }
+        let decoded = percent_decode(raw.trim()).ok_or_else(|| {
+            ConfigError::new(
+                variable,
+                &shown,
+                format!("the value of `{name}` has a bad %-escape"),
+            )
+        })?;
+        if http::HeaderValue::from_str(&decoded).is_err() {
+            return Err(ConfigError::new(
+                variable,
+                &shown,
+                format!("the value of `{name}` holds characters a header cannot carry"),
+            ));
+        }
+        headers.insert(name, decoded);
+    }
+    Ok(headers)
+}
+
 fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -480,11 +742,10 @@ mod tests {
         assert_eq!(c.sampler, SamplerConfig::ParentBasedAlwaysOn);
         assert_eq!(
             c.exporters,
-            vec![ExporterConfig::Otlp {
-                endpoint: "http://127.0.0.1:4317".into(),
-                protocol: OtlpProtocol::Grpc,
-                timeout: Duration::from_secs(10),
-            }]
+            vec![ExporterConfig::Otlp(OtlpConfig::new(
+                "http://127.0.0.1:4317",
+                OtlpProtocol::Grpc
+            ))]
         );
         assert_eq!(
             c.propagators,
@@ -643,7 +904,7 @@ mod tests {
         ])
         .unwrap();
         assert!(
-            matches!(&c.exporters[0], ExporterConfig::Otlp { endpoint, protocol: OtlpProtocol::HttpProtobuf, .. } if endpoint == "http://jaeger:4318/v1/traces")
+            matches!(&c.exporters[0], ExporterConfig::Otlp(o) if o.endpoint == "http://jaeger:4318/v1/traces" && o.protocol == OtlpProtocol::HttpProtobuf)
         );
         let c = parse(&[
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
@@ -655,7 +916,7 @@ mod tests {
         ])
         .unwrap();
         assert!(
-            matches!(&c.exporters[0], ExporterConfig::Otlp { endpoint, .. } if endpoint == "http://collector:4318/custom")
+            matches!(&c.exporters[0], ExporterConfig::Otlp(o) if o.endpoint == "http://collector:4318/custom")
         );
     }
 
@@ -707,5 +968,111 @@ mod tests {
         );
         assert_eq!(c.service_name, "svc");
         assert!(c.sdk_disabled);
+    }
+
+    #[test]
+    fn headers_are_percent_decoded_and_the_traces_variable_wins() {
+        let c = parse(&[
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "Authorization=Bearer%20s3cr3t, x-tenant = team%2Cone,empty=",
+            ),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+        ])
+        .unwrap();
+        let otlp = c.otlp().unwrap();
+        assert_eq!(
+            otlp.headers.iter().collect::<Vec<_>>(),
+            vec![
+                ("authorization", "Bearer s3cr3t"),
+                ("x-tenant", "team,one"),
+                ("empty", "")
+            ]
+        );
+        assert_eq!(otlp.timeout, Duration::from_millis(2500));
+        let c = parse(&[
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=generic"),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "api-key=traces"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "700"),
+        ])
+        .unwrap();
+        let otlp = c.otlp().unwrap();
+        assert_eq!(
+            otlp.headers.iter().collect::<Vec<_>>(),
+            vec![("api-key", "traces")]
+        );
+        assert_eq!(otlp.timeout, Duration::from_millis(700));
+    }
+
+    #[test]
+    fn header_values_never_appear_in_debug_output_or_errors() {
+        let c = parse(&[(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Bearer%20s3cr3t",
+        )])
+        .unwrap();
+        let debug = format!("{c:?}");
+        assert!(debug.contains("authorization"), "{debug}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+        for bad in [
+            "authorization=Bearer%zzs3cr3t",
+            "authorization=ok,s3cr3t",
+            "bad name=s3cr3t",
+            "x=s3cr3t%0A",
+        ] {
+            let e = parse(&[("OTEL_EXPORTER_OTLP_HEADERS", bad)]).unwrap_err();
+            assert_eq!(e.variable, "OTEL_EXPORTER_OTLP_HEADERS", "{bad}");
+            let message = e.to_string();
+            assert!(!message.contains("s3cr3t"), "{message}");
+        }
+        assert_eq!(
+            err_var(&[("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "novalue")]),
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
+        );
+    }
+
+    #[test]
+    fn compression_is_gzip_or_none() {
+        let gzip = parse(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")]).unwrap();
+        assert_eq!(gzip.otlp().unwrap().compression, OtlpCompression::Gzip);
+        let none = parse(&[
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"),
+        ])
+        .unwrap();
+        assert_eq!(none.otlp().unwrap().compression, OtlpCompression::None);
+        assert_eq!(
+            err_var(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")]),
+            "OTEL_EXPORTER_OTLP_COMPRESSION"
+        );
+        assert_eq!(
+            err_var(&[("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "br")]),
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_or_empty_certificate_file_is_an_error_naming_variable_and_path() {
+        let missing = std::env::temp_dir().join(format!("no-such-ca-{}.pem", std::process::id()));
+        let path = missing.display().to_string();
+        let e = parse(&[("OTEL_EXPORTER_OTLP_CERTIFICATE", &path)]).unwrap_err();
+        assert_eq!(e.variable, "OTEL_EXPORTER_OTLP_CERTIFICATE");
+        let message = e.to_string();
+        assert!(
+            message.contains(&path) && message.contains("cannot read"),
+            "{message}"
+        );
+
+        let not_pem = std::env::temp_dir().join(format!("not-a-ca-{}.pem", std::process::id()));
+        std::fs::write(&not_pem, "hello").unwrap();
+        let e = parse(&[(
+            "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+            &not_pem.display().to_string(),
+        )])
+        .unwrap_err();
+        std::fs::remove_file(&not_pem).ok();
+        assert_eq!(e.variable, "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE");
+        assert!(e.to_string().contains("no PEM certificate"), "{e}");
     }
 }

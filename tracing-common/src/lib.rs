@@ -4,6 +4,7 @@
 //! - [`config`]: the `OTEL_*` variables, parsed and checked ([`TelemetryConfig`]).
 //! - [`telemetry`]: [`init`] installs provider, exporters, sampler, propagators
 //!   and JSON logs; [`TelemetryGuard`] flushes at shutdown.
+//! - [`otlp`]: the OTLP exporter (gRPC or HTTP, TLS, headers, gzip).
 //! - [`server`]: SERVER spans for axum and the trust-boundary policy.
 //! - [`client`]: a reqwest client that injects context and records CLIENT spans.
 //! - [`kafka`]: rdkafka header propagation and PRODUCER/CONSUMER spans.
@@ -28,6 +29,7 @@ pub mod edge;
 pub mod faults;
 pub mod kafka;
 pub mod logging;
+pub mod otlp;
 pub mod propagation;
 pub mod remote_sampling;
 pub mod server;
@@ -41,4 +43,4 @@ pub mod trace_context;
 pub use config::{ConfigError, TelemetryConfig};
 pub use server::{ServerTracingLayer, TrustPolicy};
 pub use stats::ExportStats;
-pub use telemetry::{InitError, TelemetryGuard, init, init_with};
+pub use telemetry::{InitError, TelemetryGuard, init, init_local, init_with};

@@ -1,13 +1,15 @@
 //! Counting what the export pipeline does with finished spans.
 //!
-//! The batch processor drops spans silently when its bounded queue is full (the
-//! exporter is down or slow). Counting what went in and what the exporter
-//! accepted makes those losses visible: in the shutdown log line, and through
-//! [`crate::TelemetryGuard::stats`] for tests and benchmarks.
+//! The batch processor drops spans when its bounded queue is full (the
+//! exporter is down or slow), logging only the first drop. Counting what went
+//! in and what the exporter accepted makes those losses visible: in a warning
+//! when export starts failing, repeated with the counts at most once a
+//! [`STILL_FAILING_EVERY`] while it keeps failing, in the shutdown log line,
+//! and through [`crate::TelemetryGuard::stats`] for tests and benchmarks.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::Context;
 use opentelemetry_sdk::Resource;
@@ -20,6 +22,17 @@ pub(crate) struct Counters {
     exported: AtomicU64,
     failed: AtomicU64,
     failing: AtomicBool,
+    /// When export failures were last logged (ms since the Unix epoch).
+    warned_at_ms: AtomicU64,
+}
+
+/// How often a still-failing exporter logs its counts again.
+pub(crate) const STILL_FAILING_EVERY: Duration = Duration::from_secs(60);
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A snapshot of the span export counters of one process.
@@ -109,13 +122,34 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
             }
             Err(error) => {
                 let failed = c.failed.fetch_add(n, Ordering::Relaxed) + n;
+                let now = now_ms();
                 if !c.failing.swap(true, Ordering::Relaxed) {
+                    c.warned_at_ms.store(now, Ordering::Relaxed);
                     tracing::warn!(
                         exporter = self.name,
                         %error,
                         spans_lost_so_far = failed,
                         "span export failing; requests are unaffected, spans are being dropped"
                     );
+                } else {
+                    let last = c.warned_at_ms.load(Ordering::Relaxed);
+                    let due = now.saturating_sub(last) >= STILL_FAILING_EVERY.as_millis() as u64;
+                    if due
+                        && c.warned_at_ms
+                            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                            .is_ok()
+                    {
+                        let stats = self.counters.snapshot();
+                        tracing::warn!(
+                            exporter = self.name,
+                            %error,
+                            spans_ended = stats.ended,
+                            spans_exported = stats.exported,
+                            spans_failed = stats.failed,
+                            spans_lost = stats.lost(),
+                            "span export still failing"
+                        );
+                    }
                 }
             }
         }
@@ -132,5 +166,78 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
 
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry_sdk::error::OTelSdkError;
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Down;
+
+    impl SpanExporter for Down {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            Err(OTelSdkError::InternalFailure("connection refused".into()))
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_exporter_warns_once_then_with_counts_once_a_minute() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let counters = SharedCounters::default();
+        let exporter = CountingExporter {
+            inner: Down,
+            counters: counters.clone(),
+            name: "otlp",
+        };
+        let count = |text: &str| {
+            String::from_utf8_lossy(&lines.0.lock().unwrap())
+                .matches(text)
+                .count()
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..3 {
+                counters.0.ended.fetch_add(2, Ordering::Relaxed);
+                let _ = futures::executor::block_on(exporter.export(Vec::new()));
+            }
+            assert_eq!(count("span export failing"), 1);
+            assert_eq!(count("still failing"), 0, "not before a minute has passed");
+            // A minute later (as far as the exporter can tell):
+            counters.0.warned_at_ms.store(
+                now_ms() - STILL_FAILING_EVERY.as_millis() as u64,
+                Ordering::Relaxed,
+            );
+            let _ = futures::executor::block_on(exporter.export(Vec::new()));
+            let _ = futures::executor::block_on(exporter.export(Vec::new()));
+        });
+        assert_eq!(count("still failing"), 1);
+        let text = String::from_utf8_lossy(&lines.0.lock().unwrap()).into_owned();
+        assert!(
+            text.contains("spans_ended=6") && text.contains("spans_lost=6"),
+            "{text}"
+        );
     }
 }

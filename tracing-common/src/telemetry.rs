@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanExporter,
@@ -15,9 +14,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::baggage::BaggageSpanProcessor;
-use crate::config::{
-    ConfigError, ExporterConfig, LogFormat, OtlpProtocol, SamplerConfig, TelemetryConfig,
-};
+use crate::config::{ConfigError, ExporterConfig, LogFormat, SamplerConfig, TelemetryConfig};
 use crate::logging::{JsonWithTraceIds, SpanNamesOnly};
 use crate::stats::{CountingExporter, CountingProcessor, ExportStats, SharedCounters};
 
@@ -51,6 +48,11 @@ pub struct TelemetryGuard {
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl TelemetryGuard {
+    /// The tracer provider; `None` when `OTEL_SDK_DISABLED=true`.
+    pub fn provider(&self) -> Option<&SdkTracerProvider> {
+        self.provider.as_ref()
+    }
+
     /// Span export counters so far.
     pub fn stats(&self) -> ExportStats {
         self.counters.snapshot()
@@ -113,18 +115,14 @@ pub fn init_with(
     config: &TelemetryConfig,
     service_version: &str,
 ) -> Result<TelemetryGuard, InitError> {
+    let guard = init_local(config, service_version)?;
     opentelemetry::global::set_text_map_propagator(crate::propagation::propagator(
         &config.propagators,
     ));
-
-    let counters = SharedCounters::default();
-    let provider = if config.sdk_disabled {
-        None
-    } else {
-        let provider = tracer_provider(config, service_version, &counters)?;
+    let provider = guard.provider.clone();
+    if let Some(provider) = &provider {
         opentelemetry::global::set_tracer_provider(provider.clone());
-        Some(provider)
-    };
+    }
 
     let filter = EnvFilter::try_new(&config.log_filter).map_err(|e| {
         InitError::Config(ConfigError {
@@ -152,6 +150,23 @@ pub fn init_with(
         .try_init()
         .map_err(|e| InitError::Subscriber(e.to_string()))?;
 
+    Ok(guard)
+}
+
+/// The tracer provider, exporters and export counters `config` describes,
+/// installing nothing process-wide (no global provider, propagator or
+/// subscriber): for tests and tools that make spans through
+/// [`TelemetryGuard::provider`]. Call inside the Tokio runtime, like [`init`].
+pub fn init_local(
+    config: &TelemetryConfig,
+    service_version: &str,
+) -> Result<TelemetryGuard, InitError> {
+    let counters = SharedCounters::default();
+    let provider = if config.sdk_disabled {
+        None
+    } else {
+        Some(tracer_provider(config, service_version, &counters)?)
+    };
     Ok(TelemetryGuard { provider, counters })
 }
 
@@ -228,28 +243,12 @@ fn tracer_provider(
         .with_sampler(sampler(config)?);
     for (i, exporter) in config.exporters.iter().enumerate() {
         let processor = match exporter {
-            ExporterConfig::Otlp {
-                endpoint,
-                protocol,
-                timeout,
-            } => {
-                let built = match protocol {
-                    OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-                        .with_tonic()
-                        .with_endpoint(endpoint)
-                        .with_timeout(*timeout)
-                        .build(),
-                    OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
-                        .with_http()
-                        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                        .with_endpoint(endpoint)
-                        .with_timeout(*timeout)
-                        .build(),
-                }
-                .map_err(|e| InitError::Exporter {
-                    exporter: "otlp",
-                    reason: e.to_string(),
-                })?;
+            ExporterConfig::Otlp(otlp) => {
+                let built =
+                    crate::otlp::OtlpExporter::new(otlp).map_err(|e| InitError::Exporter {
+                        exporter: "otlp",
+                        reason: e.to_string(),
+                    })?;
                 counted_batch(built, "otlp", counters)
             }
             // Deprecated upstream (Zipkin ingests OTLP now); kept for users whose

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use tracing_common::config::{ExporterConfig, OtlpProtocol};
+use tracing_common::config::{ExporterConfig, OtlpConfig, OtlpProtocol};
 use tracing_common::{ServerTracingLayer, TelemetryConfig, TrustPolicy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,11 +15,10 @@ async fn requests_succeed_while_the_otlp_endpoint_is_a_closed_port() {
         .local_addr()
         .unwrap();
     let mut config = TelemetryConfig::from_lookup("exporter-down-test", |_| Ok(None)).unwrap();
-    config.exporters = vec![ExporterConfig::Otlp {
-        endpoint: format!("http://{closed}"),
-        protocol: OtlpProtocol::Grpc,
+    config.exporters = vec![ExporterConfig::Otlp(OtlpConfig {
         timeout: Duration::from_millis(500),
-    }];
+        ..OtlpConfig::new(format!("http://{closed}"), OtlpProtocol::Grpc)
+    })];
     config.log_filter = "off".into();
     let guard =
         tracing_common::init_with(&config, "test").expect("telemetry starts with a dead endpoint");
