@@ -344,11 +344,21 @@ struct Outage {
     /// consumer once they answer again (see [`Consumer`]).
     replace_when_back: bool,
     last_probe: Option<std::time::Instant>,
+    /// Set when the consumer was replaced: when, and how many times in a row.
+    /// A fresh consumer that still has no partitions after
+    /// [`ASSIGNMENT_GRACE`] is replaced again, at most [`MAX_REPLACEMENTS`]
+    /// times (more members than partitions also leaves one without any).
+    replaced: Option<(std::time::Instant, u32)>,
 }
+
+/// How long a replaced consumer may take to be given partitions.
+const ASSIGNMENT_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+/// Replacements in a row before [`consume`] accepts an empty assignment.
+const MAX_REPLACEMENTS: u32 = 4;
 
 impl Outage {
     fn watching(&self) -> bool {
-        self.down_since.is_some()
+        self.down_since.is_some() || self.replaced.is_some()
     }
 
     /// The group dropped this member (see [`GroupWatch`]): replace the
@@ -378,12 +388,45 @@ impl Outage {
             let down_s = self.down_since.map_or(0, |t| t.elapsed().as_secs());
             match consumer.rebuild(topic) {
                 Ok(()) => {
-                    tracing::warn!(%topic, down_s, "brokers were unreachable for longer than the session timeout (or the group dropped this member); replaced the consumer with a fresh one")
+                    tracing::warn!(%topic, down_s, "brokers were unreachable for longer than the session timeout (or the group dropped this member); replaced the consumer with a fresh one");
+                    *self = Outage {
+                        replaced: Some((now, 1)),
+                        ..Outage::default()
+                    };
                 }
-                Err(e) => tracing::error!(error = %e, %topic, "cannot replace the consumer"),
+                Err(e) => {
+                    tracing::error!(error = %e, %topic, "cannot replace the consumer");
+                    *self = Outage::default();
+                }
+            }
+            return;
+        }
+        let Some((at, count)) = self.replaced else {
+            *self = Outage::default();
+            return;
+        };
+        use rdkafka::consumer::Consumer as _;
+        let assigned = consumer
+            .current
+            .assignment()
+            .map(|a| a.count())
+            .unwrap_or(0);
+        if assigned > 0 || count >= MAX_REPLACEMENTS {
+            *self = Outage::default();
+        } else if at.elapsed() > ASSIGNMENT_GRACE {
+            // Seen after a broker frozen for 25 s: the fresh consumer, made
+            // while the group coordinator was still loading, never joined.
+            match consumer.rebuild(topic) {
+                Ok(()) => {
+                    tracing::warn!(%topic, attempt = count + 1, "the replaced consumer got no partitions within 15 s; replaced it again");
+                    self.replaced = Some((now, count + 1));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, %topic, "cannot replace the consumer");
+                    *self = Outage::default();
+                }
             }
         }
-        *self = Outage::default();
     }
 }
 
