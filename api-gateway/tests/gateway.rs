@@ -8,7 +8,7 @@ use opentelemetry::trace::{SpanKind, Status, TraceId};
 use serde_json::Value;
 use tracing_common::server::{IncomingBaggage, IncomingTrace};
 use tracing_common::service::Running;
-use tracing_common::testing::{attr_str, capture, fresh_database_url, is_child_of, only};
+use tracing_common_testing::{attr_str, capture, fresh_database_url, is_child_of, only};
 
 async fn listener() -> tokio::net::TcpListener {
     tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()
@@ -207,7 +207,7 @@ async fn as_a_new_root_boundary_the_gateway_links_to_the_callers_trace() {
         .to_str()
         .unwrap()
         .to_owned();
-    let trace_id = tracing_common::testing::trace_id_of(&returned).unwrap();
+    let trace_id = tracing_common_testing::trace_id_of(&returned).unwrap();
     assert_ne!(
         trace_id.to_string(),
         outside,

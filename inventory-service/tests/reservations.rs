@@ -12,7 +12,7 @@ use rdkafka::producer::DefaultProducerContext;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tracing_common::service::Running;
-use tracing_common::testing::{
+use tracing_common_testing::{
     assert_attribute_types, attr_i64, attr_str, capture, fresh_database_url, is_child_of, only,
     records,
 };

@@ -124,7 +124,7 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
             Started {
                 router: app(state),
                 background,
-                producer: Some(producer),
+                flush: Some(tracing_common::kafka::flush_at_stop(&producer)),
             }
         },
     )?)

@@ -666,6 +666,12 @@ pub async fn broker_reachable(brokers: &str) -> KafkaResult<()> {
     .unwrap_or_else(|_| Err(KafkaError::Canceled))
 }
 
+/// [`flush`] of `producer`, for [`crate::service::Started::flush`].
+pub fn flush_at_stop(producer: &Producer) -> crate::service::Flush {
+    let producer = producer.clone();
+    Box::new(move || flush(&producer))
+}
+
 /// Waits (at most 5 seconds) for queued records to be acknowledged.
 pub fn flush(producer: &Producer) {
     use rdkafka::producer::Producer as _;

@@ -1,14 +1,18 @@
 //! Telemetry shared by the order-flow services: one call sets up tracing,
 //! and small helpers carry one request's trace across HTTP, Kafka and Postgres.
 //!
+//! Cargo features, both on by default: `kafka` ([`kafka`]) and `postgres`
+//! ([`db`], and the database parts of [`service`]). Test helpers live in the
+//! dev-only crate `tracing-common-testing`.
+//!
 //! - [`config`]: the `OTEL_*` variables, parsed and checked ([`TelemetryConfig`]).
 //! - [`telemetry`]: [`init`] installs provider, exporters, sampler, propagators
 //!   and JSON logs; [`TelemetryGuard`] flushes at shutdown.
 //! - [`otlp`]: the OTLP exporter (gRPC or HTTP, TLS, headers, gzip).
 //! - [`server`]: SERVER spans for axum and the trust-boundary policy.
 //! - [`client`]: a reqwest client that injects context and records CLIENT spans.
-//! - [`kafka`]: rdkafka header propagation and PRODUCER/CONSUMER spans.
-//! - [`db`]: Postgres CLIENT spans (sqlx-otel).
+//! - [`kafka`] (feature `kafka`): rdkafka header propagation and PRODUCER/CONSUMER spans.
+//! - [`db`] (feature `postgres`): Postgres CLIENT spans (sqlx-otel).
 //! - [`edge`]: request timeout (408), header budget (431), JSON-only bodies (415).
 //! - [`faults`]: opt-in latency and error injection into named steps (demos).
 //! - [`baggage`]: allow-listed baggage keys copied onto every span.
@@ -19,14 +23,15 @@
 //! - [`logging`]: JSON log lines with `trace_id`/`span_id`.
 //! - [`service`]: env settings, database bootstrap, the shutdown signal, and
 //!   [`service::Running`], which stops HTTP, consumers and producer in order.
-//! - [`testing`]: an in-memory span capture for tests.
 
 pub mod baggage;
 pub mod client;
 pub mod config;
+#[cfg(feature = "postgres")]
 pub mod db;
 pub mod edge;
 pub mod faults;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod logging;
 pub mod otlp;
@@ -37,7 +42,6 @@ pub mod service;
 pub mod spans;
 mod stats;
 pub mod telemetry;
-pub mod testing;
 pub mod trace_context;
 
 pub use config::{ConfigError, TelemetryConfig};

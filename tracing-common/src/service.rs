@@ -44,6 +44,7 @@ pub fn env_url(name: &'static str, default: &str) -> Result<String, ConfigError>
 
 /// A Postgres URL setting, checked now: a malformed one is a configuration
 /// error naming the variable, not a dependency to wait for at start-up.
+#[cfg(feature = "postgres")]
 pub fn env_database_url(name: &'static str, default: &str) -> Result<String, ConfigError> {
     let value: String = env_or(name, default.to_owned())?;
     let scheme_ok = value.starts_with("postgres://") || value.starts_with("postgresql://");
@@ -70,6 +71,7 @@ pub fn env_millis(name: &'static str, default_ms: u64) -> Result<std::time::Dura
 
 /// Connects to `url`, creating its database first when it does not exist
 /// and the role may create databases (a fresh local Postgres).
+#[cfg(feature = "postgres")]
 pub async fn connect_creating_database(
     url: &str,
     max_connections: u32,
@@ -138,6 +140,7 @@ pub async fn shutdown_signal() {
 /// brokers are back. Pass the untraced pool: probes every few seconds must
 /// not become traces. Takes at most about 3 s per check (the pool's acquire
 /// timeout, the brokers' metadata timeout); probe timeouts must be longer.
+#[cfg(feature = "postgres")]
 pub async fn readiness(
     db: &sqlx::PgPool,
     kafka_brokers: Option<&str>,
@@ -145,13 +148,7 @@ pub async fn readiness(
     use serde_json::json;
     let kafka = match kafka_brokers {
         None => None,
-        Some(brokers) => Some(match crate::kafka::broker_reachable(brokers).await {
-            Ok(()) => "reachable".to_owned(),
-            Err(e) => {
-                tracing::warn!(error = %e, "readiness: Kafka brokers do not answer (still ready: events wait in the outbox)");
-                format!("unreachable: {e}")
-            }
-        }),
+        Some(brokers) => Some(kafka_state(brokers).await),
     };
     let (status, ready, database) = match sqlx::query("SELECT 1").execute(db).await {
         Ok(_) => (http::StatusCode::OK, true, "reachable".to_owned()),
@@ -171,11 +168,32 @@ pub async fn readiness(
     (status, axum::Json(body))
 }
 
+#[cfg(all(feature = "postgres", feature = "kafka"))]
+async fn kafka_state(brokers: &str) -> String {
+    match crate::kafka::broker_reachable(brokers).await {
+        Ok(()) => "reachable".to_owned(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: Kafka brokers do not answer (still ready: events wait in the outbox)");
+            format!("unreachable: {e}")
+        }
+    }
+}
+
+#[cfg(all(feature = "postgres", not(feature = "kafka")))]
+async fn kafka_state(_brokers: &str) -> String {
+    "not checked (tracing-common built without its kafka feature)".to_owned()
+}
+
+/// Work to do last when a service stops, on a blocking thread: flushing a
+/// Kafka producer (`kafka::flush_at_stop`).
+pub type Flush = Box<dyn FnOnce() + Send + 'static>;
+
 /// What a service runs once its dependencies answer.
 pub struct Started {
     pub router: axum::Router,
     pub background: Background,
-    pub producer: Option<crate::kafka::Producer>,
+    /// Runs after the background work stopped (a producer's flush).
+    pub flush: Option<Flush>,
 }
 
 /// Longest wait between two attempts to reach a dependency at start-up.
@@ -223,8 +241,7 @@ pub struct Running {
     parts: PartsSlot,
 }
 
-type PartsSlot =
-    std::sync::Arc<std::sync::Mutex<Option<(Background, Option<crate::kafka::Producer>)>>>;
+type PartsSlot = std::sync::Arc<std::sync::Mutex<Option<(Background, Option<Flush>)>>>;
 
 /// Serves `/healthz` (alive) and `/readyz` (503, saying what start-up waits
 /// for) until the app is built, then hands every request to the app.
@@ -273,12 +290,12 @@ impl Running {
         listener: tokio::net::TcpListener,
         router: axum::Router,
         background: Background,
-        producer: Option<crate::kafka::Producer>,
+        flush: Option<Flush>,
     ) -> std::io::Result<Self> {
         let started = Started {
             router,
             background,
-            producer,
+            flush,
         };
         Self::serve_when_connected(
             listener,
@@ -362,7 +379,7 @@ impl Running {
             }
             let started = build(value).await;
             if let Ok(mut slot) = slot.lock() {
-                *slot = Some((started.background, started.producer));
+                *slot = Some((started.background, started.flush));
             }
             let _ = gate_state.app.set(started.router);
             let _ = started_tx.send(true);
@@ -412,15 +429,15 @@ impl Running {
         self.startup.abort();
         let _ = self.startup.await;
         let parts = self.parts.lock().ok().and_then(|mut p| p.take());
-        let Some((background, producer)) = parts else {
+        let Some((background, flush)) = parts else {
             return served;
         };
         let _ = background.stop.send(true);
         for task in background.tasks {
             let _ = task.await;
         }
-        if let Some(producer) = producer {
-            let _ = tokio::task::spawn_blocking(move || crate::kafka::flush(&producer)).await;
+        if let Some(flush) = flush {
+            let _ = tokio::task::spawn_blocking(flush).await;
         }
         served
     }

@@ -13,7 +13,7 @@ use tower::ServiceExt;
 use tracing::Instrument;
 use tracing_common::baggage;
 use tracing_common::server::{IncomingBaggage, IncomingTrace, ServerTracingLayer, TrustPolicy};
-use tracing_common::testing::{
+use tracing_common_testing::{
     assert_attribute_types, attr_i64, attr_str, capture, is_child_of, only, span_id_of, trace_id_of,
 };
 use tracing_opentelemetry::OpenTelemetrySpanExt;

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::routing::get;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tracing_common::server::{ServerTracingLayer, TrustPolicy};
-use tracing_common::testing::capture;
+use tracing_common_testing::capture;
 
 const TRACE: &str = "12345678901234567890123456789012";
 const PARENT: &str = "1234567890123456";

@@ -78,7 +78,7 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
                     limits,
                 }),
                 background: Background::default(),
-                producer: None,
+                flush: None,
             }
         },
     )?)

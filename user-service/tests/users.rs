@@ -4,7 +4,7 @@ use axum::body::Body;
 use http::{Request, StatusCode};
 use opentelemetry::trace::SpanKind;
 use tower::ServiceExt;
-use tracing_common::testing::{
+use tracing_common_testing::{
     attr_str, capture, fresh_database_url, is_child_of, only, trace_id_of,
 };
 use user_service::AppState;
@@ -113,7 +113,7 @@ async fn readiness_answers_from_the_database_without_leaving_a_trace() {
     )
     .unwrap();
     assert_eq!(body["ready"], true);
-    tracing_common::testing::settle();
+    tracing_common_testing::settle();
     assert!(
         capture
             .spans()

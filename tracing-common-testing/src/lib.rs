@@ -1,3 +1,7 @@
+//! Test helpers for `tracing-common` and the services (a dev-dependency only):
+//! an in-memory span capture, attribute and parent assertions, per-test
+//! databases and Kafka topic reads.
+//!
 //! In-memory span capture for tests of this crate and of the services.
 //!
 //! The first call installs, for the whole test process, a tracer provider that
@@ -17,8 +21,8 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::baggage::BaggageSpanProcessor;
-use crate::config::PropagatorKind;
+use tracing_common::baggage::BaggageSpanProcessor;
+use tracing_common::config::PropagatorKind;
 
 /// Finished spans of this test process.
 #[derive(Debug)]
@@ -39,7 +43,7 @@ pub fn capture() -> &'static SpanCapture {
             )))
             .build();
         opentelemetry::global::set_tracer_provider(provider.clone());
-        opentelemetry::global::set_text_map_propagator(crate::propagation::propagator(&[
+        opentelemetry::global::set_text_map_propagator(tracing_common::propagation::propagator(&[
             PropagatorKind::TraceContext,
             PropagatorKind::Baggage,
         ]));
@@ -50,8 +54,8 @@ pub fn capture() -> &'static SpanCapture {
         });
         let _ = tracing_subscriber::registry()
             .with(
-                crate::telemetry::otel_layer(provider.tracer("test"))
-                    .with_filter(crate::telemetry::span_filter()),
+                tracing_common::telemetry::otel_layer(provider.tracer("test"))
+                    .with_filter(tracing_common::telemetry::span_filter()),
             )
             .with(logs)
             .try_init();
@@ -132,11 +136,11 @@ pub fn attr_i64(span: &SpanData, key: &str) -> Option<i64> {
 }
 
 /// Panics, naming span and key, if an attribute of `spans` has the wrong type:
-/// the keys of [`INTEGER_ATTRIBUTES`](crate::spans::INTEGER_ATTRIBUTES) must be integers, those of
-/// [`STRING_ATTRIBUTES`](crate::spans::STRING_ATTRIBUTES) strings, and no other attribute may be a string that
+/// the keys of [`INTEGER_ATTRIBUTES`](tracing_common::spans::INTEGER_ATTRIBUTES) must be integers, those of
+/// [`STRING_ATTRIBUTES`](tracing_common::spans::STRING_ATTRIBUTES) strings, and no other attribute may be a string that
 /// reads as an integer (the `tracing` bridge turns unsigned fields into text).
 pub fn assert_attribute_types(spans: &[SpanData]) {
-    use crate::spans::{INTEGER_ATTRIBUTES, STRING_ATTRIBUTES};
+    use tracing_common::spans::{INTEGER_ATTRIBUTES, STRING_ATTRIBUTES};
     let mut wrong = Vec::new();
     for span in spans {
         for kv in &span.attributes {
