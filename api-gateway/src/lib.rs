@@ -58,10 +58,7 @@ pub fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Resu
         user_service_url: config.user_service_url.clone(),
         order_service_url: config.order_service_url.clone(),
         inventory_service_url: config.inventory_service_url.clone(),
-        policy: TrustPolicy {
-            trace: config.incoming_trace,
-            baggage: config.incoming_baggage,
-        },
+        policy: TrustPolicy::new(config.incoming_trace, config.incoming_baggage),
         limits: config.limits,
     };
     Ok(Running::serve(

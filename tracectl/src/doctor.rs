@@ -151,6 +151,7 @@ pub async fn diagnose(config: Result<TelemetryConfig, ConfigError>) -> Report {
             ExporterConfig::Console => {
                 report.note("console exporter: spans are printed on standard output only");
             }
+            other => report.note(format!("{other:?}: not checked")),
         }
     }
 
@@ -188,6 +189,7 @@ fn describe_exporters(config: &TelemetryConfig) -> String {
             }
             ExporterConfig::Zipkin { endpoint } => format!("zipkin to {endpoint}"),
             ExporterConfig::Console => "console".into(),
+            other => format!("{other:?}"),
         })
         .collect::<Vec<_>>()
         .join("; ")
@@ -286,10 +288,7 @@ async fn tcp(host: &str, port: u16, timeout: Duration, report: &mut Report) -> R
 }
 
 fn port_of(protocol: OtlpProtocol) -> u16 {
-    match protocol {
-        OtlpProtocol::Grpc => 4317,
-        OtlpProtocol::HttpProtobuf => 4318,
-    }
+    protocol.default_port()
 }
 
 async fn check_otlp(otlp: &OtlpConfig, config: &TelemetryConfig, report: &mut Report) {
@@ -405,7 +404,9 @@ async fn explain(
                 ),
             );
         }
-        ErrorKind::Connect | ErrorKind::Tls | ErrorKind::WrongProtocol | ErrorKind::Other => {
+        // Connect, Tls from a server that speaks TLS, WrongProtocol, Other, and
+        // kinds a later tracing-common adds: try what the endpoint speaks.
+        _ => {
             if !otlp.uses_tls() && speaks_tls(host, port, probe_timeout).await {
                 report.problem(
                     format!("{host}:{port} requires TLS, but the endpoint is http:// ({detail})"),
@@ -416,10 +417,7 @@ async fn explain(
                 );
                 return;
             }
-            let other = match otlp.protocol {
-                OtlpProtocol::Grpc => OtlpProtocol::HttpProtobuf,
-                OtlpProtocol::HttpProtobuf => OtlpProtocol::Grpc,
-            };
+            let other = otlp.protocol.other();
             if answers(otlp, other).await {
                 let (configured, speaks) = (otlp.protocol.as_str(), other.as_str());
                 report.problem(
@@ -452,19 +450,11 @@ async fn explain(
 /// Whether the endpoint answers an empty export in `protocol` (accepting it,
 /// or asking for credentials, which also shows it speaks that protocol).
 async fn answers(otlp: &OtlpConfig, protocol: OtlpProtocol) -> bool {
-    let path = match protocol {
-        OtlpProtocol::Grpc => "",
-        OtlpProtocol::HttpProtobuf => "/v1/traces",
-    };
+    let path = protocol.traces_path();
     let Some(endpoint) = base(&otlp.endpoint, path) else {
         return false;
     };
-    let probe = OtlpConfig {
-        endpoint,
-        protocol,
-        timeout: otlp.timeout.min(Duration::from_secs(5)),
-        ..otlp.clone()
-    };
+    let probe = otlp.retargeted(endpoint, protocol, otlp.timeout.min(Duration::from_secs(5)));
     let Ok(client) = OtlpClient::new(&probe) else {
         return false;
     };

@@ -31,6 +31,7 @@ impl ConfigError {
 
 /// Which sampler the SDK uses (`OTEL_TRACES_SAMPLER` + `OTEL_TRACES_SAMPLER_ARG`).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum SamplerConfig {
     AlwaysOn,
     AlwaysOff,
@@ -47,6 +48,7 @@ pub enum SamplerConfig {
 /// (`endpoint=…,pollingIntervalMs=…,initialSamplingRate=…`, as the
 /// OpenTelemetry SDK environment specification defines it).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct JaegerRemoteConfig {
     pub endpoint: String,
     pub polling_interval: Duration,
@@ -59,6 +61,7 @@ pub struct JaegerRemoteConfig {
 
 /// Where finished spans go (`OTEL_TRACES_EXPORTER`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ExporterConfig {
     Otlp(OtlpConfig),
     Zipkin {
@@ -69,6 +72,7 @@ pub enum ExporterConfig {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OtlpProtocol {
     Grpc,
     HttpProtobuf,
@@ -82,11 +86,37 @@ impl OtlpProtocol {
             OtlpProtocol::HttpProtobuf => "http/protobuf",
         }
     }
+
+    /// The port collectors serve it on by convention (4317, 4318).
+    pub fn default_port(self) -> u16 {
+        match self {
+            OtlpProtocol::Grpc => 4317,
+            OtlpProtocol::HttpProtobuf => 4318,
+        }
+    }
+
+    /// The path a base endpoint gets for traces: none for gRPC,
+    /// `/v1/traces` for OTLP/HTTP.
+    pub fn traces_path(self) -> &'static str {
+        match self {
+            OtlpProtocol::Grpc => "",
+            OtlpProtocol::HttpProtobuf => "/v1/traces",
+        }
+    }
+
+    /// The other OTLP transport: what a mismatched endpoint may speak.
+    pub fn other(self) -> Self {
+        match self {
+            OtlpProtocol::Grpc => OtlpProtocol::HttpProtobuf,
+            OtlpProtocol::HttpProtobuf => OtlpProtocol::Grpc,
+        }
+    }
 }
 
 /// The OTLP exporter's settings. For each, the `OTEL_EXPORTER_OTLP_TRACES_*`
 /// variable wins over the `OTEL_EXPORTER_OTLP_*` one.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OtlpConfig {
     /// `http://` or `https://`; for OTLP/HTTP the full URL of the traces path.
     pub endpoint: String,
@@ -105,6 +135,24 @@ pub struct OtlpConfig {
 }
 
 impl OtlpConfig {
+    /// These settings with another per-request timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// These settings sent to another endpoint, with another protocol and
+    /// timeout (headers, compression and CAs kept): a probe of what an
+    /// endpoint speaks.
+    pub fn retargeted(&self, endpoint: String, protocol: OtlpProtocol, timeout: Duration) -> Self {
+        Self {
+            endpoint,
+            protocol,
+            timeout,
+            ..self.clone()
+        }
+    }
+
     /// Plain settings: no headers, no compression, system CAs, 10 s timeout.
     pub fn new(endpoint: impl Into<String>, protocol: OtlpProtocol) -> Self {
         Self {
@@ -166,6 +214,7 @@ impl std::fmt::Debug for OtlpHeaders {
 
 /// Compression of export request bodies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum OtlpCompression {
     #[default]
     None,
@@ -238,6 +287,7 @@ impl std::fmt::Debug for CaCertificate {
 
 /// One propagation format named in `OTEL_PROPAGATORS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PropagatorKind {
     TraceContext,
     Baggage,
@@ -248,6 +298,7 @@ pub enum PropagatorKind {
 
 /// Log line format (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LogFormat {
     /// One JSON object per line, with `trace_id` and `span_id`.
     Json,
@@ -257,6 +308,7 @@ pub enum LogFormat {
 
 /// Everything [`crate::init`] needs, parsed and checked.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct TelemetryConfig {
     pub service_name: String,
     /// `OTEL_SDK_DISABLED=true`: no provider, no exporter, no span is recorded.

@@ -50,6 +50,7 @@ pub struct BuildError(String);
 
 /// What kind of failure an export request met.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// No TCP connection (refused, unreachable, name not resolved).
     Connect,

@@ -29,6 +29,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// What a server does with a trace context arriving from its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum IncomingTrace {
     /// The caller's span becomes the parent (one trace end to end).
     #[default]
@@ -51,6 +52,7 @@ impl FromStr for IncomingTrace {
 
 /// What a server does with baggage arriving from its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum IncomingBaggage {
     /// Keep it: the caller is another service of this system.
     #[default]
@@ -72,12 +74,17 @@ impl FromStr for IncomingBaggage {
 
 /// How much of an incoming context a server trusts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct TrustPolicy {
     pub trace: IncomingTrace,
     pub baggage: IncomingBaggage,
 }
 
 impl TrustPolicy {
+    pub const fn new(trace: IncomingTrace, baggage: IncomingBaggage) -> Self {
+        Self { trace, baggage }
+    }
+
     /// For services called only by services of this system.
     pub const INTERNAL: Self = Self {
         trace: IncomingTrace::Continue,

@@ -37,6 +37,7 @@ fn now_ms() -> u64 {
 
 /// A snapshot of the span export counters of one process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct ExportStats {
     /// Sampled spans handed to the export pipeline.
     pub ended: u64,

@@ -20,6 +20,7 @@ use crate::stats::{CountingExporter, CountingProcessor, ExportStats, SharedCount
 
 /// Telemetry could not start. Each variant names what to fix.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum InitError {
     #[error(transparent)]
     Config(#[from] ConfigError),

@@ -15,10 +15,10 @@ async fn requests_succeed_while_the_otlp_endpoint_is_a_closed_port() {
         .local_addr()
         .unwrap();
     let mut config = TelemetryConfig::from_lookup("exporter-down-test", |_| Ok(None)).unwrap();
-    config.exporters = vec![ExporterConfig::Otlp(OtlpConfig {
-        timeout: Duration::from_millis(500),
-        ..OtlpConfig::new(format!("http://{closed}"), OtlpProtocol::Grpc)
-    })];
+    config.exporters = vec![ExporterConfig::Otlp(
+        OtlpConfig::new(format!("http://{closed}"), OtlpProtocol::Grpc)
+            .with_timeout(Duration::from_millis(500)),
+    )];
     config.log_filter = "off".into();
     let guard =
         tracing_common::init_with(&config, "test").expect("telemetry starts with a dead endpoint");

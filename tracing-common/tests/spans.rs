@@ -291,10 +291,7 @@ async fn edge_policy_drops_incoming_baggage_but_continues_the_trace() {
 async fn new_root_policy_starts_a_fresh_trace_linked_to_the_caller() {
     let parent = "00-4bf92f3577b34da6a3ce929d0e0e4708-00f067aa0ba902b7-01".to_owned();
     let capture = capture();
-    let policy = TrustPolicy {
-        trace: IncomingTrace::NewRootWithLink,
-        baggage: IncomingBaggage::Drop,
-    };
+    let policy = TrustPolicy::new(IncomingTrace::NewRootWithLink, IncomingBaggage::Drop);
     let response = call(policy, "/users/u1", &[("traceparent", parent.as_str())]).await;
     let trace_id = response_trace(&response);
     assert_ne!(trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4708");

@@ -156,12 +156,9 @@ async fn spans_arrive_with_the_token_and_gzip(protocol: &str) {
     );
     assert_eq!(export.encoding.as_deref(), Some("gzip"));
     assert_eq!(
-        stats,
-        ExportStats {
-            ended: 1,
-            exported: 1,
-            failed: 0
-        }
+        (stats.ended, stats.exported, stats.failed),
+        (1, 1, 0),
+        "{stats:?}"
     );
     assert_eq!(s.receiver.rejected(), 0);
 }
