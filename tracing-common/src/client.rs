@@ -81,7 +81,10 @@ fn record_outcome(span: &Span, outcome: &Result<Response>) {
             span.record("http.response.status_code", i64::from(status.as_u16()));
             if status.is_client_error() || status.is_server_error() {
                 span.record("otel.status_code", "ERROR");
-                span.set_attribute("error.type", status.as_str().to_owned());
+                span.set_attribute(
+                    opentelemetry_semantic_conventions::attribute::ERROR_TYPE,
+                    status.as_str().to_owned(),
+                );
             }
         }
         Err(error) => {

@@ -138,7 +138,10 @@ pub fn consumer_span<M: Message>(message: &M, consumer_group: &str) -> tracing::
     if producer.is_valid() {
         span.add_link_with_attributes(
             producer,
-            vec![KeyValue::new("messaging.operation.type", "send")],
+            vec![KeyValue::new(
+                opentelemetry_semantic_conventions::attribute::MESSAGING_OPERATION_TYPE,
+                "send",
+            )],
         );
     }
     span

@@ -3,6 +3,7 @@
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::Status;
+use opentelemetry_semantic_conventions::attribute as semconv;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Marks `span` as failed. `error_type` is low-cardinality (a class of error,
@@ -10,12 +11,12 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// personal data or secrets.
 pub fn record_error(span: &tracing::Span, error_type: &str, message: &str) {
     span.set_status(Status::error(message.to_owned()));
-    span.set_attribute("error.type", error_type.to_owned());
+    span.set_attribute(semconv::ERROR_TYPE, error_type.to_owned());
     span.add_event(
         "exception",
         vec![
-            KeyValue::new("exception.type", error_type.to_owned()),
-            KeyValue::new("exception.message", message.to_owned()),
+            KeyValue::new(semconv::EXCEPTION_TYPE, error_type.to_owned()),
+            KeyValue::new(semconv::EXCEPTION_MESSAGE, message.to_owned()),
         ],
     );
 }
@@ -25,14 +26,14 @@ pub fn record_error(span: &tracing::Span, error_type: &str, message: &str) {
 /// Record them as `i64`: the `tracing` bridge exports `u16`, `u32`, `u64` and
 /// `usize` fields as text, which Jaeger then stores as string tags.
 pub const INTEGER_ATTRIBUTES: &[&str] = &[
-    "http.response.status_code",
-    "server.port",
-    "client.port",
-    "network.peer.port",
-    "messaging.kafka.offset",
-    "messaging.message.body.size",
-    "messaging.batch.message_count",
-    "db.response.returned_rows",
+    semconv::HTTP_RESPONSE_STATUS_CODE,
+    semconv::SERVER_PORT,
+    semconv::CLIENT_PORT,
+    semconv::NETWORK_PEER_PORT,
+    semconv::MESSAGING_KAFKA_OFFSET,
+    semconv::MESSAGING_MESSAGE_BODY_SIZE,
+    semconv::MESSAGING_BATCH_MESSAGE_COUNT,
+    semconv::DB_RESPONSE_RETURNED_ROWS,
     "order.item_count",
     "fault.delay_ms",
 ];
@@ -41,12 +42,12 @@ pub const INTEGER_ATTRIBUTES: &[&str] = &[
 /// a partition id and an error class such as `503` (the conventions say so),
 /// identifiers and a decimal amount (text on purpose: no float rounding).
 pub const STRING_ATTRIBUTES: &[&str] = &[
-    "messaging.destination.partition.id",
-    "error.type",
-    "db.response.status_code",
+    semconv::MESSAGING_DESTINATION_PARTITION_ID,
+    semconv::ERROR_TYPE,
+    semconv::DB_RESPONSE_STATUS_CODE,
     "user.id",
     "order.id",
-    "messaging.message.id",
-    "messaging.kafka.message.key",
+    semconv::MESSAGING_MESSAGE_ID,
+    semconv::MESSAGING_KAFKA_MESSAGE_KEY,
     "order.total_amount",
 ];

@@ -1,6 +1,7 @@
 //! Process-wide telemetry set-up: provider, exporters, sampler, propagators and
 //! the `tracing` subscriber, and the guard that flushes them at shutdown.
 
+use opentelemetry_semantic_conventions::attribute as semconv;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
@@ -217,9 +218,12 @@ pub(crate) fn tracer_scope() -> &'static str {
 /// `deployment.environment.name`, then `OTEL_RESOURCE_ATTRIBUTES`, which wins.
 pub fn resource(config: &TelemetryConfig, service_version: &str) -> Resource {
     let mut attributes = vec![
-        KeyValue::new("service.version", service_version.to_owned()),
-        KeyValue::new("service.instance.id", uuid::Uuid::new_v4().to_string()),
-        KeyValue::new("deployment.environment.name", "local"),
+        KeyValue::new(semconv::SERVICE_VERSION, service_version.to_owned()),
+        KeyValue::new(
+            semconv::SERVICE_INSTANCE_ID,
+            uuid::Uuid::new_v4().to_string(),
+        ),
+        KeyValue::new(semconv::DEPLOYMENT_ENVIRONMENT_NAME, "local"),
     ];
     attributes.retain(|kv| !config.resource_attributes.contains_key(kv.key.as_str()));
     attributes.extend(
