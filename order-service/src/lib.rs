@@ -208,11 +208,11 @@ async fn create_order(
     );
 
     let span = tracing::info_span!("fetch-user-data");
-    let _ = span.set_parent(cx.clone());
+    tracing_common::spans::set_parent(&span, cx.clone());
     fetch_user(&state, &order.user_id).instrument(span).await?;
 
     let span = tracing::info_span!("check-inventory");
-    let _ = span.set_parent(cx.clone());
+    tracing_common::spans::set_parent(&span, cx.clone());
     check_inventory(&state, &order).instrument(span).await?;
 
     let event = db::OutboxEvent {
@@ -237,7 +237,7 @@ async fn create_order(
     event.payload["eventId"] = json!(event.id);
 
     let span = tracing::info_span!("create-order-db", db.system.name = "postgresql");
-    let _ = span.set_parent(cx.clone());
+    tracing_common::spans::set_parent(&span, cx.clone());
     let inserted = db::insert_order(&state.db, order_id, &order, key.as_deref(), &event)
         .instrument(span)
         .await?;
@@ -251,7 +251,7 @@ async fn create_order(
     }
 
     let span = tracing::info_span!("publish-order-event");
-    let _ = span.set_parent(cx.clone());
+    tracing_common::spans::set_parent(&span, cx.clone());
     publish(&state, &event).instrument(span).await;
 
     server_span.add_event(

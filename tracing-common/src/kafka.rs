@@ -134,7 +134,7 @@ pub fn consumer_span<M: Message>(message: &M, consumer_group: &str) -> tracing::
     );
     let parent = extract(message.headers());
     let producer = parent.span().span_context().clone();
-    let _ = span.set_parent(parent);
+    crate::spans::set_parent(&span, parent);
     if producer.is_valid() {
         span.add_link_with_attributes(
             producer,
@@ -621,7 +621,7 @@ pub async fn send_traced(
     payload: &[u8],
 ) -> Result<(i32, i64), KafkaError> {
     let span = producer_span(topic, key);
-    let _ = span.set_parent(parent.clone());
+    crate::spans::set_parent(&span, parent.clone());
     let headers = inject(&span.context(), OwnedHeaders::new());
     let record = FutureRecord::to(topic)
         .key(key)

@@ -203,12 +203,14 @@ fn server_span<B>(request: &Request<B>, policy: TrustPolicy) -> tracing::Span {
     };
     match policy.trace {
         IncomingTrace::Continue => {
-            let _ = span.set_parent(incoming);
+            crate::spans::set_parent(&span, incoming);
         }
         IncomingTrace::NewRootWithLink => {
             let caller = incoming.span().span_context().clone();
-            let _ = span
-                .set_parent(Context::new().with_baggage(crate::baggage::copy(incoming.baggage())));
+            crate::spans::set_parent(
+                &span,
+                Context::new().with_baggage(crate::baggage::copy(incoming.baggage())),
+            );
             if caller.is_valid() {
                 span.add_link_with_attributes(
                     caller,

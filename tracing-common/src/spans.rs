@@ -21,6 +21,22 @@ pub fn record_error(span: &tracing::Span, error_type: &str, message: &str) {
     );
 }
 
+/// Gives `span`, not yet started, the parent context `cx`. Where that cannot
+/// be done by design it is quiet: a span filtered out, or no OpenTelemetry
+/// layer (tracing switched off), has no trace to join. A span already started
+/// is a mistake in the caller and is logged.
+pub fn set_parent(span: &tracing::Span, cx: opentelemetry::Context) {
+    use tracing_opentelemetry::SetParentError;
+    match span.set_parent(cx) {
+        Ok(()) | Err(SetParentError::SpanDisabled | SetParentError::LayerNotFound) => {}
+        Err(e @ SetParentError::AlreadyStarted) => tracing::warn!(
+            error = %e,
+            span = span.metadata().map_or("", |m| m.name()),
+            "parent context not set"
+        ),
+    }
+}
+
 /// Attributes the semantic conventions (and this project) type as integers.
 ///
 /// Record them as `i64`: the `tracing` bridge exports `u16`, `u32`, `u64` and
