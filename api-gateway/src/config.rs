@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use tracing_common::ConfigError;
-use tracing_common::edge::EdgeLimits;
+use service_runtime::edge::EdgeLimits;
 use tracing_common::server::{IncomingBaggage, IncomingTrace};
-use tracing_common::service::{env_millis, env_or, env_url};
+use service_runtime::settings::{env_millis, env_or, env_url};
 
 #[derive(Debug, Clone)]
 pub struct Config {

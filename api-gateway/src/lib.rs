@@ -13,8 +13,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tracing_common::client::TracedClient;
-use tracing_common::edge;
-use tracing_common::service::{Background, Running};
+use service_runtime::edge;
+use service_runtime::lifecycle::{Background, Running};
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 
 use crate::config::Config;
@@ -26,8 +26,8 @@ pub struct AppState {
     pub order_service_url: String,
     pub inventory_service_url: String,
     pub policy: TrustPolicy,
-    /// Request timeout and header budget (`tracing_common::edge`).
-    pub limits: tracing_common::edge::EdgeLimits,
+    /// Request timeout and header budget (`service_runtime::edge`).
+    pub limits: service_runtime::edge::EdgeLimits,
 }
 
 /// Request bodies above this are refused with 413 before any service is called.

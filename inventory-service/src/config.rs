@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use tracing_common::ConfigError;
-use tracing_common::edge::{EdgeLimits, SERVICE_REQUEST_TIMEOUT};
-use tracing_common::faults::Faults;
-use tracing_common::service::{env_database_url, env_millis, env_or};
+use service_runtime::edge::{EdgeLimits, SERVICE_REQUEST_TIMEOUT};
+use service_runtime::faults::Faults;
+use service_runtime::settings::{env_database_url, env_millis, env_or};
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -15,7 +15,7 @@ pub enum AppError {
     ProductNotFound,
     /// 500: a fault injected on purpose (`FAULTS`, off by default).
     #[error(transparent)]
-    Injected(#[from] tracing_common::faults::Injected),
+    Injected(#[from] service_runtime::faults::Injected),
     /// 503 when the database cannot be reached, 500 for any other database
     /// failure; neither leaks detail.
     #[error("database unavailable: {0}")]
@@ -34,7 +34,7 @@ impl IntoResponse for AppError {
                 "injected_fault",
                 e.to_string(),
             ),
-            AppError::Database(e) => tracing_common::db::error_response(e, "inventory"),
+            AppError::Database(e) => service_runtime::database::error_response(e, "inventory"),
         };
         (
             status,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Postgres;
 use tracing::Instrument;
 use tracing_common::db::TracedPool;
-use tracing_common::kafka::Producer;
+use service_runtime::kafka::Producer;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
@@ -48,12 +48,12 @@ pub struct StockDecision<'a> {
 /// only after the record's transaction committed and its answer was
 /// acknowledged.
 pub async fn consume(
-    consumer: tracing_common::kafka::Consumer,
+    consumer: service_runtime::kafka::Consumer,
     producer: Producer,
     db: TracedPool<Postgres>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    tracing_common::kafka::consume(consumer, ORDER_EVENTS, CONSUMER_GROUP, shutdown, |m| {
+    service_runtime::kafka::consume(consumer, ORDER_EVENTS, CONSUMER_GROUP, shutdown, |m| {
         let (producer, db) = (producer.clone(), db.clone());
         async move { handle(&m, &producer, &db).await }
     })
@@ -142,7 +142,7 @@ async fn handle<M: Message>(
         reason,
     };
     let payload = serde_json::to_vec(&reply).expect("serialising a struct of strings cannot fail");
-    tracing_common::kafka::send_traced(
+    service_runtime::kafka::send_traced(
         producer,
         &span.context(),
         INVENTORY_EVENTS,

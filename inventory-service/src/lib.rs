@@ -22,11 +22,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres};
 use tracing_common::db::TracedPool;
-use tracing_common::edge;
-use tracing_common::faults::Faults;
+use service_runtime::edge;
+use service_runtime::faults::Faults;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 
-use tracing_common::service::{Background, Running, Started};
+use service_runtime::lifecycle::{Background, Running, Started};
 
 use crate::config::Config;
 use crate::error::AppError;
@@ -39,8 +39,8 @@ pub struct AppState {
     /// Checked by `/readyz`.
     pub kafka_brokers: String,
     pub faults: Faults,
-    /// Request timeout and header budget (`tracing_common::edge`).
-    pub limits: tracing_common::edge::EdgeLimits,
+    /// Request timeout and header budget (`service_runtime::edge`).
+    pub limits: service_runtime::edge::EdgeLimits,
 }
 
 /// Steps `FAULTS` can slow down or fail: the stock check behind `POST /check`.
@@ -48,7 +48,7 @@ pub const FAULT_STEPS: &[&str] = &["check-stock"];
 
 /// Connects (creating the database if needed) and migrates.
 pub async fn connect(database_url: &str) -> Result<(PgPool, TracedPool<Postgres>), sqlx::Error> {
-    tracing_common::db::connect(database_url, 10, &sqlx::migrate!("./migrations")).await
+    service_runtime::database::connect(database_url, 10, &sqlx::migrate!("./migrations")).await
 }
 
 pub fn app(state: AppState) -> Router {
@@ -71,8 +71,8 @@ pub fn app(state: AppState) -> Router {
 /// broker answers; bad settings fail here, at once.
 pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
     let producer =
-        tracing_common::kafka::producer(&config.kafka_brokers, config.kafka_send_timeout)?;
-    let consumer = tracing_common::kafka::consumer(&config.kafka_brokers, kafka::CONSUMER_GROUP)?;
+        service_runtime::kafka::producer(&config.kafka_brokers, config.kafka_send_timeout)?;
+    let consumer = service_runtime::kafka::consumer(&config.kafka_brokers, kafka::CONSUMER_GROUP)?;
     if !config.faults.is_empty() {
         tracing::warn!(faults = %config.faults.describe(), "fault injection is ON (FAULTS)");
     }
@@ -87,7 +87,7 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
         },
         move |(raw_db, db)| async move {
             let mut background = Background::default();
-            background.spawn(tracing_common::kafka::ensure_topics_until_done(
+            background.spawn(service_runtime::kafka::ensure_topics_until_done(
                 config.kafka_brokers.clone(),
                 &[kafka::ORDER_EVENTS, kafka::INVENTORY_EVENTS],
                 3,
@@ -109,7 +109,7 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
             Started {
                 router: app(state),
                 background,
-                flush: Some(tracing_common::kafka::flush_at_stop(&producer)),
+                flush: Some(service_runtime::kafka::flush_at_stop(&producer)),
             }
         },
     )?)
@@ -177,5 +177,5 @@ async fn product(
 }
 
 async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoResponse {
-    tracing_common::service::readiness(&state.raw_db, Some(&state.kafka_brokers)).await
+    service_runtime::database::readiness(&state.raw_db, Some(&state.kafka_brokers)).await
 }

@@ -11,7 +11,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tracing_common::service::Running;
+use service_runtime::lifecycle::Running;
 use tracing_common_testing::{
     assert_attribute_types, attr_i64, attr_str, capture, fresh_database_url, is_child_of, only,
     records,
@@ -22,7 +22,7 @@ struct Inventory {
     brokers: String,
     service: Running,
     db: PgPool,
-    producer: tracing_common::kafka::Producer,
+    producer: service_runtime::kafka::Producer,
 }
 
 async fn spawn_inventory() -> Inventory {
@@ -51,7 +51,7 @@ async fn spawn_inventory() -> Inventory {
     .await
     .expect("Postgres must be running");
     Inventory {
-        producer: tracing_common::kafka::producer(&brokers, Duration::from_secs(5)).unwrap(),
+        producer: service_runtime::kafka::producer(&brokers, Duration::from_secs(5)).unwrap(),
         _kafka: kafka,
         brokers,
         service,
@@ -67,7 +67,7 @@ impl Inventory {
         let root = tracer.start("test-root");
         let cx = opentelemetry::Context::current_with_span(root);
         let trace_id = cx.span().span_context().trace_id();
-        tracing_common::kafka::send_traced(
+        service_runtime::kafka::send_traced(
             &self.producer,
             &cx,
             inventory_service::kafka::ORDER_EVENTS,

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use tracing_common::ConfigError;
-use tracing_common::edge::{EdgeLimits, SERVICE_REQUEST_TIMEOUT};
-use tracing_common::service::{env_database_url, env_millis, env_or, env_url};
+use service_runtime::edge::{EdgeLimits, SERVICE_REQUEST_TIMEOUT};
+use service_runtime::settings::{env_database_url, env_millis, env_or, env_url};
 
 #[derive(Debug, Clone)]
 pub struct Config {

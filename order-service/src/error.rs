@@ -51,7 +51,7 @@ impl IntoResponse for AppError {
                 (StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable")
             }
             AppError::Database(e) => {
-                let (status, code, message) = tracing_common::db::error_response(e, "orders");
+                let (status, code, message) = service_runtime::database::error_response(e, "orders");
                 return body(status, code, &message);
             }
         };

@@ -7,7 +7,7 @@ use rdkafka::Message;
 use serde::Deserialize;
 use sqlx::{PgPool, Postgres};
 use tracing_common::db::TracedPool;
-use tracing_common::kafka::Producer;
+use service_runtime::kafka::Producer;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
@@ -32,7 +32,7 @@ pub async fn relay_once(
         // The original request's context: the late publish joins its trace.
         let parent = tracing_common::propagation::extract_from_map(&event.trace_context.0);
         let payload = serde_json::to_vec(&event.payload).expect("a JSON value serialises");
-        match tracing_common::kafka::send_traced(
+        match service_runtime::kafka::send_traced(
             producer,
             &parent,
             &event.topic,
@@ -90,11 +90,11 @@ struct StockDecision {
 /// Consumes `inventory-events` until `shutdown` flips; offsets are stored only
 /// after the order update committed.
 pub async fn consume(
-    consumer: tracing_common::kafka::Consumer,
+    consumer: service_runtime::kafka::Consumer,
     db: TracedPool<Postgres>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    tracing_common::kafka::consume(consumer, INVENTORY_EVENTS, CONSUMER_GROUP, shutdown, |m| {
+    service_runtime::kafka::consume(consumer, INVENTORY_EVENTS, CONSUMER_GROUP, shutdown, |m| {
         let db = db.clone();
         async move { handle(&m, &db).await }
     })

@@ -26,13 +26,13 @@ use tracing::Instrument;
 use tracing_common::baggage;
 use tracing_common::client::TracedClient;
 use tracing_common::db::TracedPool;
-use tracing_common::edge;
-use tracing_common::kafka::Producer;
+use service_runtime::edge;
+use service_runtime::kafka::Producer;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
-use tracing_common::service::{Background, Running, Started};
+use service_runtime::lifecycle::{Background, Running, Started};
 
 use crate::config::Config;
 use crate::domain::{Cents, NewOrder};
@@ -48,13 +48,13 @@ pub struct AppState {
     pub user_service_url: String,
     pub inventory_service_url: String,
     pub kafka_brokers: String,
-    /// Request timeout and header budget (`tracing_common::edge`).
-    pub limits: tracing_common::edge::EdgeLimits,
+    /// Request timeout and header budget (`service_runtime::edge`).
+    pub limits: service_runtime::edge::EdgeLimits,
 }
 
 /// Connects (creating the database if needed) and migrates.
 pub async fn connect(database_url: &str) -> Result<(PgPool, TracedPool<Postgres>), sqlx::Error> {
-    tracing_common::db::connect(database_url, 20, &sqlx::migrate!("./migrations")).await
+    service_runtime::database::connect(database_url, 20, &sqlx::migrate!("./migrations")).await
 }
 
 /// Request bodies above this are refused with 413.
@@ -83,8 +83,8 @@ pub fn app(state: AppState) -> Router {
 /// answers. Bad settings (Kafka client options) fail here, at once.
 pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
     let producer =
-        tracing_common::kafka::producer(&config.kafka_brokers, config.kafka_send_timeout)?;
-    let consumer = tracing_common::kafka::consumer(&config.kafka_brokers, kafka::CONSUMER_GROUP)?;
+        service_runtime::kafka::producer(&config.kafka_brokers, config.kafka_send_timeout)?;
+    let consumer = service_runtime::kafka::consumer(&config.kafka_brokers, kafka::CONSUMER_GROUP)?;
     let http = tracing_common::client::http_client(config.http_timeout)?;
     let database_url = config.database_url.clone();
     let config = config.clone();
@@ -97,7 +97,7 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
         },
         move |(raw_db, db)| async move {
             let mut background = Background::default();
-            background.spawn(tracing_common::kafka::ensure_topics_until_done(
+            background.spawn(service_runtime::kafka::ensure_topics_until_done(
                 config.kafka_brokers.clone(),
                 &[kafka::ORDER_EVENTS, kafka::INVENTORY_EVENTS],
                 3,
@@ -124,7 +124,7 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
             Started {
                 router: app(state),
                 background,
-                flush: Some(tracing_common::kafka::flush_at_stop(&producer)),
+                flush: Some(service_runtime::kafka::flush_at_stop(&producer)),
             }
         },
     )?)
@@ -364,7 +364,7 @@ async fn check_inventory(state: &AppState, order: &NewOrder) -> Result<(), AppEr
 async fn publish(state: &AppState, event: &db::OutboxEvent) {
     let span = tracing::Span::current();
     let payload = serde_json::to_vec(&event.payload).expect("a JSON value serialises");
-    match tracing_common::kafka::send_traced(
+    match service_runtime::kafka::send_traced(
         &state.producer,
         &span.context(),
         event.topic,
@@ -428,5 +428,5 @@ fn money(cents: Cents) -> Value {
 }
 
 async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoResponse {
-    tracing_common::service::readiness(&state.raw_db, Some(&state.kafka_brokers)).await
+    service_runtime::database::readiness(&state.raw_db, Some(&state.kafka_brokers)).await
 }

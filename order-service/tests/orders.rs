@@ -10,7 +10,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tracing_common::service::Running;
+use service_runtime::lifecycle::Running;
 use tracing_common_testing::{
     assert_attribute_types, attr_i64, attr_str, capture, fresh_database_url, is_child_of, only,
     record_count, records,

@@ -378,11 +378,11 @@ async fn demo(
             .join(" ")
     );
     let Some(receiver) = receiver else {
-        tracing_common::service::shutdown_signal().await;
+        service_runtime::lifecycle::shutdown_signal().await;
         return Ok(());
     };
     let mut shown: Vec<String> = receiver.store.trace_ids();
-    let stop = tracing_common::service::shutdown_signal();
+    let stop = service_runtime::lifecycle::shutdown_signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {

@@ -2,8 +2,9 @@
 //! and small helpers carry one request's trace across HTTP, Kafka and Postgres.
 //!
 //! Cargo features, both on by default: `kafka` ([`kafka`]) and `postgres`
-//! ([`db`], and the database parts of [`service`]). Test helpers live in the
-//! dev-only crate `tracing-common-testing`.
+//! ([`db`]). Test helpers live in the dev-only crate
+//! `tracing-common-testing`; what services need besides telemetry (settings,
+//! lifecycle, the Kafka consume loop) is in `service-runtime`.
 //!
 //! - [`config`]: the `OTEL_*` variables, parsed and checked ([`TelemetryConfig`]).
 //! - [`telemetry`]: [`init`] installs provider, exporters, sampler, propagators
@@ -13,24 +14,18 @@
 //! - [`client`]: a reqwest client that injects context and records CLIENT spans.
 //! - [`kafka`] (feature `kafka`): rdkafka header propagation and PRODUCER/CONSUMER spans.
 //! - [`db`] (feature `postgres`): Postgres CLIENT spans (sqlx-otel).
-//! - [`edge`]: request timeout (408), header budget (431), JSON-only bodies (415).
-//! - [`faults`]: opt-in latency and error injection into named steps (demos).
 //! - [`baggage`]: allow-listed baggage keys copied onto every span.
 //! - [`propagation`]: the composite propagator and map carriers (outbox rows).
 //! - [`trace_context`]: W3C Trace Context Level 1, exactly.
 //! - [`remote_sampling`]: makes Jaeger's sampling answers parseable by the SDK.
 //! - [`spans`]: recording errors on spans; the attributes typed as integers.
 //! - [`logging`]: JSON log lines with `trace_id`/`span_id`.
-//! - [`service`]: env settings, database bootstrap, the shutdown signal, and
-//!   [`service::Running`], which stops HTTP, consumers and producer in order.
 
 pub mod baggage;
 pub mod client;
 pub mod config;
 #[cfg(feature = "postgres")]
 pub mod db;
-pub mod edge;
-pub mod faults;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod logging;
@@ -38,7 +33,6 @@ pub mod otlp;
 pub mod propagation;
 pub mod remote_sampling;
 pub mod server;
-pub mod service;
 pub mod spans;
 mod stats;
 pub mod telemetry;

@@ -16,11 +16,11 @@ use opentelemetry::KeyValue;
 use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres};
 use tracing_common::db::TracedPool;
-use tracing_common::faults::Faults;
+use service_runtime::faults::Faults;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use tracing_common::service::{Background, Running, Started};
+use service_runtime::lifecycle::{Background, Running, Started};
 
 use crate::config::Config;
 use crate::error::AppError;
@@ -31,8 +31,8 @@ pub struct AppState {
     /// Untraced, for readiness probes.
     pub raw_db: PgPool,
     pub faults: Faults,
-    /// Request timeout and header budget (`tracing_common::edge`).
-    pub limits: tracing_common::edge::EdgeLimits,
+    /// Request timeout and header budget (`service_runtime::edge`).
+    pub limits: service_runtime::edge::EdgeLimits,
 }
 
 /// Steps `FAULTS` can slow down or fail: the user lookup query.
@@ -40,7 +40,7 @@ pub const FAULT_STEPS: &[&str] = &["lookup-user"];
 
 /// Connects (creating the database if needed) and migrates.
 pub async fn connect(database_url: &str) -> Result<(PgPool, TracedPool<Postgres>), sqlx::Error> {
-    tracing_common::db::connect(database_url, 10, &sqlx::migrate!("./migrations")).await
+    service_runtime::database::connect(database_url, 10, &sqlx::migrate!("./migrations")).await
 }
 
 pub fn app(state: AppState) -> Router {
@@ -113,5 +113,5 @@ async fn get_user(
 }
 
 async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoResponse {
-    tracing_common::service::readiness(&state.raw_db, None).await
+    service_runtime::database::readiness(&state.raw_db, None).await
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::config::ConfigError;
+use tracing_common::ConfigError;
 
 /// What to do to one step.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -143,7 +143,7 @@ impl Faults {
         if fault.error_rate > 0.0 && self.draw() < fault.error_rate {
             let current = tracing::Span::current();
             current.set_attribute("fault.injected", true);
-            crate::spans::record_error(
+            tracing_common::spans::record_error(
                 &current,
                 "injected_fault",
                 &format!("fault injected into {step} (FAULTS)"),

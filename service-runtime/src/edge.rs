@@ -29,8 +29,8 @@ use opentelemetry::KeyValue;
 use tower::{Layer, Service};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::config::ConfigError;
-use crate::service::{env_millis, env_or};
+use tracing_common::ConfigError;
+use crate::settings::{env_millis, env_or};
 
 /// The edge limits of one service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,7 +191,7 @@ where
                         "the request took longer than {} ms and was abandoned",
                         limits.request_timeout.as_millis()
                     );
-                    crate::spans::record_error(&tracing::Span::current(), "timeout", &message);
+                    tracing_common::spans::record_error(&tracing::Span::current(), "timeout", &message);
                     Ok(error_response(
                         StatusCode::REQUEST_TIMEOUT,
                         "request_timeout",

@@ -1,0 +1,537 @@
+//! The services' Kafka runtime: an idempotent producer that replaces itself
+//! after a fatal error, a consumer that rejoins its group after an outage,
+//! the consume loop (one CONSUMER span per record, offsets stored after the
+//! work committed), topic creation and the producer's flush at stop.
+//!
+//! The trace context itself (headers, PRODUCER and CONSUMER spans) is
+//! `tracing_common::kafka`'s; this module only drives rdkafka.
+
+use opentelemetry::Context;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tracing::Instrument;
+use tracing_common::kafka::consumer_span;
+
+/// An idempotent producer: retries never duplicate or reorder a partition's
+/// records. `message.timeout.ms` bounds how long a send waits for a broker that
+/// is down, so a request never hangs on Kafka.
+pub fn producer(brokers: &str, send_timeout: std::time::Duration) -> KafkaResult<Producer> {
+    let config = {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", send_timeout.as_millis().to_string())
+            .set("socket.connection.setup.timeout.ms", "3000");
+        c
+    };
+    Ok(Producer {
+        current: std::sync::Arc::new(std::sync::RwLock::new(config.create()?)),
+        config,
+        send_timeout,
+    })
+}
+
+/// The service's idempotent producer, replaced by a fresh one when it hits a
+/// fatal error. An idempotent producer whose records timed out while the
+/// broker was away may be fenced by the broker once it returns
+/// (`ProducerFenced`); librdkafka then refuses every later send, so without a
+/// replacement the outbox relay would retry forever and no event would leave.
+#[derive(Clone)]
+pub struct Producer {
+    current: std::sync::Arc<std::sync::RwLock<FutureProducer>>,
+    config: ClientConfig,
+    /// [`send_traced`] never waits longer than this (plus a second), even
+    /// when librdkafka holds a record past `message.timeout.ms`.
+    send_timeout: std::time::Duration,
+}
+
+impl Producer {
+    /// The producer to send with now.
+    pub fn get(&self) -> FutureProducer {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// After a failed send: if `used` is in a fatal state, or the broker no
+    /// longer accepts its producer id (fenced, unknown, or out of sequence),
+    /// replace it (once, however many senders saw the failure). Returns
+    /// whether it was replaced.
+    pub fn replace_if_fatal(&self, used: &FutureProducer, error: &KafkaError) -> bool {
+        use rdkafka::producer::Producer as _;
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        let (code, reason) = match (used.client().fatal_error(), error.rdkafka_error_code()) {
+            (Some(fatal), _) => fatal,
+            (
+                None,
+                Some(
+                    code @ (Code::ProducerFenced
+                    | Code::InvalidProducerEpoch
+                    | Code::UnknownProducerId
+                    | Code::OutOfOrderSequenceNumber),
+                ),
+            ) => (code, error.to_string()),
+            _ => return false,
+        };
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if !std::ptr::eq(current.client().native_ptr(), used.client().native_ptr()) {
+            return false;
+        }
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                tracing::warn!(?code, %reason, "kafka producer hit a fatal error; replaced it with a new one");
+                *current = fresh;
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, ?code, %reason, "kafka producer hit a fatal error and cannot be replaced");
+                false
+            }
+        }
+    }
+}
+
+/// A consumer in `group` that commits only offsets the application stored
+/// (after its database transaction committed): at-least-once delivery.
+pub fn consumer(brokers: &str, group: &str) -> KafkaResult<Consumer> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            SESSION_TIMEOUT.as_millis().to_string(),
+        )
+        // Also the rebalance timeout: how long a group waits for members to
+        // rejoin. librdkafka's 5 minutes would stall a restarted consumer for
+        // that long behind a member that was killed; handlers here take
+        // seconds at most.
+        .set("max.poll.interval.ms", "20000");
+    let watch = GroupWatch::default();
+    Ok(Consumer {
+        current: config.create_with_context(watch.clone())?,
+        watch,
+        config,
+    })
+}
+
+/// The consumers' librdkafka context: logs as rdkafka's default does, and
+/// notes when the group session timed out (librdkafka logs `SESSTMOUT`: the
+/// coordinator did not answer heartbeats for the session timeout, so the
+/// group has dropped this member). A frozen broker shows no receive error
+/// until it is back, so this is the sign [`consume`] goes by.
+#[derive(Clone, Default)]
+pub struct GroupWatch {
+    session_lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl GroupWatch {
+    fn take_session_lost(&self) -> bool {
+        self.session_lost
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl rdkafka::client::ClientContext for GroupWatch {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        if fac == "SESSTMOUT" {
+            self.session_lost
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", "librdkafka: {fac} {message}");
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", "librdkafka: {fac} {message}"),
+            L::Notice | L::Info => {
+                tracing::info!(target: "librdkafka", "librdkafka: {fac} {message}");
+            }
+            L::Debug => tracing::debug!(target: "librdkafka", "librdkafka: {fac} {message}"),
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for GroupWatch {}
+
+/// How long the group coordinator waits for a member's heartbeat before it
+/// gives the member's partitions to others.
+const SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A group consumer that [`consume`] can replace with a fresh one.
+///
+/// When the brokers were unreachable for longer than the session timeout,
+/// the group has dropped this member, and librdkafka 2.12's consumer did not
+/// always take up the partitions of the group it rejoined once the broker was
+/// back: `tracectl/tests/faults.rs` saw a consumer sit without partitions
+/// for 50 s and more after a broker restart, its new assignment queued but
+/// never applied, and once more after a broker frozen for 25 s (its session
+/// timed out during the freeze; no receive error came until it was back).
+/// So once the brokers answer again after such an outage, or after
+/// librdkafka reported the group session lost ([`GroupWatch`]),
+/// [`consume`] replaces the consumer with a fresh one, which joins like one
+/// just started; offsets live in the group, so nothing is lost or skipped.
+pub struct Consumer {
+    current: StreamConsumer<GroupWatch>,
+    watch: GroupWatch,
+    config: ClientConfig,
+}
+
+impl Consumer {
+    fn brokers(&self) -> &str {
+        self.config.get("bootstrap.servers").unwrap_or_default()
+    }
+
+    /// Replaces the client with a fresh one subscribed to `topic`. The old
+    /// one is closed on a blocking thread: closing leaves the group, which
+    /// waits on the brokers.
+    fn rebuild(&mut self, topic: &str) -> KafkaResult<()> {
+        use rdkafka::consumer::Consumer as _;
+        let watch = GroupWatch::default();
+        let fresh: StreamConsumer<GroupWatch> = self.config.create_with_context(watch.clone())?;
+        fresh.subscribe(&[topic])?;
+        self.watch = watch;
+        let old = std::mem::replace(&mut self.current, fresh);
+        tokio::task::spawn_blocking(move || drop(old));
+        Ok(())
+    }
+}
+
+/// What [`consume`] knows of an outage of the brokers, from probes made when
+/// receives fail (errors queued during an outage can also arrive after it).
+#[derive(Default)]
+struct Outage {
+    /// When a probe first found the brokers unreachable.
+    down_since: Option<std::time::Instant>,
+    /// They stayed unreachable longer than the session timeout: replace the
+    /// consumer once they answer again (see [`Consumer`]).
+    replace_when_back: bool,
+    last_probe: Option<std::time::Instant>,
+    /// Set when the consumer was replaced: when, and how many times in a row.
+    /// A fresh consumer that still has no partitions after
+    /// [`ASSIGNMENT_GRACE`] is replaced again, at most [`MAX_REPLACEMENTS`]
+    /// times (more members than partitions also leaves one without any).
+    replaced: Option<(std::time::Instant, u32)>,
+}
+
+/// How long a replaced consumer may take to be given partitions.
+const ASSIGNMENT_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+/// Replacements in a row before [`consume`] accepts an empty assignment.
+const MAX_REPLACEMENTS: u32 = 4;
+
+impl Outage {
+    fn watching(&self) -> bool {
+        self.down_since.is_some() || self.replaced.is_some()
+    }
+
+    /// The group dropped this member (see [`GroupWatch`]): replace the
+    /// consumer once the brokers answer.
+    fn session_lost(&mut self) {
+        self.down_since.get_or_insert_with(std::time::Instant::now);
+        self.replace_when_back = true;
+    }
+
+    /// Probes the brokers (at most every 2 s) and replaces the consumer when
+    /// they are back after an outage longer than the session timeout.
+    async fn check(&mut self, consumer: &mut Consumer, topic: &str) {
+        let now = std::time::Instant::now();
+        if self
+            .last_probe
+            .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(2))
+        {
+            return;
+        }
+        self.last_probe = Some(now);
+        if broker_reachable(consumer.brokers()).await.is_err() {
+            let since = *self.down_since.get_or_insert(now);
+            self.replace_when_back |= since.elapsed() > SESSION_TIMEOUT;
+            return;
+        }
+        if self.replace_when_back {
+            let down_s = self.down_since.map_or(0, |t| t.elapsed().as_secs());
+            match consumer.rebuild(topic) {
+                Ok(()) => {
+                    tracing::warn!(%topic, down_s, "brokers were unreachable for longer than the session timeout (or the group dropped this member); replaced the consumer with a fresh one");
+                    *self = Outage {
+                        replaced: Some((now, 1)),
+                        ..Outage::default()
+                    };
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, %topic, "cannot replace the consumer");
+                    *self = Outage::default();
+                }
+            }
+            return;
+        }
+        let Some((at, count)) = self.replaced else {
+            *self = Outage::default();
+            return;
+        };
+        use rdkafka::consumer::Consumer as _;
+        let assigned = consumer
+            .current
+            .assignment()
+            .map(|a| a.count())
+            .unwrap_or(0);
+        if assigned > 0 || count >= MAX_REPLACEMENTS {
+            *self = Outage::default();
+        } else if at.elapsed() > ASSIGNMENT_GRACE {
+            // Seen after a broker frozen for 25 s: the fresh consumer, made
+            // while the group coordinator was still loading, never joined.
+            match consumer.rebuild(topic) {
+                Ok(()) => {
+                    tracing::warn!(%topic, attempt = count + 1, "the replaced consumer got no partitions within 15 s; replaced it again");
+                    self.replaced = Some((now, count + 1));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, %topic, "cannot replace the consumer");
+                    *self = Outage::default();
+                }
+            }
+        }
+    }
+}
+
+/// How long [`consume`] waits in one receive before polling again.
+/// librdkafka hands a new assignment (after a rebalance, such as the one a
+/// broker restart causes) to the application's next poll, and the stream
+/// consumer's wake-up can miss it: after a broker restart the consumer then
+/// sat without partitions until some unrelated event woke it (52 s once,
+/// over 60 s in another run, in `tracectl/tests/faults.rs`). A fresh receive
+/// polls at once, so this bounds that wait; idle, it costs one wake-up a second.
+const POLL_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Consumes `topic` until `shutdown` flips to `true`: each record is handled
+/// under its CONSUMER span ([`consumer_span`]), and its offset is stored only
+/// once `handle` succeeded, that is after the handler's database transaction
+/// committed (at-least-once). A failed record is recorded on its span, then
+/// re-read after a pause, so an outage of the database is not a hot loop.
+/// Handlers skip records they can never process (and say so on the span)
+/// rather than fail them.
+pub async fn consume<F, Fut, E>(
+    consumer: Consumer,
+    topic: &str,
+    group: &str,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    handle: F,
+) where
+    F: Fn(rdkafka::message::OwnedMessage) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    use rdkafka::consumer::Consumer as _;
+    let mut consumer = consumer;
+    if let Err(e) = consumer.current.subscribe(&[topic]) {
+        tracing::error!(error = %e, %topic, "cannot subscribe");
+        return;
+    }
+    let mut outage = Outage::default();
+    loop {
+        let message = tokio::select! {
+            _ = shutdown.changed() => break,
+            m = tokio::time::timeout(POLL_AT_LEAST_EVERY, consumer.current.recv()) => match m {
+                Ok(m) => m,
+                Err(_) => {
+                    // A quiet second: if an outage is being watched, see
+                    // whether it is over.
+                    if consumer.watch.take_session_lost() {
+                        outage.session_lost();
+                    }
+                    if outage.watching() {
+                        outage.check(&mut consumer, topic).await;
+                    }
+                    continue;
+                }
+            },
+        };
+        let message = match message {
+            Ok(m) => {
+                if consumer.watch.take_session_lost() {
+                    // Records still flow (librdkafka rejoined by itself).
+                    tracing::info!(%topic, "the group session timed out and was rejoined");
+                }
+                outage = Outage::default();
+                m
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %topic, "kafka receive failed; retrying");
+                if consumer.watch.take_session_lost() {
+                    outage.session_lost();
+                }
+                outage.check(&mut consumer, topic).await;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let consumer = &consumer.current;
+        let span = consumer_span(&message, group);
+        match handle(message.detach()).instrument(span.clone()).await {
+            Ok(()) => {
+                if let Err(e) = consumer.store_offset_from_message(&message) {
+                    tracing::warn!(error = %e, "cannot store offset");
+                }
+            }
+            Err(e) => {
+                tracing_common::spans::record_error(&span, "processing", &e.to_string());
+                tracing::error!(parent: &span, error = %e, %topic, "record not processed; it will be read again");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                if let Err(e) = consumer.seek(
+                    message.topic(),
+                    message.partition(),
+                    rdkafka::Offset::Offset(message.offset()),
+                    std::time::Duration::from_secs(5),
+                ) {
+                    tracing::warn!(error = %e, "cannot rewind to the failed record");
+                }
+            }
+        }
+    }
+    tracing::info!(%topic, "consumer stopped");
+}
+
+/// [`ensure_topics`] again and again, with a delay doubling up to 10 s,
+/// until it succeeds or `stopping` turns true: a service that starts before
+/// its broker creates the topics once the broker answers.
+pub async fn ensure_topics_until_done(
+    brokers: String,
+    topics: &'static [&'static str],
+    partitions: i32,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut delay = std::time::Duration::from_secs(1);
+    loop {
+        match ensure_topics(&brokers, topics, partitions).await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(
+                error = %e,
+                retry_in_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
+                "cannot create Kafka topics yet; retrying"
+            ),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = stopping.wait_for(|stop| *stop) => return,
+        }
+        delay = (delay * 2).min(crate::lifecycle::MAX_STARTUP_BACKOFF);
+    }
+}
+
+/// Creates those of `topics` that do not exist yet (brokers may not
+/// auto-create them); topics that exist are left as they are, so a role
+/// without the right to create topics works once they are provisioned.
+/// Bounded: at most about 10 seconds against a broker that does not answer.
+pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> KafkaResult<()> {
+    let existing = {
+        let brokers = brokers.to_owned();
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::Consumer as _;
+            let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &brokers)
+                .create()?;
+            let metadata = consumer.fetch_metadata(None, std::time::Duration::from_secs(5))?;
+            Ok::<_, KafkaError>(
+                metadata
+                    .topics()
+                    .iter()
+                    .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+                    .map(|t| t.name().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await
+        .unwrap_or_else(|_| Err(KafkaError::Canceled))?
+    };
+    let missing: Vec<NewTopic<'_>> = topics
+        .iter()
+        .filter(|t| !existing.iter().any(|e| e == *t))
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let timeout = Some(std::time::Duration::from_secs(5));
+    let options = AdminOptions::new()
+        .operation_timeout(timeout)
+        .request_timeout(timeout);
+    for result in admin.create_topics(&missing, &options).await? {
+        match result {
+            Ok(topic) => tracing::info!(%topic, partitions, "created Kafka topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::AdminOp(code))
+                    .inspect_err(|_| tracing::error!(%topic, ?code, "cannot create topic"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends one record through `tracing_common::kafka::send_traced` (a
+/// PRODUCER span under `parent`, its context in the headers) and replaces the
+/// producer if the failure was fatal. Returns the partition and offset.
+pub async fn send_traced(
+    producer: &Producer,
+    parent: &Context,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+) -> Result<(i32, i64), KafkaError> {
+    let used = producer.get();
+    let record = FutureRecord::to(topic).key(key).payload(payload);
+    let result = tracing_common::kafka::send_traced(
+        &used,
+        parent,
+        record,
+        producer.send_timeout + std::time::Duration::from_secs(1),
+    )
+    .await;
+    if let Err(error) = &result {
+        producer.replace_if_fatal(&used, error);
+    }
+    result
+}
+
+/// Whether the brokers answer a metadata request within 3 seconds.
+pub async fn broker_reachable(brokers: &str) -> KafkaResult<()> {
+    let brokers = brokers.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::Consumer as _;
+        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()?;
+        consumer
+            .fetch_metadata(None, std::time::Duration::from_secs(3))
+            .map(|_| ())
+    })
+    .await
+    .unwrap_or_else(|_| Err(KafkaError::Canceled))
+}
+
+/// [`flush`] of `producer`, for [`crate::service::Started::flush`].
+pub fn flush_at_stop(producer: &Producer) -> crate::lifecycle::Flush {
+    let producer = producer.clone();
+    Box::new(move || flush(&producer))
+}
+
+/// Waits (at most 5 seconds) for queued records to be acknowledged.
+pub fn flush(producer: &Producer) {
+    use rdkafka::producer::Producer as _;
+    if let Err(e) = producer.get().flush(std::time::Duration::from_secs(5)) {
+        tracing::warn!(error = %e, "kafka producer did not flush before shutdown");
+    }
+}
+

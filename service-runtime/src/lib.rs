@@ -1,0 +1,29 @@
+//! What every order-flow service runs on besides telemetry (which is
+//! `tracing-common`'s): the parts a service of this shape needs whatever its
+//! business is.
+//!
+//! Cargo features, both on by default: `kafka` ([`kafka`]) and `postgres`
+//! ([`database`], [`settings::env_database_url`]). api-gateway uses neither.
+//!
+//! - [`settings`]: typed settings from the environment; errors name the variable.
+//! - [`lifecycle`]: [`Running`] binds at once, waits for the database with
+//!   backoff behind a `/healthz`/`/readyz` gate, serves, and stops HTTP,
+//!   background work and the producer in order; [`lifecycle::shutdown_signal`].
+//! - [`database`] (feature `postgres`): connect, create if missing, migrate;
+//!   `/readyz`; a failed statement as a 503 or 500 that leaks nothing.
+//! - [`kafka`] (feature `kafka`): the self-replacing idempotent producer, the
+//!   consumer that rejoins its group, the consume loop that stores offsets
+//!   after the work committed, topic creation.
+//! - [`edge`]: request timeout (408), header budget (431), JSON-only bodies (415).
+//! - [`faults`]: opt-in latency and error injection into named steps (demos).
+
+#[cfg(feature = "postgres")]
+pub mod database;
+pub mod edge;
+pub mod faults;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+pub mod lifecycle;
+pub mod settings;
+
+pub use lifecycle::{Background, Flush, Running, Started};
