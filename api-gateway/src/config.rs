@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use tracing_common::ConfigError;
 use service_runtime::edge::EdgeLimits;
-use tracing_common::server::{IncomingBaggage, IncomingTrace};
 use service_runtime::settings::{env_millis, env_or, env_url};
+use tracing_common::ConfigError;
+use tracing_common::server::{IncomingBaggage, IncomingTrace};
 
 #[derive(Debug, Clone)]
 pub struct Config {

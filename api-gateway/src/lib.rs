@@ -4,17 +4,16 @@
 
 pub mod config;
 
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::json;
-use tracing_common::client::TracedClient;
 use service_runtime::edge;
 use service_runtime::lifecycle::{Background, Running};
+use tracing_common::client::TracedClient;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 
 use crate::config::Config;
@@ -112,6 +111,9 @@ async fn get_inventory(State(s): State<AppState>, Path(id): Path<String>) -> Res
     .await
 }
 
+/// `POST /api/orders` (SERVER span `POST /api/orders`,
+/// `names::GATEWAY_CREATE_ORDER`): passed to order-service under a CLIENT
+/// span `POST`.
 async fn create_order(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -133,11 +135,7 @@ async fn create_order(
             } else {
                 rejection.body_text()
             };
-            return (
-                status,
-                Json(json!({ "success": false, "error": code, "message": message })),
-            )
-                .into_response();
+            return order_contract::error::response(status, code, message);
         }
     };
     let mut request = s
@@ -189,6 +187,9 @@ async fn forward(request: reqwest_middleware::RequestBuilder, service: &'static 
 
 fn unavailable(status: StatusCode, service: &'static str, detail: &str) -> Response {
     tracing::warn!(service, error = detail, "upstream call failed");
-    (status, Json(json!({ "success": false, "error": "upstream_unavailable", "message": format!("{service} is unavailable") })))
-        .into_response()
+    order_contract::error::response(
+        status,
+        "upstream_unavailable",
+        format!("{service} is unavailable"),
+    )
 }

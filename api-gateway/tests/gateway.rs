@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use api_gateway::config::Config;
 use opentelemetry::trace::{SpanKind, Status, TraceId};
 use serde_json::Value;
-use tracing_common::server::{IncomingBaggage, IncomingTrace};
 use service_runtime::lifecycle::Running;
+use tracing_common::server::{IncomingBaggage, IncomingTrace};
 use tracing_common_testing::{attr_str, capture, fresh_database_url, is_child_of, only};
 
 async fn listener() -> tokio::net::TcpListener {

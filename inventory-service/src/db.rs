@@ -12,6 +12,7 @@ pub struct Stock {
     pub available: i32,
 }
 
+/// Current stock of these products (span `SELECT stock`, `names::SELECT_STOCK`).
 pub async fn stock_of(
     pool: &TracedPool<Postgres>,
     product_ids: &[String],
@@ -51,7 +52,9 @@ pub async fn processed_outcome(
 
 /// Reserves every line of an order in one transaction, or none of them, and
 /// records the event as processed in the same transaction. Returns `None`
-/// when another delivery of the same event got there first.
+/// when another delivery of the same event got there first. Spans: `INSERT
+/// processed_events`, then per line `UPDATE stock` (`names::UPDATE_STOCK`) and
+/// `INSERT reservations`.
 pub async fn reserve(
     pool: &TracedPool<Postgres>,
     event_id: Uuid,

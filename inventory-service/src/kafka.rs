@@ -1,48 +1,19 @@
 //! The `order-events` consumer: reserve stock for each new order and answer
 //! on `inventory-events`.
 
+use order_contract::topics::{INVENTORY_EVENTS, ORDER_EVENTS};
+use order_contract::trace::names;
+use order_contract::{OrderCreated, StockDecision, StockDecisionKind};
 use rdkafka::Message;
-use serde::{Deserialize, Serialize};
+use service_runtime::kafka::Producer;
 use sqlx::Postgres;
 use tracing::Instrument;
 use tracing_common::db::TracedPool;
-use service_runtime::kafka::Producer;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use uuid::Uuid;
 
 use crate::db::{self, Outcome};
 
-pub const ORDER_EVENTS: &str = "order-events";
-pub const INVENTORY_EVENTS: &str = "inventory-events";
 pub const CONSUMER_GROUP: &str = "inventory-service";
-
-/// An `order-events` record, as order-service writes it.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderCreated {
-    pub event_id: Uuid,
-    pub order_id: Uuid,
-    pub items: Vec<OrderLine>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderLine {
-    pub product_id: String,
-    pub quantity: i32,
-}
-
-/// An `inventory-events` record.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StockDecision<'a> {
-    pub event_id: Uuid,
-    pub order_id: Uuid,
-    /// `stock-reserved` or `stock-rejected`.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub reason: Option<&'a str>,
-}
 
 /// Consumes `order-events` until `shutdown` flips; each offset is stored
 /// only after the record's transaction committed and its answer was
@@ -68,6 +39,10 @@ pub enum HandleError {
     Kafka(#[from] rdkafka::error::KafkaError),
 }
 
+/// One `order-events` record, under its CONSUMER span `process order-events`
+/// (`names::PROCESS_ORDER_EVENTS`, opened by `service_runtime::kafka::consume`):
+/// the `reserve-stock` span, then the answer under a PRODUCER span
+/// `send inventory-events` (`names::SEND_INVENTORY_EVENTS`).
 async fn handle<M: Message>(
     message: &M,
     producer: &Producer,
@@ -98,11 +73,11 @@ async fn handle<M: Message>(
     span.set_attribute("order.id", event.order_id.to_string());
     span.set_attribute("messaging.message.id", event.event_id.to_string());
 
-    let reserve_span = tracing::info_span!("reserve-stock", order.id = %event.order_id, order.item_count = event.items.len() as i64);
+    let reserve_span = tracing::info_span!(names::RESERVE_STOCK, order.id = %event.order_id, order.item_count = event.items.len() as i64);
     let lines: Vec<(String, i32)> = event
         .items
         .iter()
-        .map(|l| (l.product_id.clone(), l.quantity))
+        .map(|l| (l.product_id.to_string(), l.quantity))
         .collect();
     let outcome = async {
         if lines.is_empty() || lines.iter().any(|(_, q)| *q < 1) {
@@ -110,12 +85,12 @@ async fn handle<M: Message>(
                 "order has no valid lines".into(),
             )));
         }
-        match db::reserve(db, event.event_id, event.order_id, &lines).await? {
+        match db::reserve(db, event.event_id.0, event.order_id.0, &lines).await? {
             Some(outcome) => Ok(Some(outcome)),
             // Processed before: answer again with the recorded outcome, reserve nothing.
             None => {
                 tracing::Span::current().add_event("duplicate_event_skipped", vec![]);
-                db::processed_outcome(db, event.event_id).await
+                db::processed_outcome(db, event.event_id.0).await
             }
         }
     }
@@ -124,14 +99,14 @@ async fn handle<M: Message>(
     let Some(outcome) = outcome else {
         return Ok(());
     };
-    let (kind, reason) = match &outcome {
-        Outcome::Reserved => ("stock-reserved", None),
+    let (kind, reason) = match outcome {
+        Outcome::Reserved => (StockDecisionKind::Reserved, None),
         Outcome::Rejected(r) => {
             reserve_span.add_event(
                 "stock_rejected",
                 vec![opentelemetry::KeyValue::new("reason", r.clone())],
             );
-            ("stock-rejected", Some(r.as_str()))
+            (StockDecisionKind::Rejected, Some(r))
         }
     };
     drop(reserve_span);
@@ -141,7 +116,7 @@ async fn handle<M: Message>(
         kind,
         reason,
     };
-    let payload = serde_json::to_vec(&reply).expect("serialising a struct of strings cannot fail");
+    let payload = serde_json::to_vec(&reply).expect("a decision of ids and strings serialises");
     service_runtime::kafka::send_traced(
         producer,
         &span.context(),

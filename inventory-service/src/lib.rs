@@ -15,15 +15,18 @@ pub mod kafka;
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use order_contract::ProductId;
+use order_contract::error::{JsonBody, MAX_BODY_BYTES};
+use order_contract::http::{StockCheckAnswer, StockCheckItem, StockCheckRequest, paths};
+use order_contract::topics;
 use serde_json::{Value, json};
-use sqlx::{PgPool, Postgres};
-use tracing_common::db::TracedPool;
 use service_runtime::edge;
 use service_runtime::faults::Faults;
+use sqlx::{PgPool, Postgres};
+use tracing_common::db::TracedPool;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 
 use service_runtime::lifecycle::{Background, Running, Started};
@@ -54,10 +57,11 @@ pub async fn connect(database_url: &str) -> Result<(PgPool, TracedPool<Postgres>
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route(
-            "/check",
+            paths::STOCK_CHECK,
             post(check).layer(axum::middleware::from_fn(edge::require_json)),
         )
         .route("/inventory/{product_id}", get(product))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(state.limits.layer())
         .layer(ServerTracingLayer::new(TrustPolicy::INTERNAL))
         .route("/healthz", get(|| async { "ok" }))
@@ -89,8 +93,8 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
             let mut background = Background::default();
             background.spawn(service_runtime::kafka::ensure_topics_until_done(
                 config.kafka_brokers.clone(),
-                &[kafka::ORDER_EVENTS, kafka::INVENTORY_EVENTS],
-                3,
+                topics::ALL,
+                topics::PARTITIONS,
                 background.stopping(),
             ));
             background.spawn(kafka::consume(
@@ -115,56 +119,45 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
     )?)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CheckRequest {
-    items: Vec<CheckLine>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CheckLine {
-    product_id: String,
-    quantity: i64,
-}
-
-/// Whether every line can be served from current stock (nothing is reserved).
+/// `POST /check` (SERVER span `POST /check`, `names::CHECK_STOCK`): whether
+/// every line can be served from current stock (nothing is reserved).
 async fn check(
     State(state): State<AppState>,
-    body: axum::body::Bytes,
-) -> Result<Json<Value>, AppError> {
-    let request: CheckRequest = serde_json::from_slice(&body)
-        .map_err(|e| AppError::BadRequest(format!("invalid stock check: {e}")))?;
+    JsonBody(request): JsonBody<StockCheckRequest>,
+) -> Result<Json<StockCheckAnswer>, AppError> {
     if request.items.is_empty() || request.items.len() > 100 {
         return Err(AppError::BadRequest(
             "items must hold 1 to 100 lines".into(),
         ));
     }
-    let mut wanted: HashMap<&str, i64> = HashMap::new();
+    let mut wanted: HashMap<&ProductId, i64> = HashMap::new();
     for line in &request.items {
-        *wanted.entry(line.product_id.as_str()).or_default() += line.quantity;
+        *wanted.entry(&line.product_id).or_default() += line.quantity;
     }
-    let ids: Vec<String> = wanted.keys().map(|k| (*k).to_owned()).collect();
+    let ids: Vec<String> = wanted.keys().map(|k| k.to_string()).collect();
     state.faults.inject("check-stock").await?;
     let stock = db::stock_of(&state.db, &ids).await?;
-    let mut lines = Vec::with_capacity(wanted.len());
-    let mut all_available = true;
-    for (product_id, requested) in &wanted {
-        let available = stock
-            .iter()
-            .find(|s| s.product_id == *product_id)
-            .map_or(0, |s| i64::from(s.available));
-        let known = stock.iter().any(|s| s.product_id == *product_id);
-        let ok = known && available >= *requested;
-        all_available &= ok;
-        lines.push(json!({ "productId": product_id, "requested": requested, "available": available, "known": known, "sufficient": ok }));
-    }
+    let items: Vec<StockCheckItem> = wanted
+        .into_iter()
+        .map(|(product_id, requested)| {
+            let row = stock.iter().find(|s| s.product_id == product_id.as_str());
+            let available = row.map_or(0, |s| i64::from(s.available));
+            StockCheckItem {
+                available,
+                known: row.is_some(),
+                product_id: product_id.clone(),
+                requested,
+                sufficient: row.is_some() && available >= requested,
+            }
+        })
+        .collect();
+    let available = items.iter().all(|i| i.sufficient);
     tracing_opentelemetry::OpenTelemetrySpanExt::set_attribute(
         &tracing::Span::current(),
         "inventory.available",
-        all_available,
+        available,
     );
-    Ok(Json(json!({ "available": all_available, "items": lines })))
+    Ok(Json(StockCheckAnswer { available, items }))
 }
 
 async fn product(

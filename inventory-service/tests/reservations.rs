@@ -10,8 +10,8 @@ use rdkafka::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use serde_json::{Value, json};
-use sqlx::PgPool;
 use service_runtime::lifecycle::Running;
+use sqlx::PgPool;
 use tracing_common_testing::{
     assert_attribute_types, attr_i64, attr_str, capture, fresh_database_url, is_child_of, only,
     records,
@@ -70,7 +70,7 @@ impl Inventory {
         service_runtime::kafka::send_traced(
             &self.producer,
             &cx,
-            inventory_service::kafka::ORDER_EVENTS,
+            order_contract::topics::ORDER_EVENTS,
             event["orderId"].as_str().unwrap(),
             event.to_string().as_bytes(),
         )
@@ -92,7 +92,7 @@ impl Inventory {
     fn answers(&self, n: usize) -> Vec<Value> {
         records(
             &self.brokers,
-            inventory_service::kafka::INVENTORY_EVENTS,
+            order_contract::topics::INVENTORY_EVENTS,
             n,
             Duration::from_secs(20),
         )
@@ -228,11 +228,10 @@ async fn an_order_the_stock_cannot_serve_is_rejected_whole_and_reserves_nothing(
 async fn garbage_on_order_events_is_skipped_and_the_consumer_keeps_going() {
     let inventory = spawn_inventory().await;
     for garbage in [&b"not json"[..], b"{\"eventId\": 1}", b""] {
-        let record = rdkafka::producer::FutureRecord::<str, [u8]>::to(
-            inventory_service::kafka::ORDER_EVENTS,
-        )
-        .key("garbage")
-        .payload(garbage);
+        let record =
+            rdkafka::producer::FutureRecord::<str, [u8]>::to(order_contract::topics::ORDER_EVENTS)
+                .key("garbage")
+                .payload(garbage);
         inventory
             .producer
             .get()

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use tracing_common::ConfigError;
 use service_runtime::edge::{EdgeLimits, SERVICE_REQUEST_TIMEOUT};
 use service_runtime::settings::{env_database_url, env_millis, env_or, env_url};
+use tracing_common::ConfigError;
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -6,15 +6,43 @@ use sqlx::Postgres;
 use tracing_common::db::{QueryAnnotateExt, TracedPool};
 use uuid::Uuid;
 
+use order_contract::{EventId, OrderId, OrderStatus};
+
 use crate::domain::NewOrder;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// An order as stored.
+#[derive(Debug, Clone)]
 pub struct OrderRow {
-    pub id: Uuid,
+    pub id: OrderId,
     pub user_id: String,
-    pub status: String,
+    pub status: OrderStatus,
     pub status_reason: Option<String>,
     pub total_cents: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct StoredOrder {
+    id: Uuid,
+    user_id: String,
+    status: String,
+    status_reason: Option<String>,
+    total_cents: i64,
+}
+
+impl TryFrom<StoredOrder> for OrderRow {
+    type Error = sqlx::Error;
+    fn try_from(row: StoredOrder) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: OrderId(row.id),
+            user_id: row.user_id,
+            status: row
+                .status
+                .parse()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            status_reason: row.status_reason,
+            total_cents: row.total_cents,
+        })
+    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -27,7 +55,7 @@ pub struct ItemRow {
 /// An event to publish, written in the order's transaction.
 #[derive(Debug, Clone)]
 pub struct OutboxEvent {
-    pub id: Uuid,
+    pub id: EventId,
     pub topic: &'static str,
     pub key: String,
     pub payload: serde_json::Value,
@@ -37,24 +65,27 @@ pub struct OutboxEvent {
 pub enum Inserted {
     Created,
     /// Another request with the same idempotency key created this order first.
-    Existing(Uuid),
+    Existing(OrderId),
 }
 
 /// Writes the order, its items and its outbox event in one transaction.
+/// Spans `INSERT orders`, `INSERT order_items`, `INSERT outbox`
+/// (`names::INSERT_ORDERS`, `INSERT_ORDER_ITEMS`, `INSERT_OUTBOX`).
 pub async fn insert_order(
     pool: &TracedPool<Postgres>,
-    id: Uuid,
+    id: OrderId,
     order: &NewOrder,
     idempotency_key: Option<&str>,
     event: &OutboxEvent,
 ) -> Result<Inserted, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let inserted = sqlx::query(
-        "INSERT INTO orders (id, user_id, status, total_cents, idempotency_key) VALUES ($1, $2, 'pending', $3, $4) \
+        "INSERT INTO orders (id, user_id, status, total_cents, idempotency_key) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (idempotency_key) DO NOTHING",
     )
-    .bind(id)
-    .bind(&order.user_id)
+    .bind(id.0)
+    .bind(order.user_id.as_str())
+    .bind(OrderStatus::Pending.as_str())
     .bind(order.total.0)
     .bind(idempotency_key)
     .with_operation("INSERT", "orders")
@@ -77,7 +108,7 @@ pub async fn insert_order(
         "INSERT INTO order_items (order_id, line, product_id, quantity, unit_price_cents) \
          SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::int[], $5::bigint[])",
     )
-    .bind(id)
+    .bind(id.0)
     .bind(&lines)
     .bind(&products)
     .bind(&quantities)
@@ -88,7 +119,7 @@ pub async fn insert_order(
     sqlx::query(
         "INSERT INTO outbox (id, topic, message_key, payload, trace_context) VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(event.id)
+    .bind(event.id.0)
     .bind(event.topic)
     .bind(&event.key)
     .bind(&event.payload)
@@ -103,32 +134,34 @@ pub async fn insert_order(
 pub async fn order_id_by_key(
     pool: &TracedPool<Postgres>,
     key: &str,
-) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("SELECT id FROM orders WHERE idempotency_key = $1")
+) -> Result<Option<OrderId>, sqlx::Error> {
+    sqlx::query_scalar::<_, Uuid>("SELECT id FROM orders WHERE idempotency_key = $1")
         .bind(key)
         .with_operation("SELECT", "orders")
         .fetch_optional(pool)
         .await
+        .map(|id| id.map(OrderId))
 }
 
 pub async fn order(
     pool: &TracedPool<Postgres>,
-    id: Uuid,
+    id: OrderId,
 ) -> Result<Option<(OrderRow, Vec<ItemRow>)>, sqlx::Error> {
-    let Some(order) = sqlx::query_as::<_, OrderRow>(
+    let Some(order) = sqlx::query_as::<_, StoredOrder>(
         "SELECT id, user_id, status, status_reason, total_cents FROM orders WHERE id = $1",
     )
-    .bind(id)
+    .bind(id.0)
     .with_operation("SELECT", "orders")
     .fetch_optional(pool)
     .await?
     else {
         return Ok(None);
     };
+    let order = OrderRow::try_from(order)?;
     let items = sqlx::query_as::<_, ItemRow>(
         "SELECT product_id, quantity, unit_price_cents FROM order_items WHERE order_id = $1 ORDER BY line",
     )
-    .bind(id)
+    .bind(id.0)
     .with_operation("SELECT", "order_items")
     .fetch_all(pool)
     .await?;
@@ -137,28 +170,29 @@ pub async fn order(
 
 pub async fn mark_published(
     pool: &TracedPool<Postgres>,
-    event_id: Uuid,
+    event_id: EventId,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE outbox SET published_at = now() WHERE id = $1 AND published_at IS NULL")
-        .bind(event_id)
+        .bind(event_id.0)
         .with_operation("UPDATE", "outbox")
         .execute(pool)
         .await
         .map(|_| ())
 }
 
-/// Applies an inventory decision once per event id; only a pending order changes.
+/// Applies an inventory decision once per event id; only a pending order
+/// changes. Spans `INSERT processed_events` and `UPDATE orders` (`names::UPDATE_ORDERS`).
 pub async fn settle(
     pool: &TracedPool<Postgres>,
-    event_id: Uuid,
-    order_id: Uuid,
-    status: &str,
+    event_id: EventId,
+    order_id: OrderId,
+    status: OrderStatus,
     reason: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let claimed =
         sqlx::query("INSERT INTO processed_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING")
-            .bind(event_id)
+            .bind(event_id.0)
             .with_operation("INSERT", "processed_events")
             .execute(&mut tx)
             .await?
@@ -168,11 +202,12 @@ pub async fn settle(
         return Ok(false);
     }
     let updated = sqlx::query(
-        "UPDATE orders SET status = $2, status_reason = $3, updated_at = now() WHERE id = $1 AND status = 'pending'",
+        "UPDATE orders SET status = $2, status_reason = $3, updated_at = now() WHERE id = $1 AND status = $4",
     )
-    .bind(order_id)
-    .bind(status)
+    .bind(order_id.0)
+    .bind(status.as_str())
     .bind(reason)
+    .bind(OrderStatus::Pending.as_str())
     .with_operation("UPDATE", "orders")
     .execute(&mut tx)
     .await?

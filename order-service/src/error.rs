@@ -1,9 +1,7 @@
 //! One error type for every handler; 5xx detail stays in logs and spans.
 
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -51,7 +49,8 @@ impl IntoResponse for AppError {
                 (StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable")
             }
             AppError::Database(e) => {
-                let (status, code, message) = service_runtime::database::error_response(e, "orders");
+                let (status, code, message) =
+                    service_runtime::database::error_response(e, "orders");
                 return body(status, code, &message);
             }
         };
@@ -60,9 +59,5 @@ impl IntoResponse for AppError {
 }
 
 fn body(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({ "success": false, "error": code, "message": message })),
-    )
-        .into_response()
+    order_contract::error::response(status, code, message)
 }

@@ -3,18 +3,16 @@
 
 use std::time::Duration;
 
+use order_contract::StockDecision;
+use order_contract::topics::INVENTORY_EVENTS;
 use rdkafka::Message;
-use serde::Deserialize;
+use service_runtime::kafka::Producer;
 use sqlx::{PgPool, Postgres};
 use tracing_common::db::TracedPool;
-use service_runtime::kafka::Producer;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use uuid::Uuid;
 
 use crate::db;
 
-pub const ORDER_EVENTS: &str = "order-events";
-pub const INVENTORY_EVENTS: &str = "inventory-events";
 pub const CONSUMER_GROUP: &str = "order-service";
 
 /// Publishes what the outbox still holds; returns how many were published.
@@ -77,16 +75,6 @@ pub async fn relay(
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StockDecision {
-    event_id: Uuid,
-    order_id: Uuid,
-    #[serde(rename = "type")]
-    kind: String,
-    reason: Option<String>,
-}
-
 /// Consumes `inventory-events` until `shutdown` flips; offsets are stored only
 /// after the order update committed.
 pub async fn consume(
@@ -101,6 +89,9 @@ pub async fn consume(
     .await;
 }
 
+/// One `inventory-events` record, under its CONSUMER span `process
+/// inventory-events` (`names::PROCESS_INVENTORY_EVENTS`, opened by
+/// `service_runtime::kafka::consume`): settles the order (`db::settle`).
 async fn handle<M: Message>(message: &M, db: &TracedPool<Postgres>) -> Result<(), sqlx::Error> {
     let span = tracing::Span::current();
     let decision: StockDecision = match message.payload().map(serde_json::from_slice) {
@@ -124,18 +115,7 @@ async fn handle<M: Message>(message: &M, db: &TracedPool<Postgres>) -> Result<()
         }
     };
     span.set_attribute("order.id", decision.order_id.to_string());
-    let status = match decision.kind.as_str() {
-        "stock-reserved" => "confirmed",
-        "stock-rejected" => "rejected",
-        other => {
-            tracing_common::spans::record_error(
-                &span,
-                "invalid_message",
-                &format!("unknown inventory event type {other:?}"),
-            );
-            return Ok(());
-        }
-    };
+    let status = decision.kind.order_status();
     let changed = db::settle(
         db,
         decision.event_id,
@@ -150,7 +130,10 @@ async fn handle<M: Message>(message: &M, db: &TracedPool<Postgres>) -> Result<()
         } else {
             "order_already_settled"
         },
-        vec![opentelemetry::KeyValue::new("order.status", status)],
+        vec![opentelemetry::KeyValue::new(
+            "order.status",
+            status.as_str(),
+        )],
     );
     Ok(())
 }

@@ -19,34 +19,40 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use opentelemetry::KeyValue;
-use serde_json::{Value, json};
+use opentelemetry::{Context, KeyValue};
+use service_runtime::edge;
+use service_runtime::kafka::Producer;
 use sqlx::{PgPool, Postgres};
 use tracing::Instrument;
 use tracing_common::baggage;
-use tracing_common::client::TracedClient;
 use tracing_common::db::TracedPool;
-use service_runtime::edge;
-use service_runtime::kafka::Producer;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use uuid::Uuid;
 
 use service_runtime::lifecycle::{Background, Running, Started};
 
 use crate::config::Config;
-use crate::domain::{Cents, NewOrder};
+use crate::domain::NewOrder;
 use crate::error::AppError;
+use order_contract::clients::{CallError, InventoryServiceClient, UserServiceClient};
+use order_contract::events::{OrderCreatedLine, OrderCreatedType};
+use order_contract::http::paths;
+use order_contract::http::{
+    OrderAccepted, OrderDetails, OrderView, OrderViewLine, StockCheckLine, StockCheckRequest,
+};
+use order_contract::trace::names;
+use order_contract::{
+    Cents, EventId, OrderCreated, OrderId, OrderStatus, ProductId, UserId, topics,
+};
 
 #[derive(Clone)]
 pub struct AppState {
     pub db: TracedPool<Postgres>,
     /// Untraced, for readiness probes and the relay's polling.
     pub raw_db: PgPool,
-    pub http: TracedClient,
+    pub users: UserServiceClient,
+    pub inventory: InventoryServiceClient,
     pub producer: Producer,
-    pub user_service_url: String,
-    pub inventory_service_url: String,
     pub kafka_brokers: String,
     /// Request timeout and header budget (`service_runtime::edge`).
     pub limits: service_runtime::edge::EdgeLimits,
@@ -63,10 +69,10 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route(
-            "/orders",
+            paths::ORDERS,
             post(create_order).layer(axum::middleware::from_fn(edge::require_json)),
         )
-        .route("/orders/{id}", get(get_order))
+        .route(paths::ORDER, get(get_order))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(state.limits.layer())
         .layer(ServerTracingLayer::new(TrustPolicy::INTERNAL))
@@ -99,8 +105,8 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
             let mut background = Background::default();
             background.spawn(service_runtime::kafka::ensure_topics_until_done(
                 config.kafka_brokers.clone(),
-                &[kafka::ORDER_EVENTS, kafka::INVENTORY_EVENTS],
-                3,
+                topics::ALL,
+                topics::PARTITIONS,
                 background.stopping(),
             ));
             background.spawn(kafka::consume(consumer, db.clone(), background.stopping()));
@@ -114,10 +120,9 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
             let state = AppState {
                 db,
                 raw_db,
-                http,
+                users: UserServiceClient::new(http.clone(), config.user_service_url.clone()),
+                inventory: InventoryServiceClient::new(http, config.inventory_service_url.clone()),
                 producer: producer.clone(),
-                user_service_url: config.user_service_url.clone(),
-                inventory_service_url: config.inventory_service_url.clone(),
                 kafka_brokers: config.kafka_brokers.clone(),
                 limits: config.limits,
             };
@@ -143,23 +148,20 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
     Ok(Some(key.to_owned()))
 }
 
-fn created(order_id: Uuid, status: &str) -> (StatusCode, Json<Value>) {
+fn created(order_id: OrderId, status: OrderStatus) -> (StatusCode, Json<OrderAccepted>) {
     (
         StatusCode::CREATED,
-        Json(json!({
-            "success": true,
-            "orderId": order_id,
-            "status": status,
-            "message": "Order created successfully",
-        })),
+        Json(OrderAccepted::new(order_id, status)),
     )
 }
 
+/// `POST /orders` (SERVER span `POST /orders`, `names::CREATE_ORDER`): each
+/// step of the order flow is a function below, under its own span.
 async fn create_order(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), AppError> {
+) -> Result<(StatusCode, Json<OrderAccepted>), AppError> {
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             AppError::BodyTooLarge(MAX_BODY_BYTES)
@@ -170,109 +172,126 @@ async fn create_order(
     let server_span = tracing::Span::current();
     let key = idempotency_key(&headers)?;
     if let Some(key) = &key
-        && let Some(existing) = db::order_id_by_key(&state.db, key).await?
+        && let Some((existing, status)) = earlier_order(&state, key).await?
     {
-        server_span.add_event(
-            "idempotent_replay",
-            vec![KeyValue::new("order.id", existing.to_string())],
-        );
-        let status = db::order(&state.db, existing)
-            .await?
-            .map_or("pending".to_owned(), |(o, _)| o.status);
-        return Ok(created(existing, &status));
+        idempotent_replay(&server_span, existing);
+        return Ok(created(existing, status));
     }
 
-    let validate = tracing::info_span!("validate-order");
-    let order = validate
-        .in_scope(|| NewOrder::parse(&body))
-        .map_err(|reason| {
-            tracing_common::spans::record_error(&validate, "invalid_order", &reason);
-            AppError::InvalidOrder(reason)
-        })?;
-    validate.set_attribute("order.item_count", order.lines.len() as i64);
-    validate.set_attribute("order.total_amount", order.total.to_string());
-    drop(validate);
+    let order = validate_order(&body)?;
+    let order_id = OrderId::new();
+    let cx = with_order_baggage(&server_span, &order, order_id);
 
-    // From here on every span, in this service and downstream, carries the
-    // user and order ids (allow-listed baggage copied onto spans).
-    let order_id = Uuid::now_v7();
-    let order_id_text = order_id.to_string();
-    server_span.set_attribute(baggage::USER_ID, order.user_id.clone());
-    server_span.set_attribute(baggage::ORDER_ID, order_id_text.clone());
-    let cx = baggage::with_entries(
-        &server_span.context(),
-        [
-            (baggage::USER_ID, order.user_id.as_str()),
-            (baggage::ORDER_ID, order_id_text.as_str()),
-        ],
-    );
-
-    let span = tracing::info_span!("fetch-user-data");
-    tracing_common::spans::set_parent(&span, cx.clone());
-    fetch_user(&state, &order.user_id).instrument(span).await?;
-
-    let span = tracing::info_span!("check-inventory");
-    tracing_common::spans::set_parent(&span, cx.clone());
-    check_inventory(&state, &order).instrument(span).await?;
-
-    let event = db::OutboxEvent {
-        id: Uuid::now_v7(),
-        topic: kafka::ORDER_EVENTS,
-        key: order_id_text.clone(),
-        payload: json!({
-            "eventId": Uuid::nil(),
-            "type": "order-created",
-            "orderId": order_id,
-            "userId": order.user_id,
-            "items": order.lines.iter().map(|l| json!({
-                "productId": l.product_id,
-                "quantity": l.quantity,
-                "priceCents": l.unit_price.0,
-            })).collect::<Vec<_>>(),
-            "totalCents": order.total.0,
-        }),
-        trace_context: tracing_common::propagation::inject_to_map(&cx),
-    };
-    let mut event = event;
-    event.payload["eventId"] = json!(event.id);
-
-    let span = tracing::info_span!("create-order-db", db.system.name = "postgresql");
-    tracing_common::spans::set_parent(&span, cx.clone());
-    let inserted = db::insert_order(&state.db, order_id, &order, key.as_deref(), &event)
-        .instrument(span)
-        .await?;
-    if let db::Inserted::Existing(existing) = inserted {
+    fetch_user(&state, &order.user_id, &cx).await?;
+    check_inventory(&state, &order, &cx).await?;
+    let event = order_created_event(order_id, &order, &cx);
+    if let db::Inserted::Existing(existing) =
+        write_order(&state, order_id, &order, key.as_deref(), &event, &cx).await?
+    {
         // A concurrent retry with the same key won; answer with its order.
-        server_span.add_event(
-            "idempotent_replay",
-            vec![KeyValue::new("order.id", existing.to_string())],
-        );
-        return Ok(created(existing, "pending"));
+        idempotent_replay(&server_span, existing);
+        return Ok(created(existing, OrderStatus::Pending));
     }
-
-    let span = tracing::info_span!("publish-order-event");
-    tracing_common::spans::set_parent(&span, cx.clone());
-    publish(&state, &event).instrument(span).await;
+    publish(&state, &event, &cx).await;
 
     server_span.add_event(
         "order_created_successfully",
-        vec![KeyValue::new("order.id", order_id_text)],
+        vec![KeyValue::new("order.id", order_id.to_string())],
     );
-    Ok(created(order_id, "pending"))
+    Ok(created(order_id, OrderStatus::Pending))
 }
 
-async fn fetch_user(state: &AppState, user_id: &str) -> Result<(), AppError> {
-    let span = tracing::Span::current();
-    let url = format!("{}/users/{user_id}", state.user_service_url);
-    match state.http.get(url).send().await {
-        Ok(r) if r.status().is_success() => {
+/// The order an earlier request with this idempotency key created, with its status.
+async fn earlier_order(
+    state: &AppState,
+    key: &str,
+) -> Result<Option<(OrderId, OrderStatus)>, AppError> {
+    let Some(existing) = db::order_id_by_key(&state.db, key).await? else {
+        return Ok(None);
+    };
+    let status = db::order(&state.db, existing)
+        .await?
+        .map_or(OrderStatus::Pending, |(o, _)| o.status);
+    Ok(Some((existing, status)))
+}
+
+fn idempotent_replay(server_span: &tracing::Span, existing: OrderId) {
+    server_span.add_event(
+        "idempotent_replay",
+        vec![KeyValue::new("order.id", existing.to_string())],
+    );
+}
+
+/// The `validate-order` span: the body parsed into exact values, or a 400
+/// saying what is wrong.
+fn validate_order(body: &[u8]) -> Result<NewOrder, AppError> {
+    let span = tracing::info_span!(names::VALIDATE_ORDER);
+    let order = span.in_scope(|| NewOrder::parse(body)).map_err(|reason| {
+        tracing_common::spans::record_error(&span, "invalid_order", &reason);
+        AppError::InvalidOrder(reason)
+    })?;
+    span.set_attribute("order.item_count", order.lines.len() as i64);
+    span.set_attribute("order.total_amount", order.total.to_string());
+    Ok(order)
+}
+
+/// From here on every span, in this service and downstream, carries the
+/// user and order ids (allow-listed baggage copied onto spans).
+fn with_order_baggage(server_span: &tracing::Span, order: &NewOrder, order_id: OrderId) -> Context {
+    let order_id = order_id.to_string();
+    server_span.set_attribute(baggage::USER_ID, order.user_id.to_string());
+    server_span.set_attribute(baggage::ORDER_ID, order_id.clone());
+    baggage::with_entries(
+        &server_span.context(),
+        [
+            (baggage::USER_ID, order.user_id.as_str()),
+            (baggage::ORDER_ID, order_id.as_str()),
+        ],
+    )
+}
+
+/// The `order-events` record of a new order, with the request's context
+/// (`cx`) to store beside it: a late publish by the relay joins this trace.
+fn order_created_event(order_id: OrderId, order: &NewOrder, cx: &Context) -> db::OutboxEvent {
+    let event = OrderCreated {
+        event_id: EventId::new(),
+        items: order
+            .lines
+            .iter()
+            .map(|l| OrderCreatedLine {
+                price_cents: l.unit_price.0,
+                product_id: l.product_id.clone(),
+                quantity: l.quantity,
+            })
+            .collect(),
+        order_id,
+        total_cents: order.total.0,
+        kind: OrderCreatedType::OrderCreated,
+        user_id: order.user_id.clone(),
+    };
+    db::OutboxEvent {
+        id: event.event_id,
+        topic: topics::ORDER_EVENTS,
+        key: order_id.to_string(),
+        payload: serde_json::to_value(&event).expect("an event of ids and integers serialises"),
+        trace_context: tracing_common::propagation::inject_to_map(cx),
+    }
+}
+
+/// The `fetch-user-data` span: user-service must know the user (422 otherwise).
+async fn fetch_user(state: &AppState, user_id: &UserId, cx: &Context) -> Result<(), AppError> {
+    let span = tracing::info_span!(names::FETCH_USER_DATA);
+    tracing_common::spans::set_parent(&span, cx.clone());
+    let answer = state.users.user(user_id).instrument(span.clone()).await;
+    match answer {
+        Ok(Some(_)) => {
             span.add_event(
                 "user_retrieved",
-                vec![KeyValue::new("user.id", user_id.to_owned())],
+                vec![KeyValue::new("user.id", user_id.to_string())],
             );
             Ok(())
         }
-        Ok(r) if r.status() == StatusCode::NOT_FOUND => {
+        Ok(None) => {
             tracing_common::spans::record_error(
                 &span,
                 "unknown_user",
@@ -280,70 +299,58 @@ async fn fetch_user(state: &AppState, user_id: &str) -> Result<(), AppError> {
             );
             Err(AppError::UnknownUser)
         }
-        Ok(r) => {
-            let reason = format!("user-service answered {}", r.status());
-            tracing_common::spans::record_error(&span, "user_service_error", &reason);
-            Err(AppError::DependencyUnavailable("user-service"))
-        }
         Err(e) => {
-            tracing_common::spans::record_error(
-                &span,
-                tracing_common::client::error_kind(&e),
-                &e.to_string(),
-            );
+            let kind = match &e {
+                CallError::Transport { kind, .. } => kind,
+                CallError::Status { .. } => "user_service_error",
+                CallError::Body(_) => "response_body",
+            };
+            tracing_common::spans::record_error(&span, kind, &e.to_string());
             Err(AppError::DependencyUnavailable("user-service"))
         }
     }
 }
 
-/// Refuses the order when stock is known to be short; when inventory-service
-/// cannot answer, the order goes ahead (reservation decides later) and the
-/// span says why the check did not run.
-async fn check_inventory(state: &AppState, order: &NewOrder) -> Result<(), AppError> {
-    let span = tracing::Span::current();
-    let body = json!({
-        "items": order.lines.iter().map(|l| json!({ "productId": l.product_id, "quantity": l.quantity })).collect::<Vec<_>>()
-    });
-    let url = format!("{}/check", state.inventory_service_url);
-    let outcome = async {
-        let response = state
-            .http
-            .post(url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| (tracing_common::client::error_kind(&e), e.to_string()))?;
-        if !response.status().is_success() {
-            return Err((
-                "inventory_error",
-                format!("inventory-service answered {}", response.status()),
-            ));
-        }
-        response
-            .json::<Value>()
-            .await
-            .map_err(|e| ("response_body", e.to_string()))
-    }
-    .await;
-    match outcome {
-        Ok(answer) if answer["available"] == json!(true) => {
+/// The `check-inventory` span. Refuses the order when stock is known to be
+/// short; when inventory-service cannot answer, the order goes ahead
+/// (reservation decides later) and the span says why the check did not run.
+async fn check_inventory(state: &AppState, order: &NewOrder, cx: &Context) -> Result<(), AppError> {
+    let span = tracing::info_span!(names::CHECK_INVENTORY);
+    tracing_common::spans::set_parent(&span, cx.clone());
+    let request = StockCheckRequest {
+        items: order
+            .lines
+            .iter()
+            .map(|l| StockCheckLine {
+                product_id: l.product_id.clone(),
+                quantity: i64::from(l.quantity),
+            })
+            .collect(),
+    };
+    match state
+        .inventory
+        .check(&request)
+        .instrument(span.clone())
+        .await
+    {
+        Ok(answer) if answer.available => {
             span.set_attribute("inventory.available", true);
             Ok(())
         }
         Ok(answer) => {
-            let short: Vec<String> = answer["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|i| i["sufficient"] != json!(true))
-                .filter_map(|i| i["productId"].as_str().map(str::to_owned))
-                .collect();
+            let short: Vec<&str> = answer.short().map(ProductId::as_str).collect();
             let reason = format!("insufficient stock for {}", short.join(", "));
             span.set_attribute("inventory.available", false);
             tracing_common::spans::record_error(&span, "insufficient_stock", &reason);
             Err(AppError::InsufficientStock(short.join(", ")))
         }
-        Err((kind, message)) => {
+        Err(e) => {
+            let kind = match &e {
+                CallError::Transport { kind, .. } => kind,
+                CallError::Status { .. } => "inventory_error",
+                CallError::Body(_) => "response_body",
+            };
+            let message = e.to_string();
             span.add_event(
                 "inventory_service_unreachable",
                 vec![KeyValue::new("error.type", kind)],
@@ -353,78 +360,101 @@ async fn check_inventory(state: &AppState, order: &NewOrder) -> Result<(), AppEr
                 kind,
                 &format!("stock check skipped, order accepted: {message}"),
             );
-            tracing::warn!(error = %message, "inventory check failed; accepting the order, reservation decides");
+            span.in_scope(|| tracing::warn!(error = %message, "inventory check failed; accepting the order, reservation decides"));
             Ok(())
         }
     }
 }
 
-/// Publishes right after commit; on failure the event stays in the outbox for
-/// the relay, and the order is still created.
-async fn publish(state: &AppState, event: &db::OutboxEvent) {
-    let span = tracing::Span::current();
+/// The `create-order-db` span: the order, its lines and its outbox event in
+/// one transaction (`db::insert_order`).
+async fn write_order(
+    state: &AppState,
+    order_id: OrderId,
+    order: &NewOrder,
+    idempotency_key: Option<&str>,
+    event: &db::OutboxEvent,
+    cx: &Context,
+) -> Result<db::Inserted, AppError> {
+    let span = tracing::info_span!(names::CREATE_ORDER_DB, db.system.name = "postgresql");
+    tracing_common::spans::set_parent(&span, cx.clone());
+    Ok(
+        db::insert_order(&state.db, order_id, order, idempotency_key, event)
+            .instrument(span)
+            .await?,
+    )
+}
+
+/// The `publish-order-event` span: publishes right after commit; on failure
+/// the event stays in the outbox for the relay, and the order is still created.
+async fn publish(state: &AppState, event: &db::OutboxEvent, cx: &Context) {
+    let span = tracing::info_span!(names::PUBLISH_ORDER_EVENT);
+    tracing_common::spans::set_parent(&span, cx.clone());
     let payload = serde_json::to_vec(&event.payload).expect("a JSON value serialises");
-    match service_runtime::kafka::send_traced(
+    let sent = service_runtime::kafka::send_traced(
         &state.producer,
         &span.context(),
         event.topic,
         &event.key,
         &payload,
     )
-    .await
-    {
-        Ok((partition, offset)) => {
-            span.add_event(
-                "message_published",
-                vec![
-                    KeyValue::new("messaging.destination.partition.id", partition.to_string()),
-                    KeyValue::new("messaging.kafka.offset", offset),
-                ],
-            );
-            if let Err(e) = db::mark_published(&state.db, event.id).await {
-                // The relay would publish it again; consumers skip duplicates by event id.
-                tracing::warn!(error = %e, "published but could not mark the outbox row");
+    .instrument(span.clone())
+    .await;
+    async {
+        match sent {
+            Ok((partition, offset)) => {
+                span.add_event(
+                    "message_published",
+                    vec![
+                        KeyValue::new("messaging.destination.partition.id", partition.to_string()),
+                        KeyValue::new("messaging.kafka.offset", offset),
+                    ],
+                );
+                if let Err(e) = db::mark_published(&state.db, event.id).await {
+                    // The relay would publish it again; consumers skip duplicates by event id.
+                    tracing::warn!(error = %e, "published but could not mark the outbox row");
+                }
+            }
+            Err(e) => {
+                tracing_common::spans::record_error(
+                    &span,
+                    tracing_common::kafka::error_type(&e),
+                    &format!("left in outbox for the relay: {e}"),
+                );
+                tracing::warn!(error = %e, event_id = %event.id, "publish failed; the outbox relay will retry");
             }
         }
-        Err(e) => {
-            tracing_common::spans::record_error(
-                &span,
-                tracing_common::kafka::error_type(&e),
-                &format!("left in outbox for the relay: {e}"),
-            );
-            tracing::warn!(error = %e, event_id = %event.id, "publish failed; the outbox relay will retry");
-        }
     }
+    .instrument(span.clone())
+    .await;
 }
 
 async fn get_order(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
-    let id = Uuid::parse_str(&id).map_err(|_| AppError::InvalidOrderId)?;
+) -> Result<Json<OrderView>, AppError> {
+    let id: OrderId = id.parse().map_err(|_| AppError::InvalidOrderId)?;
     let (order, items) = db::order(&state.db, id)
         .await?
         .ok_or(AppError::OrderNotFound)?;
-    Ok(Json(json!({
-        "success": true,
-        "order": {
-            "orderId": order.id,
-            "userId": order.user_id,
-            "status": order.status,
-            "reason": order.status_reason,
-            "totalAmount": money(Cents(order.total_cents)),
-            "items": items.iter().map(|i| json!({
-                "productId": i.product_id,
-                "quantity": i.quantity,
-                "price": money(Cents(i.unit_price_cents)),
-            })).collect::<Vec<_>>(),
-        }
-    })))
-}
-
-/// Cents as an exact JSON number (`67.48`), never through a float computation.
-fn money(cents: Cents) -> Value {
-    serde_json::from_str(&cents.to_string()).unwrap_or(Value::Null)
+    Ok(Json(OrderView {
+        success: true,
+        order: OrderDetails {
+            order_id: order.id,
+            user_id: order.user_id,
+            status: order.status,
+            reason: order.status_reason,
+            total_amount: Cents(order.total_cents).amount(),
+            items: items
+                .into_iter()
+                .map(|i| OrderViewLine {
+                    product_id: i.product_id,
+                    quantity: i.quantity,
+                    price: Cents(i.unit_price_cents).amount(),
+                })
+                .collect(),
+        },
+    }))
 }
 
 async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoResponse {

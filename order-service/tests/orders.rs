@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
 use opentelemetry_sdk::trace::SpanData;
+use order_contract::trace::{ORDER_TRACE, services};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use serde_json::{Value, json};
-use sqlx::PgPool;
 use service_runtime::lifecycle::Running;
+use sqlx::PgPool;
 use tracing_common_testing::{
     assert_attribute_types, attr_i64, attr_str, capture, fresh_database_url, is_child_of, only,
     record_count, records,
@@ -181,6 +182,17 @@ impl Stack {
     }
 }
 
+fn kind_of(kind: order_contract::trace::SpanKind) -> SpanKind {
+    use order_contract::trace::SpanKind as K;
+    match kind {
+        K::Internal => SpanKind::Internal,
+        K::Server => SpanKind::Server,
+        K::Client => SpanKind::Client,
+        K::Producer => SpanKind::Producer,
+        K::Consumer => SpanKind::Consumer,
+    }
+}
+
 fn spans_named<'a>(spans: &'a [SpanData], name: &str) -> Vec<&'a SpanData> {
     spans.iter().filter(|s| s.name == name).collect()
 }
@@ -243,7 +255,7 @@ async fn the_seed_order_is_created_published_reserved_and_confirmed_in_one_trace
     // The record carries the trace context in its headers.
     let published = records(
         &stack.brokers,
-        order_service::kafka::ORDER_EVENTS,
+        order_contract::topics::ORDER_EVENTS,
         1,
         Duration::from_secs(5),
     );
@@ -270,6 +282,28 @@ async fn the_seed_order_is_created_published_reserved_and_confirmed_in_one_trace
             .iter()
             .any(|e| e.name == "order_created_successfully")
     );
+
+    // The order flow's tree (order_contract::trace::ORDER_TRACE, the one
+    // tracectl verify checks), as far as these three services go: every span
+    // is there, with its kind, under its parent.
+    for e in ORDER_TRACE.iter().filter(|e| {
+        e.service != services::API_GATEWAY
+            && e.parent.is_some_and(|(s, _)| s != services::API_GATEWAY)
+    }) {
+        let (_, parent) = e.parent.unwrap();
+        let named = spans_named(&spans, e.name);
+        assert!(!named.is_empty(), "{} is in the trace", e.name);
+        for span in named {
+            assert_eq!(span.span_kind, kind_of(e.kind), "{}", e.name);
+            assert!(
+                spans_named(&spans, parent)
+                    .iter()
+                    .any(|p| is_child_of(span, p)),
+                "{} is a child of {parent}",
+                e.name
+            );
+        }
+    }
 
     for step in [
         "validate-order",
@@ -477,7 +511,7 @@ async fn refused_orders_get_clear_errors_and_write_and_publish_nothing() {
         0
     );
     assert_eq!(
-        record_count(&stack.brokers, order_service::kafka::ORDER_EVENTS),
+        record_count(&stack.brokers, order_contract::topics::ORDER_EVENTS),
         0,
         "nothing published"
     );

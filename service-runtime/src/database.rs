@@ -116,7 +116,6 @@ pub async fn connect_creating_database(
     }
 }
 
-
 /// The `/readyz` answer: 200 when the database answers, 503 with the reason
 /// otherwise. Kafka's state is reported in the body (and logged when the
 /// brokers do not answer) but does not make the service unready: orders are

@@ -22,15 +22,15 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures::future::BoxFuture;
 use http::{HeaderMap, Request, StatusCode};
 use opentelemetry::KeyValue;
 use tower::{Layer, Service};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use tracing_common::ConfigError;
 use crate::settings::{env_millis, env_or};
+use tracing_common::ConfigError;
 
 /// The edge limits of one service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,13 +101,9 @@ impl EdgeLimits {
     }
 }
 
-/// The services' JSON error body.
-pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(serde_json::json!({ "success": false, "error": code, "message": message })),
-    )
-        .into_response()
+/// The services' JSON error body (`order_contract::error`).
+fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    order_contract::error::response(status, code, message)
 }
 
 /// Tower layer applying [`EdgeLimits`].
@@ -191,7 +187,11 @@ where
                         "the request took longer than {} ms and was abandoned",
                         limits.request_timeout.as_millis()
                     );
-                    tracing_common::spans::record_error(&tracing::Span::current(), "timeout", &message);
+                    tracing_common::spans::record_error(
+                        &tracing::Span::current(),
+                        "timeout",
+                        &message,
+                    );
                     Ok(error_response(
                         StatusCode::REQUEST_TIMEOUT,
                         "request_timeout",

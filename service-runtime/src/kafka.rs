@@ -534,4 +534,3 @@ pub fn flush(producer: &Producer) {
         tracing::warn!(error = %e, "kafka producer did not flush before shutdown");
     }
 }
-

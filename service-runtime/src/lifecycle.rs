@@ -118,10 +118,10 @@ async fn gate(
         _ => (
             unavailable,
             [(http::header::RETRY_AFTER, "1")],
-            axum::Json(serde_json::json!({
-                "success": false,
-                "error": format!("the service is starting: {waiting}"),
-            })),
+            axum::Json(order_contract::error::ErrorBody::new(
+                "starting",
+                format!("the service is starting: {waiting}"),
+            )),
         )
             .into_response(),
     }

@@ -67,4 +67,3 @@ pub fn env_database_url(name: &'static str, default: &str) -> Result<String, Con
 pub fn env_millis(name: &'static str, default_ms: u64) -> Result<std::time::Duration, ConfigError> {
     env_or(name, default_ms).map(std::time::Duration::from_millis)
 }
-

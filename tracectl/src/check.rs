@@ -1,145 +1,24 @@
-//! The trace an order must produce (README, "The order flow and its trace"), as data, and a
-//! check of a received trace against it. Used by `tracectl verify` against a
+//! A check of a received trace against the trace an order must produce
+//! (`order_contract::trace::ORDER_TRACE`, one definition for the checker, the
+//! tests and SPANS.md). Used by `tracectl verify` against a
 //! running stack and by the end-to-end test.
 
 use crate::model::{Kind, Trace};
 
-/// One expected span: who emits it, its kind and name, and its parent's
-/// service and name (`None` for the root).
-#[derive(Debug, Clone, Copy)]
-pub struct Expected {
-    pub service: &'static str,
-    pub kind: Kind,
-    pub name: &'static str,
-    pub parent: Option<(&'static str, &'static str)>,
-}
+pub use order_contract::trace::{Expected, ORDER_TRACE};
 
-const fn span(
-    service: &'static str,
-    kind: Kind,
-    name: &'static str,
-    parent: Option<(&'static str, &'static str)>,
-) -> Expected {
-    Expected {
-        service,
-        kind,
-        name,
-        parent,
+impl From<order_contract::trace::SpanKind> for Kind {
+    fn from(kind: order_contract::trace::SpanKind) -> Self {
+        use order_contract::trace::SpanKind as K;
+        match kind {
+            K::Internal => Self::Internal,
+            K::Server => Self::Server,
+            K::Client => Self::Client,
+            K::Producer => Self::Producer,
+            K::Consumer => Self::Consumer,
+        }
     }
 }
-
-const GW: &str = "api-gateway";
-const US: &str = "user-service";
-const OS: &str = "order-service";
-const IS: &str = "inventory-service";
-
-/// `POST /api/orders` through every hop, in order.
-pub const ORDER_TRACE: &[Expected] = &[
-    span(GW, Kind::Server, "POST /api/orders", None),
-    span(GW, Kind::Client, "POST", Some((GW, "POST /api/orders"))),
-    span(OS, Kind::Server, "POST /orders", Some((GW, "POST"))),
-    span(
-        OS,
-        Kind::Internal,
-        "validate-order",
-        Some((OS, "POST /orders")),
-    ),
-    span(
-        OS,
-        Kind::Internal,
-        "fetch-user-data",
-        Some((OS, "POST /orders")),
-    ),
-    span(OS, Kind::Client, "GET", Some((OS, "fetch-user-data"))),
-    span(US, Kind::Server, "GET /users/{id}", Some((OS, "GET"))),
-    span(
-        US,
-        Kind::Client,
-        "SELECT users",
-        Some((US, "GET /users/{id}")),
-    ),
-    span(
-        OS,
-        Kind::Internal,
-        "check-inventory",
-        Some((OS, "POST /orders")),
-    ),
-    span(OS, Kind::Client, "POST", Some((OS, "check-inventory"))),
-    span(IS, Kind::Server, "POST /check", Some((OS, "POST"))),
-    span(IS, Kind::Client, "SELECT stock", Some((IS, "POST /check"))),
-    span(
-        OS,
-        Kind::Internal,
-        "create-order-db",
-        Some((OS, "POST /orders")),
-    ),
-    span(
-        OS,
-        Kind::Client,
-        "INSERT orders",
-        Some((OS, "create-order-db")),
-    ),
-    span(
-        OS,
-        Kind::Client,
-        "INSERT order_items",
-        Some((OS, "create-order-db")),
-    ),
-    span(
-        OS,
-        Kind::Client,
-        "INSERT outbox",
-        Some((OS, "create-order-db")),
-    ),
-    span(
-        OS,
-        Kind::Internal,
-        "publish-order-event",
-        Some((OS, "POST /orders")),
-    ),
-    span(
-        OS,
-        Kind::Producer,
-        "send order-events",
-        Some((OS, "publish-order-event")),
-    ),
-    span(
-        IS,
-        Kind::Consumer,
-        "process order-events",
-        Some((OS, "send order-events")),
-    ),
-    span(
-        IS,
-        Kind::Internal,
-        "reserve-stock",
-        Some((IS, "process order-events")),
-    ),
-    span(
-        IS,
-        Kind::Client,
-        "UPDATE stock",
-        Some((IS, "reserve-stock")),
-    ),
-    span(
-        IS,
-        Kind::Producer,
-        "send inventory-events",
-        Some((IS, "process order-events")),
-    ),
-    span(
-        OS,
-        Kind::Consumer,
-        "process inventory-events",
-        Some((IS, "send inventory-events")),
-    ),
-    span(
-        OS,
-        Kind::Client,
-        "UPDATE orders",
-        Some((OS, "process inventory-events")),
-    ),
-];
 
 /// What is wrong with `trace` against `expected`; empty when it matches.
 /// Checks each expected span's presence, kind, parent and service, that
@@ -150,13 +29,13 @@ pub fn problems(trace: &Trace, expected: &[Expected]) -> Vec<String> {
         let candidates: Vec<_> = trace
             .spans
             .iter()
-            .filter(|s| s.service == e.service && s.name == e.name && s.kind == e.kind)
+            .filter(|s| s.service == e.service && s.name == e.name && s.kind == Kind::from(e.kind))
             .collect();
         if candidates.is_empty() {
             problems.push(format!(
                 "missing {} {} {:?}",
                 e.service,
-                e.kind.label(),
+                Kind::from(e.kind).label(),
                 e.name
             ));
             continue;
@@ -188,7 +67,7 @@ pub fn problems(trace: &Trace, expected: &[Expected]) -> Vec<String> {
                 actual.join(" / ")
             ));
         }
-        if e.kind == Kind::Consumer {
+        if Kind::from(e.kind) == Kind::Consumer {
             for consumer in &candidates {
                 let Some(producer) = trace.parent_of(consumer) else {
                     continue;
@@ -228,6 +107,25 @@ pub fn problems(trace: &Trace, expected: &[Expected]) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::model::Span;
+    use order_contract::trace::SpanKind as SK;
+
+    const GW: &str = "api-gateway";
+    const OS: &str = "order-service";
+    const IS: &str = "inventory-service";
+
+    const fn span(
+        service: &'static str,
+        kind: SK,
+        name: &'static str,
+        parent: Option<(&'static str, &'static str)>,
+    ) -> Expected {
+        Expected {
+            service,
+            kind,
+            name,
+            parent,
+        }
+    }
 
     fn s(id: &str, parent: Option<&str>, service: &str, kind: Kind, name: &str) -> Span {
         Span {
@@ -249,9 +147,9 @@ mod tests {
     }
 
     const SMALL: &[Expected] = &[
-        span(GW, Kind::Server, "POST /api/orders", None),
-        span(GW, Kind::Client, "POST", Some((GW, "POST /api/orders"))),
-        span(OS, Kind::Server, "POST /orders", Some((GW, "POST"))),
+        span(GW, SK::Server, "POST /api/orders", None),
+        span(GW, SK::Client, "POST", Some((GW, "POST /api/orders"))),
+        span(OS, SK::Server, "POST /orders", Some((GW, "POST"))),
     ];
 
     #[test]
@@ -308,10 +206,10 @@ mod tests {
     #[test]
     fn a_consumer_without_a_link_to_its_producer_is_reported() {
         let expected = [
-            span(OS, Kind::Producer, "send order-events", None),
+            span(OS, SK::Producer, "send order-events", None),
             span(
                 IS,
-                Kind::Consumer,
+                SK::Consumer,
                 "process order-events",
                 Some((OS, "send order-events")),
             ),

@@ -89,6 +89,11 @@ async fn services_started_before_postgres_and_the_broker_wait_then_serve() {
         "{:?}",
         order_while_waiting.body
     );
+    assert_eq!(
+        order_while_waiting.body["error"], "starting",
+        "the error envelope: {:?}",
+        order_while_waiting.body
+    );
     for (service, _) in with_db {
         let seen = attempts(&log_of(&env, service));
         assert!(

@@ -1,9 +1,9 @@
 //! Settings from the environment, read once at start-up.
 
-use tracing_common::ConfigError;
 use service_runtime::edge::{EdgeLimits, SERVICE_REQUEST_TIMEOUT};
 use service_runtime::faults::Faults;
 use service_runtime::settings::{env_database_url, env_or};
+use tracing_common::ConfigError;
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -1,9 +1,7 @@
 //! One error type for every handler; 5xx detail stays in logs and spans.
 
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -36,10 +34,6 @@ impl IntoResponse for AppError {
             ),
             AppError::Database(e) => service_runtime::database::error_response(e, "users"),
         };
-        (
-            status,
-            Json(json!({ "success": false, "error": code, "message": message })),
-        )
-            .into_response()
+        order_contract::error::response(status, code, message)
     }
 }

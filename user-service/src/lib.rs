@@ -14,9 +14,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use opentelemetry::KeyValue;
 use serde_json::{Value, json};
+use service_runtime::faults::Faults;
 use sqlx::{PgPool, Postgres};
 use tracing_common::db::TracedPool;
-use service_runtime::faults::Faults;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
