@@ -161,7 +161,9 @@ pub async fn send_traced(
     let record = record.headers(headers);
     let sent = tokio::time::timeout(
         timeout,
-        producer.send(record, Timeout::Never).instrument(span.clone()),
+        producer
+            .send(record, Timeout::Never)
+            .instrument(span.clone()),
     )
     .await;
     let result = match sent {
