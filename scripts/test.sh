@@ -44,8 +44,8 @@ if ensure_kafka; then
   export KAFKA_LIBS
   say "Apache Kafka $KAFKA_VERSION: $KAFKA_LIBS"
 else
-  skipped+=("the process-level tests (tracectl/tests/{e2e,faults,bad_input,jaeger}.rs) need Apache Kafka $KAFKA_VERSION: install Java 17+ and Maven (apt-get install openjdk-17-jre-headless maven), then run this again")
-  filters+=("not (binary(e2e) | binary(faults) | binary(bad_input) | binary(jaeger))")
+  skipped+=("the process-level tests (tracectl/tests/{e2e,faults,bad_input,jaeger,traced_checkout}.rs) need Apache Kafka $KAFKA_VERSION: install Java 17+ and Maven (apt-get install openjdk-17-jre-headless maven), then run this again")
+  filters+=("not (binary(e2e) | binary(faults) | binary(bad_input) | binary(jaeger) | binary(traced_checkout))")
 fi
 if ensure_jaeger; then
   export JAEGER_BIN
@@ -65,9 +65,11 @@ fi
 say "validating docker-compose.yml, k8s/ and the Dockerfile"
 scripts/validate-deploy.sh
 
-# 5. Everything. The process-level tests run the service binaries.
-say "building the service binaries"
+# 5. Everything. The process-level tests run the service binaries, and
+#    tracectl/tests/traced_checkout.rs runs tracing-common's example.
+say "building the service binaries and tracing-common's example"
 cargo build --workspace --bins
+cargo build -p tracing-common --example traced_checkout
 say "running the test suite"
 filter=()
 if [ ${#filters[@]} -gt 0 ]; then
