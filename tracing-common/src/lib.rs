@@ -1,6 +1,43 @@
 //! Telemetry shared by the order-flow services: one call sets up tracing,
 //! and small helpers carry one request's trace across HTTP, Kafka and Postgres.
 //!
+//! # Use it
+//!
+//! ```toml
+//! [dependencies]
+//! # Copied into your workspace; pick the adapters you use (both are defaults).
+//! tracing-common = { path = "tracing-common", default-features = false, features = ["kafka"] }
+//! ```
+//!
+//! ```no_run
+//! # async fn serve(listener: tokio::net::TcpListener) -> Result<(), Box<dyn std::error::Error>> {
+//! // Once, first thing in main: OTLP exporter, sampler, propagators and JSON
+//! // logs, all from the standard OTEL_* variables (a bad value names it).
+//! let telemetry = tracing_common::init("checkout-service", env!("CARGO_PKG_VERSION"))?;
+//!
+//! // Server: SERVER spans `{method} {route}`, context taken from the caller.
+//! let app = axum::Router::new()
+//!     .route("/checkout", axum::routing::post(|| async { "ok" }))
+//!     .layer(tracing_common::ServerTracingLayer::new(tracing_common::TrustPolicy::INTERNAL));
+//! // Client: CLIENT spans, context injected into every request.
+//! let http = tracing_common::client::http_client(std::time::Duration::from_secs(5))?;
+//! # let _ = http;
+//! axum::serve(listener, app).await?;
+//!
+//! // Last: flush what is queued (within 5 s) and say what was lost.
+//! telemetry.shutdown();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Kafka (feature `kafka`): [`kafka::send_traced`] sends a record with any
+//! rdkafka `FutureProducer` under a PRODUCER span with the context in its
+//! headers; on the consuming side [`kafka::consumer_span`] opens the CONSUMER
+//! span, a child of the producer's and linked to it. Postgres (feature
+//! `postgres`): [`db::traced_pool`] wraps a sqlx pool so each statement is a
+//! CLIENT span. `examples/traced_checkout.rs` runs all of it in one program
+//! (`cargo run -p tracing-common --example traced_checkout`).
+//!
 //! Cargo features, both on by default: `kafka` ([`kafka`]) and `postgres`
 //! ([`db`]). Test helpers live in the dev-only crate
 //! `tracing-common-testing`; what services need besides telemetry (settings,
