@@ -57,7 +57,7 @@ impl Middleware for ClientTracing {
 
 fn client_span(request: &Request) -> Span {
     let url = request.url();
-    let method = crate::server::known_method(request.method());
+    let method = crate::spans::known_method(request.method());
     tracing::info_span!(
         "http.client.request",
         otel.name = method,

@@ -466,10 +466,26 @@ impl TelemetryConfig {
                     compression: otlp_compression,
                     certificate: otlp_certificate.clone(),
                 }),
-                "zipkin" => ExporterConfig::Zipkin {
-                    endpoint: zipkin_endpoint.clone(),
-                },
-                "console" => ExporterConfig::Console,
+                "zipkin" => {
+                    needs_feature(
+                        "OTEL_TRACES_EXPORTER",
+                        &exporter_value,
+                        cfg!(feature = "zipkin"),
+                        "zipkin",
+                    )?;
+                    ExporterConfig::Zipkin {
+                        endpoint: zipkin_endpoint.clone(),
+                    }
+                }
+                "console" => {
+                    needs_feature(
+                        "OTEL_TRACES_EXPORTER",
+                        &exporter_value,
+                        cfg!(feature = "console"),
+                        "console",
+                    )?;
+                    ExporterConfig::Console
+                }
                 "none" => continue,
                 other => {
                     return Err(ConfigError::new(
@@ -493,9 +509,28 @@ impl TelemetryConfig {
             let kind = match name {
                 "tracecontext" => PropagatorKind::TraceContext,
                 "baggage" => PropagatorKind::Baggage,
-                "b3" => PropagatorKind::B3,
-                "b3multi" => PropagatorKind::B3Multi,
-                "jaeger" => PropagatorKind::Jaeger,
+                "b3" | "b3multi" => {
+                    needs_feature(
+                        "OTEL_PROPAGATORS",
+                        &propagator_value,
+                        cfg!(feature = "zipkin"),
+                        "zipkin",
+                    )?;
+                    if name == "b3" {
+                        PropagatorKind::B3
+                    } else {
+                        PropagatorKind::B3Multi
+                    }
+                }
+                "jaeger" => {
+                    needs_feature(
+                        "OTEL_PROPAGATORS",
+                        &propagator_value,
+                        cfg!(feature = "jaeger-propagator"),
+                        "jaeger-propagator",
+                    )?;
+                    PropagatorKind::Jaeger
+                }
                 "none" => continue,
                 other => {
                     return Err(ConfigError::new(
@@ -768,6 +803,24 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// A value this build cannot serve: the crate feature that would is off.
+fn needs_feature(
+    variable: &'static str,
+    value: &str,
+    enabled: bool,
+    feature: &str,
+) -> Result<(), ConfigError> {
+    if enabled {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            variable,
+            value,
+            format!("this build of tracing-common leaves out its `{feature}` feature"),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -784,6 +837,24 @@ mod tests {
 
     fn err_var(vars: &[(&str, &str)]) -> &'static str {
         parse(vars).expect_err("value should be refused").variable
+    }
+
+    #[test]
+    fn a_value_whose_feature_a_build_leaves_out_is_refused_naming_the_feature() {
+        // Test builds have every feature on (tracing-common-testing asks for
+        // all of them), so the refusal itself is checked directly.
+        assert!(needs_feature("OTEL_PROPAGATORS", "b3", true, "zipkin").is_ok());
+        let e = needs_feature("OTEL_PROPAGATORS", "tracecontext,b3", false, "zipkin").unwrap_err();
+        assert_eq!(e.variable, "OTEL_PROPAGATORS");
+        assert!(e.to_string().contains("`zipkin` feature"), "{e}");
+        for (variable, value) in [
+            ("OTEL_TRACES_EXPORTER", "zipkin"),
+            ("OTEL_TRACES_EXPORTER", "console"),
+            ("OTEL_PROPAGATORS", "b3multi"),
+            ("OTEL_PROPAGATORS", "jaeger"),
+        ] {
+            assert!(parse(&[(variable, value)]).is_ok(), "{variable}={value}");
+        }
     }
 
     #[test]

@@ -59,6 +59,7 @@
 //! - [`logging`]: JSON log lines with `trace_id`/`span_id`.
 
 pub mod baggage;
+#[cfg(feature = "reqwest")]
 pub mod client;
 pub mod config;
 #[cfg(feature = "postgres")]
@@ -69,6 +70,7 @@ pub mod logging;
 pub mod otlp;
 pub mod propagation;
 pub mod remote_sampling;
+#[cfg(feature = "axum")]
 pub mod server;
 pub mod spans;
 mod stats;
@@ -76,6 +78,7 @@ pub mod telemetry;
 pub mod trace_context;
 
 pub use config::{ConfigError, TelemetryConfig};
+#[cfg(feature = "axum")]
 pub use server::{ServerTracingLayer, TrustPolicy};
 pub use stats::ExportStats;
 pub use telemetry::{InitError, TelemetryGuard, init, init_local, init_with};

@@ -165,7 +165,7 @@ where
 const MAX_HOST_LEN: usize = 255;
 
 fn server_span<B>(request: &Request<B>, policy: TrustPolicy) -> tracing::Span {
-    let method = known_method(request.method());
+    let method = crate::spans::known_method(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -220,23 +220,6 @@ fn server_span<B>(request: &Request<B>, policy: TrustPolicy) -> tracing::Span {
         }
     }
     span
-}
-
-/// Semantic conventions: unknown methods are reported as `_OTHER`, which also
-/// keeps span names low-cardinality under garbage input.
-pub(crate) fn known_method(method: &http::Method) -> &'static str {
-    match *method {
-        http::Method::GET => "GET",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::DELETE => "DELETE",
-        http::Method::PATCH => "PATCH",
-        http::Method::HEAD => "HEAD",
-        http::Method::OPTIONS => "OPTIONS",
-        http::Method::TRACE => "TRACE",
-        http::Method::CONNECT => "CONNECT",
-        _ => "_OTHER",
-    }
 }
 
 /// 5xx is an error on a server span; 4xx is the caller's problem, not the

@@ -67,3 +67,21 @@ pub const STRING_ATTRIBUTES: &[&str] = &[
     semconv::MESSAGING_KAFKA_MESSAGE_KEY,
     "order.total_amount",
 ];
+
+/// Semantic conventions: unknown methods are reported as `_OTHER`, which also
+/// keeps span names low-cardinality under garbage input.
+#[cfg(any(feature = "axum", feature = "reqwest"))]
+pub(crate) fn known_method(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::PATCH => "PATCH",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::TRACE => "TRACE",
+        http::Method::CONNECT => "CONNECT",
+        _ => "_OTHER",
+    }
+}

@@ -259,6 +259,7 @@ fn tracer_provider(
             // Deprecated upstream (Zipkin ingests OTLP now); kept for users whose
             // backend only speaks the Zipkin v2 API.
             #[allow(deprecated)]
+            #[cfg(feature = "zipkin")]
             ExporterConfig::Zipkin { endpoint } => {
                 let built = opentelemetry_zipkin::ZipkinExporter::builder()
                     .with_collector_endpoint(endpoint)
@@ -269,11 +270,20 @@ fn tracer_provider(
                     })?;
                 counted_batch(built, "zipkin", counters)
             }
+            #[cfg(feature = "console")]
             ExporterConfig::Console => counted_batch(
                 opentelemetry_stdout::SpanExporter::default(),
                 "console",
                 counters,
             ),
+            // Refused when the configuration is read (`needs_feature`).
+            #[allow(unreachable_patterns)]
+            other => {
+                return Err(InitError::Exporter {
+                    exporter: "zipkin or console",
+                    reason: format!("this build of tracing-common cannot export with {other:?}"),
+                });
+            }
         };
         // Baggage is copied once per span, by the first pipeline; wrapping it
         // rather than registering it beside the pipeline spares a copy of every
