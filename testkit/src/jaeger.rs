@@ -2,8 +2,8 @@
 //! `deploy/jaeger/config.yaml` (the file compose mounts) with its addresses
 //! and strategies path overridden through the environment variables that
 //! file reads, so tests run Jaegers side by side on loopback ports of their
-//! own. The binary comes from `JAEGER_BIN`, which `scripts/test.sh` sets after
-//! building Jaeger from the Go module proxy.
+//! own. The binary comes from `JAEGER_BIN`, else from where `scripts/test.sh`
+//! built it from the Go module proxy ([`crate::installed`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,11 +15,11 @@ pub fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
 }
 
-/// The Jaeger binary (`JAEGER_BIN`), with a clear failure when unset.
+/// The Jaeger binary (`JAEGER_BIN`, else the one `scripts/test.sh` built),
+/// with a clear failure when there is none.
 pub fn binary() -> PathBuf {
-    let bin = std::env::var_os("JAEGER_BIN").map(PathBuf::from).expect(
-        "JAEGER_BIN must name a Jaeger v2 binary; scripts/test.sh builds Jaeger and sets it",
-    );
+    let bin =
+        crate::installed::find("JAEGER_BIN", "jaeger-", "jaeger").unwrap_or_else(|e| panic!("{e}"));
     assert!(bin.exists(), "JAEGER_BIN={} does not exist", bin.display());
     bin
 }

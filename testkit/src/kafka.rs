@@ -1,8 +1,8 @@
 //! Apache Kafka as a process: a single-node KRaft broker of one test's own,
 //! with docker-compose.yml's settings (auto topic creation off, replication
 //! factor 1, no initial rebalance delay), its topics created the way
-//! compose's `kafka-init` does. The jars come from `KAFKA_LIBS`, which
-//! `scripts/test.sh` sets after installing Kafka from Maven Central.
+//! compose's `kafka-init` does. The jars come from `KAFKA_LIBS`, else from
+//! where `scripts/test.sh` installed them from Maven Central ([`crate::installed`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -27,11 +27,11 @@ pub struct Kafka {
     libs: PathBuf,
 }
 
-/// The directory of Kafka's jars (`KAFKA_LIBS`), with a clear failure when unset.
+/// The directory of Kafka's jars (`KAFKA_LIBS`, else the one installation
+/// `scripts/test.sh` made), with a clear failure when there is none.
 pub fn libs() -> PathBuf {
-    let dir = std::env::var_os("KAFKA_LIBS").map(PathBuf::from).expect(
-        "KAFKA_LIBS must name Apache Kafka's jars; scripts/test.sh installs Kafka and sets it",
-    );
+    let dir =
+        crate::installed::find("KAFKA_LIBS", "kafka-", "libs").unwrap_or_else(|e| panic!("{e}"));
     assert!(
         dir.join(format!("kafka_2.13-{}.jar", version(&dir)))
             .exists(),

@@ -1,6 +1,7 @@
 //! testkit: what the process-level tests (`tracectl/tests/`) share, kept out
 //! of the `tracectl` binary users run. A dev-dependency only.
 //!
+//! - [`installed`]: where `scripts/test.sh` put Kafka's jars and Jaeger's binary.
 //! - [`kafka`]: Apache Kafka as a single-node KRaft broker of one test's own.
 //! - [`jaeger`]: Jaeger v2 with the repository's own config, on ports of its own.
 //! - [`env`]: the four service binaries on fresh databases, wired to a broker
@@ -12,6 +13,7 @@
 //! - [`scan`]: finds personal data, secrets and query values in spans and logs.
 
 pub mod env;
+pub mod installed;
 pub mod jaeger;
 pub mod kafka;
 pub mod otlp;
