@@ -359,9 +359,9 @@ impl Env {
 
 /// A valid order (the seed's shape), varying by `i`.
 pub fn order_body(i: usize) -> String {
-    match tracectl::bench::order_request(i) {
-        tracectl::bench::Request::Post(_, body) => body,
-        tracectl::bench::Request::Get(_) => unreachable!("orders are POSTs"),
+    match loadgen::request::order_request(i) {
+        loadgen::request::Request::Post(_, body) => body,
+        loadgen::request::Request::Get(_) => unreachable!("orders are POSTs"),
     }
 }
 

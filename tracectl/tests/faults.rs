@@ -18,7 +18,7 @@ fn report(fault: &str, figures: &[(&str, String)]) {
 
 fn p(latencies: &mut [Duration], pct: f64) -> Duration {
     latencies.sort_unstable();
-    tracectl::bench::percentile(latencies, pct).unwrap_or_default()
+    loadgen::request::percentile(latencies, pct).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,7 +45,7 @@ async fn a_hanging_otlp_endpoint_leaves_requests_fast_and_memory_bounded() {
             env.services
                 .pids()
                 .into_iter()
-                .map(|(n, pid)| (n, tracectl::bench::memory_kb(pid).unwrap_or_default().0))
+                .map(|(n, pid)| (n, loadgen::procfs::memory_kb(pid).unwrap_or_default().0))
                 .collect()
         };
         let before = rss(&env);
@@ -103,7 +103,7 @@ async fn a_hanging_otlp_endpoint_leaves_requests_fast_and_memory_bounded() {
                 .iter()
                 .filter_map(|s| {
                     let text = std::fs::read_to_string(log_dir.join(format!("{s}.log"))).ok()?;
-                    tracectl::bench::exported_from_log(&text).map(|e| e.lost)
+                    loadgen::bench::exported_from_log(&text).map(|e| e.lost)
                 })
                 .sum();
             report(
@@ -713,7 +713,7 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_flushes_their_spans(
         }
     }
     let log = std::fs::read_to_string(env.log_dir.join("order-service.log")).unwrap();
-    let shutdown = tracectl::bench::exported_from_log(&log).unwrap_or_default();
+    let shutdown = loadgen::bench::exported_from_log(&log).unwrap_or_default();
     report(
         "SIGTERM to order-service under load (8 in flight)",
         &[
