@@ -185,24 +185,26 @@ pub async fn drive(
     })
 }
 
-/// Export figures a service logged when its telemetry shut down.
-#[derive(Debug, Clone, Copy, Default)]
+/// Export figures of one service: what its telemetry counted when it shut
+/// down, from the file `TELEMETRY_STATS_FILE` named.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Exported {
     pub exported: u64,
     pub lost: u64,
 }
 
-/// Reads the last telemetry shutdown line of a service's JSON log.
-pub fn exported_from_log(log: &str) -> Option<Exported> {
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("telemetry shut down") || l.contains("telemetry shutdown"))?;
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    Some(Exported {
-        exported: v["spans_exported"].as_u64().unwrap_or(0),
-        lost: v["spans_lost"].as_u64().unwrap_or(0),
-    })
+impl From<tracing_common::ExportStats> for Exported {
+    fn from(stats: tracing_common::ExportStats) -> Self {
+        Exported {
+            exported: stats.exported,
+            lost: stats.lost(),
+        }
+    }
+}
+
+/// Reads the stats file a service's telemetry wrote at shutdown.
+pub fn exported_from_file(path: &std::path::Path) -> std::io::Result<Exported> {
+    tracing_common::ExportStats::read_file(path).map(Exported::from)
 }
 
 /// Figures of one mode.
@@ -403,10 +405,28 @@ mod tests {
     }
 
     #[test]
-    fn the_shutdown_line_gives_exported_and_lost() {
-        let log = r#"{"message":"x"}
-{"level":"WARN","message":"telemetry shut down; some spans were not exported","spans_ended":300,"spans_exported":0,"spans_lost":300}"#;
-        let e = exported_from_log(log).unwrap();
-        assert_eq!((e.exported, e.lost), (0, 300));
+    fn exported_and_lost_come_from_the_stats_file_not_the_log() {
+        let path = std::env::temp_dir().join(format!("loadgen-stats-{}.json", std::process::id()));
+        std::fs::write(
+            &path,
+            r#"{"ended":300,"exported":120,"failed":80,"lost":180}"#,
+        )
+        .unwrap();
+        let e = exported_from_file(&path);
+        std::fs::write(
+            &path,
+            r#"{"level":"WARN","message":"telemetry shut down; some spans were not exported","spans_ended":300,"spans_exported":0,"spans_lost":300}"#,
+        )
+        .unwrap();
+        let log_line = exported_from_file(&path);
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(
+            e.unwrap(),
+            Exported {
+                exported: 120,
+                lost: 180
+            }
+        );
+        assert!(log_line.is_err(), "a log line is not a stats file");
     }
 }

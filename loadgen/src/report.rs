@@ -169,7 +169,7 @@ fn spans_table(out: &mut String, results: &[ModeResult]) {
     let _ = writeln!(out, "\n## Spans (all rounds)\n");
     let _ = writeln!(
         out,
-        "| mode | received by the OTLP receiver | exported (services' own count) | lost (counted, logged) |"
+        "| mode | received by the OTLP receiver | exported (services' own count) | lost (services' own count) |"
     );
     let _ = writeln!(out, "|---|---:|---:|---:|");
     for result in results {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tracectl::receiver::Receiver;
 use tracectl::stack::{self, LocalStack, Ports, StackOptions};
+use tracing_common::config::STATS_FILE_VARIABLE;
 
 use crate::bench::{self, Exported, LOADGEN, Mode, ModeResult, RouteResult};
 use crate::procfs;
@@ -150,6 +151,10 @@ impl BenchRun<'_> {
         for db in DATABASES {
             stack::drop_database(self.postgres, db).await?;
         }
+        // A previous invocation's figures must not pass for this run's.
+        for service in stack::SERVICES {
+            let _ = std::fs::remove_file(self.stats_file(service));
+        }
         let mut services = LocalStack::start(&self.stack_options()).await?;
         if let Err(e) = services
             .wait_ready(Duration::from_secs(90), |_, _| {})
@@ -160,15 +165,10 @@ impl BenchRun<'_> {
         }
         let received_before = self.receiver.store.len();
         let measured = self.measure(&services).await;
-        let logs: Vec<(&'static str, PathBuf)> = services
-            .logs()
-            .into_iter()
-            .map(|(n, p)| (n, p.to_path_buf()))
-            .collect();
         services.stop(Duration::from_secs(15)).await;
         let (routes, costs) = measured?;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let exported = exported(&logs);
+        let exported = self.exported();
         for db in DATABASES {
             stack::drop_database(self.postgres, db).await?;
         }
@@ -184,14 +184,39 @@ impl BenchRun<'_> {
         })
     }
 
-    /// The stack of this run: ephemeral ports, the run's databases, logs of
-    /// its own, the mode's telemetry.
-    fn stack_options(&self) -> StackOptions {
-        let mode_logs = self.log_dir.join(format!(
+    /// Where this run's logs and stats files go.
+    fn run_dir(&self) -> PathBuf {
+        self.log_dir.join(format!(
             "{}-{}",
             self.round + 1,
             self.mode.label().replace([' ', '%', ',', '(', ')'], "_")
-        ));
+        ))
+    }
+
+    /// The file a service's telemetry writes its export counts to at shutdown.
+    fn stats_file(&self, service: &str) -> PathBuf {
+        self.run_dir().join(format!("{service}.stats.json"))
+    }
+
+    /// Each service's export figures, from the stats file its telemetry
+    /// wrote at shutdown (zeros, with a note, for a service that wrote none).
+    fn exported(&self) -> Vec<(&'static str, Exported)> {
+        stack::SERVICES
+            .iter()
+            .map(|service| {
+                let path = self.stats_file(service);
+                let exported = bench::exported_from_file(&path).unwrap_or_else(|e| {
+                    println!("    note: no span counts from {service} ({e})");
+                    Exported::default()
+                });
+                (*service, exported)
+            })
+            .collect()
+    }
+
+    /// The stack of this run: ephemeral ports, the run's databases, logs of
+    /// its own, the mode's telemetry, a stats file per service.
+    fn stack_options(&self) -> StackOptions {
         let mut env = self.mode.env(&self.receiver.endpoint(), self.closed);
         env.push((
             "RUST_LOG".into(),
@@ -209,8 +234,14 @@ impl BenchRun<'_> {
             otlp_endpoint: self.receiver.endpoint(),
             otlp_protocol: "http/protobuf".into(),
             ports: Ports::EPHEMERAL,
-            log_dir: mode_logs,
-            service_env: Vec::new(),
+            log_dir: self.run_dir(),
+            service_env: stack::SERVICES
+                .iter()
+                .map(|service| {
+                    let path = self.stats_file(service).display().to_string();
+                    (*service, STATS_FILE_VARIABLE.to_owned(), path)
+                })
+                .collect(),
             extra_env: env,
         }
     }
@@ -302,16 +333,6 @@ fn cpu_now(pids: &[(&'static str, u32)]) -> Vec<(&'static str, u64)> {
     pids.iter()
         .map(|(name, pid)| (*name, procfs::cpu_ms(Some(*pid)).unwrap_or_default()))
         .chain([(LOADGEN, procfs::cpu_ms(None).unwrap_or_default())])
-        .collect()
-}
-
-/// Each service's export figures, from the shutdown line of its log.
-fn exported(logs: &[(&'static str, PathBuf)]) -> Vec<(&'static str, Exported)> {
-    logs.iter()
-        .map(|(name, path)| {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            (*name, bench::exported_from_log(&text).unwrap_or_default())
-        })
         .collect()
 }
 

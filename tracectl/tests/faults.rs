@@ -16,6 +16,15 @@ fn report(fault: &str, figures: &[(&str, String)]) {
     println!("FAULT {fault}: {}", line.join(", "));
 }
 
+/// The `spans_lost` figure of the last JSON log line that has one (the
+/// shutdown line, when spans were lost).
+fn last_logged_lost(log: &str) -> Option<u64> {
+    log.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v["spans_lost"].as_u64())
+}
+
 fn p(latencies: &mut [Duration], pct: f64) -> Duration {
     latencies.sort_unstable();
     loadgen::request::percentile(latencies, pct).unwrap_or_default()
@@ -99,13 +108,22 @@ async fn a_hanging_otlp_endpoint_leaves_requests_fast_and_memory_bounded() {
             let started = Instant::now();
             let log_dir = env.log_dir.clone();
             env.finish().await;
-            let lost: u64 = tracectl::stack::SERVICES
-                .iter()
-                .filter_map(|s| {
-                    let text = std::fs::read_to_string(log_dir.join(format!("{s}.log"))).ok()?;
-                    loadgen::bench::exported_from_log(&text).map(|e| e.lost)
-                })
-                .sum();
+            let mut lost = 0;
+            for service in tracectl::stack::SERVICES {
+                let stats = common::export_stats(&log_dir, service)
+                    .unwrap_or_else(|| panic!("{service} wrote no stats file at shutdown"));
+                // The shutdown log line reports the same count.
+                let log = std::fs::read_to_string(log_dir.join(format!("{service}.log")))
+                    .unwrap_or_default();
+                if stats.lost() > 0 {
+                    assert_eq!(
+                        last_logged_lost(&log),
+                        Some(stats.lost()),
+                        "{service}: the log's count differs from the stats file's\n{log}"
+                    );
+                }
+                lost += stats.lost();
+            }
             report(
                 "OTLP endpoint hanging, at shutdown",
                 &[
@@ -113,7 +131,7 @@ async fn a_hanging_otlp_endpoint_leaves_requests_fast_and_memory_bounded() {
                     ("spans lost (counted and logged)", lost.to_string()),
                 ],
             );
-            assert!(lost > 0, "lost spans must be counted in the shutdown log");
+            assert!(lost > 0, "lost spans must be counted at shutdown");
         } else {
             env.finish().await;
         }
@@ -713,7 +731,8 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_flushes_their_spans(
         }
     }
     let log = std::fs::read_to_string(env.log_dir.join("order-service.log")).unwrap();
-    let shutdown = loadgen::bench::exported_from_log(&log).unwrap_or_default();
+    let shutdown = common::export_stats(&env.log_dir, "order-service")
+        .expect("order-service wrote its stats file at shutdown");
     report(
         "SIGTERM to order-service under load (8 in flight)",
         &[
@@ -731,7 +750,7 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_flushes_their_spans(
             ),
             (
                 "spans exported / lost at shutdown",
-                format!("{} / {}", shutdown.exported, shutdown.lost),
+                format!("{} / {}", shutdown.exported, shutdown.lost()),
             ),
         ],
     );
@@ -753,7 +772,7 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_flushes_their_spans(
     assert_eq!(stored, ids.len() as i64);
     assert_eq!(half, 0);
     assert_eq!(without_span, 0);
-    assert_eq!(shutdown.lost, 0, "{log}");
+    assert_eq!(shutdown.lost(), 0, "{shutdown:?}\n{log}");
     env.services
         .restart("order-service", Duration::from_secs(60))
         .await
