@@ -8,6 +8,7 @@ use testkit::env as common;
 use std::time::{Duration, Instant};
 
 use common::{Env, Setup, accepted, order_body, orders, statuses};
+use testkit::process;
 use testkit::proxy::{Fault, Proxy};
 use tracectl::model::Kind;
 
@@ -563,12 +564,13 @@ async fn killed_mid_batch(service: &'static str) {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        env_ref.services.signal(service, "KILL").await.unwrap();
+        process::signal(&env_ref.services, service, "KILL")
+            .await
+            .unwrap();
         n
     });
     orders_db.close().await;
-    env.services
-        .wait_exit(service, Duration::from_secs(10))
+    process::wait_exit(&mut env.services, service, Duration::from_secs(10))
         .await
         .unwrap();
     let ids = accepted(&answers);
@@ -581,8 +583,7 @@ async fn killed_mid_batch(service: &'static str) {
         at_kill < N as i64,
         "killed after {at_kill} of {N} settled: not mid-batch"
     );
-    env.services
-        .restart(service, Duration::from_secs(60))
+    process::restart(&mut env.services, service, Duration::from_secs(60))
         .await
         .unwrap();
     assert_all_settle_once(
@@ -695,16 +696,12 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_flushes_their_spans(
     // order-service in the middle of it.
     let (wave, sent_term) = tokio::join!(orders(env_ref, N, 8), async {
         tokio::time::sleep(Duration::from_millis(400)).await;
-        env_ref
-            .services
-            .signal("order-service", "TERM")
+        process::signal(&env_ref.services, "order-service", "TERM")
             .await
             .unwrap();
         Instant::now()
     });
-    let exit = env
-        .services
-        .wait_exit("order-service", Duration::from_secs(20))
+    let exit = process::wait_exit(&mut env.services, "order-service", Duration::from_secs(20))
         .await
         .unwrap();
     let counts = statuses(&wave);
@@ -773,8 +770,7 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_flushes_their_spans(
     assert_eq!(half, 0);
     assert_eq!(without_span, 0);
     assert_eq!(shutdown.lost(), 0, "{shutdown:?}\n{log}");
-    env.services
-        .restart("order-service", Duration::from_secs(60))
+    process::restart(&mut env.services, "order-service", Duration::from_secs(60))
         .await
         .unwrap();
     env.finish().await;
