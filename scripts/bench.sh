@@ -12,4 +12,4 @@ source scripts/lib.sh
 ensure_postgres
 say "building in release mode (first time: several minutes)"
 cargo build --release --workspace --bins
-exec target/release/loadgen bench "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/loadgen" bench "$@"
