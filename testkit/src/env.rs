@@ -3,12 +3,14 @@
 //! ways to count orders, reservations and leaks afterwards.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use tracectl::receiver::Receiver;
 use tracectl::stack::{LocalStack, Ports, StackOptions};
+use tracing_common::ExportStats;
+use tracing_common::config::STATS_FILE_VARIABLE;
 
 use crate::jaeger::{Jaeger, JaegerOptions};
 use crate::kafka::Kafka;
@@ -178,7 +180,16 @@ impl Setup {
                 "RUST_LOG".into(),
                 std::env::var("TEST_STACK_LOG").unwrap_or_else(|_| "info".into()),
             )],
-            service_env: self.service_env,
+            // Each service's span counts at shutdown, in a file (see
+            // `export_stats`); a test's own settings come after, and win.
+            service_env: tracectl::stack::SERVICES
+                .iter()
+                .map(|s| {
+                    let path = stats_file(&log_dir, s).display().to_string();
+                    (*s, STATS_FILE_VARIABLE.to_owned(), path)
+                })
+                .chain(self.service_env)
+                .collect(),
         };
         let mut services = LocalStack::start(&options)
             .await
@@ -207,6 +218,18 @@ impl Setup {
                 .unwrap(),
         }
     }
+}
+
+/// The file `service`'s telemetry writes its span counts to when it shuts
+/// down (`TELEMETRY_STATS_FILE`), in an [`Env`]'s `log_dir`.
+pub fn stats_file(log_dir: &Path, service: &str) -> PathBuf {
+    log_dir.join(format!("{service}.stats.json"))
+}
+
+/// What `service` counted (spans ended, exported, lost) when its telemetry
+/// last shut down; `None` if it has not written its stats file.
+pub fn export_stats(log_dir: &Path, service: &str) -> Option<ExportStats> {
+    ExportStats::read_file(&stats_file(log_dir, service)).ok()
 }
 
 /// An answer: status, JSON body (Null if none), trace id from `traceparent`.
@@ -359,9 +382,9 @@ impl Env {
 
 /// A valid order (the seed's shape), varying by `i`.
 pub fn order_body(i: usize) -> String {
-    match tracectl::bench::order_request(i) {
-        tracectl::bench::Request::Post(_, body) => body,
-        tracectl::bench::Request::Get(_) => unreachable!("orders are POSTs"),
+    match loadgen::request::order_request(i) {
+        loadgen::request::Request::Post(_, body) => body,
+        loadgen::request::Request::Get(_) => unreachable!("orders are POSTs"),
     }
 }
 

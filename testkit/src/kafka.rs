@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use tracectl::stack::send_signal as signal;
+use crate::process::send_signal as signal;
 
 /// The topics the services use, three partitions each, as `kafka-init` makes them.
 pub const TOPICS: [&str; 2] = ["order-events", "inventory-events"];

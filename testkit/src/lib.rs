@@ -11,12 +11,16 @@
 //!   token and a choice of HTTP versions (credential and protocol tests).
 //! - [`proxy`]: a TCP proxy that makes a dependency refuse or hang.
 //! - [`scan`]: finds personal data, secrets and query values in spans and logs.
+//! - [`process`]: signals to one service, waiting for its exit, its restart.
+//! - [`seed`]: the seed's order through a running stack, its trace checked.
 
 pub mod env;
 pub mod installed;
 pub mod jaeger;
 pub mod kafka;
 pub mod otlp;
+pub mod process;
 pub mod proxy;
 pub mod receiver;
 pub mod scan;
+pub mod seed;

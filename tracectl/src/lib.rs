@@ -8,14 +8,13 @@
 //!   OTLP endpoint checked, each problem explained.
 //! - [`check`]: the trace an order must produce, and a check against it.
 //! - [`stack`]: the four service binaries as child processes.
-//! - [`bench`]: load, latency percentiles and the tracing-cost report.
-//! - [`load`]: a steady-rate, mixed-route load generator for demos.
+//!
+//! Load generation and the tracing-cost benchmark are the `loadgen` crate;
+//! the process-level test harness is `testkit` (dev-only).
 
-pub mod bench;
 pub mod check;
 pub mod doctor;
 pub mod jaeger;
-pub mod load;
 pub mod model;
 pub mod receiver;
 pub mod stack;

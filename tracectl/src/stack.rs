@@ -62,18 +62,21 @@ pub const SERVICES: [&str; 4] = [
     "api-gateway",
 ];
 
-struct Child {
-    name: &'static str,
-    process: tokio::process::Child,
-    port: u16,
-    log: PathBuf,
-    binary: PathBuf,
-    env: Vec<(String, String)>,
+/// One service of a [`LocalStack`]: its process and how it was started.
+pub struct Service {
+    pub name: &'static str,
+    pub process: tokio::process::Child,
+    pub port: u16,
+    /// Its stdout and stderr.
+    pub log: PathBuf,
+    pub binary: PathBuf,
+    /// Its whole environment, the port it took included.
+    pub env: Vec<(String, String)>,
 }
 
 /// The running services.
 pub struct LocalStack {
-    children: Vec<Child>,
+    children: Vec<Service>,
     pub ports: Ports,
 }
 
@@ -84,7 +87,7 @@ fn port_in(env: &[(String, String)]) -> u16 {
         .unwrap_or(0)
 }
 
-impl Child {
+impl Service {
     async fn listening_port(&mut self, timeout: Duration) -> anyhow::Result<u16> {
         listening_port(self.name, &self.log, &mut self.process, timeout).await
     }
@@ -214,7 +217,7 @@ impl LocalStack {
                 let env = options.env_for(name);
                 let log = options.log_dir.join(format!("{name}.log"));
                 let process = spawn(&binary, &env, &log, false)?;
-                stack.children.push(Child {
+                stack.children.push(Service {
                     name,
                     process,
                     port: port_in(&env),
@@ -327,61 +330,13 @@ impl LocalStack {
         killed
     }
 
-    fn child(&mut self, service: &str) -> anyhow::Result<&mut Child> {
+    /// One service, by name, to inspect or control (the test harness
+    /// signals, awaits and restarts services through it).
+    pub fn service_mut(&mut self, service: &str) -> anyhow::Result<&mut Service> {
         self.children
             .iter_mut()
             .find(|c| c.name == service)
             .with_context(|| format!("no service named {service}"))
-    }
-
-    /// Sends `signal` (`TERM`, `KILL`, ...) to one service.
-    pub async fn signal(&self, service: &str, signal: &str) -> anyhow::Result<()> {
-        let pid = self
-            .pids()
-            .into_iter()
-            .find(|(name, _)| *name == service)
-            .map(|(_, pid)| pid)
-            .with_context(|| format!("{service} is not running"))?;
-        send_signal(pid, signal).await
-    }
-
-    /// Waits up to `timeout` for one service to exit; `None` if it did not.
-    pub async fn wait_exit(
-        &mut self,
-        service: &str,
-        timeout: Duration,
-    ) -> anyhow::Result<Option<std::process::ExitStatus>> {
-        let child = self.child(service)?;
-        Ok(tokio::time::timeout(timeout, child.process.wait())
-            .await
-            .ok()
-            .transpose()?)
-    }
-
-    /// Starts an exited (or killed) service again with the same environment,
-    /// appending to its log, and waits until it is ready.
-    pub async fn restart(&mut self, service: &str, timeout: Duration) -> anyhow::Result<()> {
-        let child = self.child(service)?;
-        if child.process.try_wait()?.is_none() {
-            bail!("{service} is still running");
-        }
-        child.process = spawn(&child.binary, &child.env, &child.log, true)?;
-        let url = format!("http://127.0.0.1:{}/readyz", child.port);
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()?;
-        let started = Instant::now();
-        loop {
-            if let Ok(r) = client.get(&url).send().await
-                && r.status().is_success()
-            {
-                return Ok(());
-            }
-            if started.elapsed() > timeout {
-                bail!("{service} not ready {timeout:?} after its restart");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 
     /// The process id of each service.
@@ -399,16 +354,6 @@ impl LocalStack {
             .map(|c| (c.name, c.log.as_path()))
             .collect()
     }
-}
-
-/// Sends `signal` (`TERM`, `STOP`, `KILL`, ...) to process `pid`.
-pub async fn send_signal(pid: u32, signal: &str) -> anyhow::Result<()> {
-    let status = tokio::process::Command::new("kill")
-        .args([format!("-{signal}"), pid.to_string()])
-        .status()
-        .await?;
-    anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
-    Ok(())
 }
 
 /// Drops `database` on the Postgres server `postgres` (no database name in
@@ -433,7 +378,9 @@ pub async fn drop_database(postgres: &str, database: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-fn spawn(
+/// Starts `binary` with exactly `env` (and `PATH`), its output to `log`
+/// (appended to, or truncated first); killed when the handle is dropped.
+pub fn spawn(
     binary: &Path,
     env: &[(String, String)],
     log: &Path,
@@ -534,62 +481,4 @@ pub async fn settled_status(gateway: &str, order_id: &str, timeout: Duration) ->
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// The seed's order through a running stack, as the tests and the runner see it.
-#[derive(Debug)]
-pub struct SeedRun {
-    pub placed: Placed,
-    pub order_id: String,
-    /// `confirmed`, `rejected`, or `pending` if it did not settle in time.
-    pub status: String,
-    pub trace: crate::model::Trace,
-    /// What differs from [`crate::check::ORDER_TRACE`]; empty when it matches.
-    pub problems: Vec<String>,
-}
-
-impl SeedRun {
-    /// Why this run is not the expected one, with the waterfall, for test failures.
-    pub fn report(&self) -> String {
-        format!(
-            "status {} body {} settled {:?}\n  - {}\n{}",
-            self.placed.status,
-            self.placed.body,
-            self.status,
-            self.problems.join("\n  - "),
-            crate::waterfall::render(&self.trace)
-        )
-    }
-}
-
-/// Posts the seed's order, waits (bounded) for it to settle and for its trace
-/// in `store` to match the order flow.
-pub async fn seed_order(
-    gateway: &str,
-    store: &crate::receiver::Store,
-    timeout: Duration,
-) -> anyhow::Result<SeedRun> {
-    use crate::check::{ORDER_TRACE, problems};
-    let placed = place_order(gateway, SEED_ORDER).await?;
-    let trace_id = placed
-        .trace_id
-        .clone()
-        .context("the gateway answered without a traceparent header")?;
-    let order_id = placed.body["orderId"].as_str().unwrap_or("").to_owned();
-    let status = if order_id.is_empty() {
-        String::new()
-    } else {
-        settled_status(gateway, &order_id, timeout).await
-    };
-    let trace = store
-        .wait_for(&trace_id, timeout, |t| problems(t, ORDER_TRACE).is_empty())
-        .await;
-    let problems = problems(&trace, ORDER_TRACE);
-    Ok(SeedRun {
-        placed,
-        order_id,
-        status,
-        trace,
-        problems,
-    })
 }

@@ -201,7 +201,7 @@ async fn the_services_wired_exactly_as_docker_compose_wires_them_serve_the_seed_
     }
 
     let gateway = format!("http://127.0.0.1:{}", ports["api-gateway"]);
-    let run = stack::seed_order(&gateway, &store, Duration::from_secs(60))
+    let run = testkit::seed::seed_order(&gateway, &store, Duration::from_secs(60))
         .await
         .unwrap();
     assert!(

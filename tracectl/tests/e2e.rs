@@ -34,7 +34,7 @@ async fn the_seed_order_is_one_trace_across_four_processes_postgres_and_kafka() 
     let databases = env.databases.clone();
 
     // 1. The seed's order: created, confirmed, and the whole tree in one trace.
-    let run = stack::seed_order(&gateway, &receiver.store, Duration::from_secs(60))
+    let run = testkit::seed::seed_order(&gateway, &receiver.store, Duration::from_secs(60))
         .await
         .unwrap();
     assert!(

@@ -8,6 +8,7 @@ use testkit::env as common;
 use std::time::{Duration, Instant};
 
 use common::{Env, Setup, accepted, order_body, orders, statuses};
+use testkit::process;
 use testkit::proxy::{Fault, Proxy};
 use tracectl::model::Kind;
 
@@ -16,9 +17,18 @@ fn report(fault: &str, figures: &[(&str, String)]) {
     println!("FAULT {fault}: {}", line.join(", "));
 }
 
+/// The `spans_lost` figure of the last JSON log line that has one (the
+/// shutdown line, when spans were lost).
+fn last_logged_lost(log: &str) -> Option<u64> {
+    log.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v["spans_lost"].as_u64())
+}
+
 fn p(latencies: &mut [Duration], pct: f64) -> Duration {
     latencies.sort_unstable();
-    tracectl::bench::percentile(latencies, pct).unwrap_or_default()
+    loadgen::request::percentile(latencies, pct).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,7 +55,7 @@ async fn a_hanging_otlp_endpoint_leaves_requests_fast_and_memory_bounded() {
             env.services
                 .pids()
                 .into_iter()
-                .map(|(n, pid)| (n, tracectl::bench::memory_kb(pid).unwrap_or_default().0))
+                .map(|(n, pid)| (n, loadgen::procfs::memory_kb(pid).unwrap_or_default().0))
                 .collect()
         };
         let before = rss(&env);
@@ -99,13 +109,22 @@ async fn a_hanging_otlp_endpoint_leaves_requests_fast_and_memory_bounded() {
             let started = Instant::now();
             let log_dir = env.log_dir.clone();
             env.finish().await;
-            let lost: u64 = tracectl::stack::SERVICES
-                .iter()
-                .filter_map(|s| {
-                    let text = std::fs::read_to_string(log_dir.join(format!("{s}.log"))).ok()?;
-                    tracectl::bench::exported_from_log(&text).map(|e| e.lost)
-                })
-                .sum();
+            let mut lost = 0;
+            for service in tracectl::stack::SERVICES {
+                let stats = common::export_stats(&log_dir, service)
+                    .unwrap_or_else(|| panic!("{service} wrote no stats file at shutdown"));
+                // The shutdown log line reports the same count.
+                let log = std::fs::read_to_string(log_dir.join(format!("{service}.log")))
+                    .unwrap_or_default();
+                if stats.lost() > 0 {
+                    assert_eq!(
+                        last_logged_lost(&log),
+                        Some(stats.lost()),
+                        "{service}: the log's count differs from the stats file's\n{log}"
+                    );
+                }
+                lost += stats.lost();
+            }
             report(
                 "OTLP endpoint hanging, at shutdown",
                 &[
@@ -113,7 +132,7 @@ async fn a_hanging_otlp_endpoint_leaves_requests_fast_and_memory_bounded() {
                     ("spans lost (counted and logged)", lost.to_string()),
                 ],
             );
-            assert!(lost > 0, "lost spans must be counted in the shutdown log");
+            assert!(lost > 0, "lost spans must be counted at shutdown");
         } else {
             env.finish().await;
         }
@@ -545,12 +564,13 @@ async fn killed_mid_batch(service: &'static str) {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        env_ref.services.signal(service, "KILL").await.unwrap();
+        process::signal(&env_ref.services, service, "KILL")
+            .await
+            .unwrap();
         n
     });
     orders_db.close().await;
-    env.services
-        .wait_exit(service, Duration::from_secs(10))
+    process::wait_exit(&mut env.services, service, Duration::from_secs(10))
         .await
         .unwrap();
     let ids = accepted(&answers);
@@ -563,8 +583,7 @@ async fn killed_mid_batch(service: &'static str) {
         at_kill < N as i64,
         "killed after {at_kill} of {N} settled: not mid-batch"
     );
-    env.services
-        .restart(service, Duration::from_secs(60))
+    process::restart(&mut env.services, service, Duration::from_secs(60))
         .await
         .unwrap();
     assert_all_settle_once(
@@ -677,16 +696,12 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_flushes_their_spans(
     // order-service in the middle of it.
     let (wave, sent_term) = tokio::join!(orders(env_ref, N, 8), async {
         tokio::time::sleep(Duration::from_millis(400)).await;
-        env_ref
-            .services
-            .signal("order-service", "TERM")
+        process::signal(&env_ref.services, "order-service", "TERM")
             .await
             .unwrap();
         Instant::now()
     });
-    let exit = env
-        .services
-        .wait_exit("order-service", Duration::from_secs(20))
+    let exit = process::wait_exit(&mut env.services, "order-service", Duration::from_secs(20))
         .await
         .unwrap();
     let counts = statuses(&wave);
@@ -713,7 +728,8 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_flushes_their_spans(
         }
     }
     let log = std::fs::read_to_string(env.log_dir.join("order-service.log")).unwrap();
-    let shutdown = tracectl::bench::exported_from_log(&log).unwrap_or_default();
+    let shutdown = common::export_stats(&env.log_dir, "order-service")
+        .expect("order-service wrote its stats file at shutdown");
     report(
         "SIGTERM to order-service under load (8 in flight)",
         &[
@@ -731,7 +747,7 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_flushes_their_spans(
             ),
             (
                 "spans exported / lost at shutdown",
-                format!("{} / {}", shutdown.exported, shutdown.lost),
+                format!("{} / {}", shutdown.exported, shutdown.lost()),
             ),
         ],
     );
@@ -753,9 +769,8 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_flushes_their_spans(
     assert_eq!(stored, ids.len() as i64);
     assert_eq!(half, 0);
     assert_eq!(without_span, 0);
-    assert_eq!(shutdown.lost, 0, "{log}");
-    env.services
-        .restart("order-service", Duration::from_secs(60))
+    assert_eq!(shutdown.lost(), 0, "{shutdown:?}\n{log}");
+    process::restart(&mut env.services, "order-service", Duration::from_secs(60))
         .await
         .unwrap();
     env.finish().await;

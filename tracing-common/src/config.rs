@@ -323,7 +323,16 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// `RUST_LOG`, passed to `tracing_subscriber::EnvFilter`.
     pub log_filter: String,
+    /// [`STATS_FILE_VARIABLE`]: where [`crate::TelemetryGuard`]'s shutdown
+    /// writes the process's [`crate::ExportStats`] as JSON; `None` writes nothing.
+    pub stats_file: Option<std::path::PathBuf>,
 }
+
+/// The variable naming the file that telemetry shutdown writes its span
+/// counts to, as one JSON object (see [`crate::ExportStats::to_json`]):
+/// for benchmarks and tests, which need the figures from a process that has
+/// exited, without reading its log.
+pub const STATS_FILE_VARIABLE: &str = "TELEMETRY_STATS_FILE";
 
 pub(crate) const DEFAULT_OTLP_GRPC_ENDPOINT: &str = "http://127.0.0.1:4317";
 pub(crate) const DEFAULT_OTLP_HTTP_ENDPOINT: &str = "http://127.0.0.1:4318";
@@ -565,6 +574,7 @@ impl TelemetryConfig {
         let log_filter = get("RUST_LOG")?.unwrap_or_else(|| "info".into());
         tracing_subscriber::EnvFilter::try_new(&log_filter)
             .map_err(|e| ConfigError::new("RUST_LOG", &log_filter, e.to_string()))?;
+        let stats_file = get(STATS_FILE_VARIABLE)?.map(std::path::PathBuf::from);
 
         Ok(Self {
             service_name,
@@ -575,6 +585,7 @@ impl TelemetryConfig {
             resource_attributes,
             log_format,
             log_filter,
+            stats_file,
         })
     }
 }

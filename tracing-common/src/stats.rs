@@ -5,7 +5,10 @@
 //! in and what the exporter accepted makes those losses visible: in a warning
 //! when export starts failing, repeated with the counts at most once a
 //! [`STILL_FAILING_EVERY`] while it keeps failing, in the shutdown log line,
-//! and through [`crate::TelemetryGuard::stats`] for tests and benchmarks.
+//! through [`crate::TelemetryGuard::stats`] for tests and benchmarks, and, when
+//! `TELEMETRY_STATS_FILE` ([`crate::config::STATS_FILE_VARIABLE`]) names a
+//! file, as JSON in that file at shutdown (see [`ExportStats::to_json`]), for
+//! a benchmark or test reading the figures of a process that has exited.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -52,6 +55,49 @@ impl ExportStats {
     /// from the full queue or still queued. Exact once the provider is shut down.
     pub fn lost(&self) -> u64 {
         self.ended.saturating_sub(self.exported)
+    }
+
+    /// The figures as one JSON object:
+    /// `{"ended":…,"exported":…,"failed":…,"lost":…}` (`lost` as [`Self::lost`]).
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "ended": self.ended,
+            "exported": self.exported,
+            "failed": self.failed,
+            "lost": self.lost(),
+        })
+        .to_string()
+    }
+
+    /// Parses what [`Self::to_json`] wrote; `None` if `text` is not such an
+    /// object (`lost` is derived, not read).
+    pub fn from_json(text: &str) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        Some(Self {
+            ended: v.get("ended")?.as_u64()?,
+            exported: v.get("exported")?.as_u64()?,
+            failed: v.get("failed")?.as_u64()?,
+        })
+    }
+
+    /// Reads a stats file written at shutdown (`TELEMETRY_STATS_FILE`).
+    pub fn read_file(path: &std::path::Path) -> std::io::Result<Self> {
+        let text = std::fs::read_to_string(path)?;
+        Self::from_json(&text).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} holds no export stats: {text:?}", path.display()),
+            )
+        })
+    }
+
+    /// Writes [`Self::to_json`] to `path`, through a temporary file beside it
+    /// and a rename, so a reader sees the whole object or no file.
+    pub(crate) fn write_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        std::fs::write(&tmp, self.to_json())?;
+        std::fs::rename(&tmp, path)
     }
 }
 
@@ -198,6 +244,21 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn stats_round_trip_through_json_and_lost_is_written_too() {
+        let stats = ExportStats {
+            ended: 300,
+            exported: 120,
+            failed: 80,
+        };
+        let json = stats.to_json();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["lost"], 180, "{json}");
+        assert_eq!(ExportStats::from_json(&json), Some(stats));
+        assert_eq!(ExportStats::from_json(r#"{"ended":1}"#), None);
+        assert_eq!(ExportStats::from_json("telemetry shut down"), None);
     }
 
     #[test]

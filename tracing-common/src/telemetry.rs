@@ -44,6 +44,9 @@ pub enum InitError {
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
     counters: SharedCounters,
+    /// Where shutdown writes the counts (`TELEMETRY_STATS_FILE`); taken
+    /// when written, so it is written once.
+    stats_file: Option<std::path::PathBuf>,
 }
 
 /// Upper bound on the time shutdown spends flushing spans.
@@ -61,9 +64,26 @@ impl TelemetryGuard {
     }
 
     /// Flushes and stops the exporters (at most [`SHUTDOWN_TIMEOUT`]), then logs
-    /// how many spans were exported and lost.
+    /// how many spans were exported and lost and, when `TELEMETRY_STATS_FILE`
+    /// names a file ([`TelemetryConfig::stats_file`]), writes the figures there
+    /// as JSON ([`ExportStats::to_json`]; zeros when the SDK is disabled).
     pub fn shutdown(mut self) -> ExportStats {
-        self.shutdown_inner()
+        let stats = self.shutdown_inner();
+        self.write_stats_file(stats);
+        stats
+    }
+
+    fn write_stats_file(&mut self, stats: ExportStats) {
+        let Some(path) = self.stats_file.take() else {
+            return;
+        };
+        if let Err(error) = stats.write_file(&path) {
+            tracing::warn!(
+                %error,
+                path = %path.display(),
+                "cannot write the span export stats (TELEMETRY_STATS_FILE)"
+            );
+        }
     }
 
     fn shutdown_inner(&mut self) -> ExportStats {
@@ -100,7 +120,8 @@ impl TelemetryGuard {
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        self.shutdown_inner();
+        let stats = self.shutdown_inner();
+        self.write_stats_file(stats);
     }
 }
 
@@ -169,7 +190,11 @@ pub fn init_local(
     } else {
         Some(tracer_provider(config, service_version, &counters)?)
     };
-    Ok(TelemetryGuard { provider, counters })
+    Ok(TelemetryGuard {
+        provider,
+        counters,
+        stats_file: config.stats_file.clone(),
+    })
 }
 
 /// The `tracing` -> OpenTelemetry bridge with the settings this stack uses.

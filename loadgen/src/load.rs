@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::bench::{Request, order_request, percentile};
+use crate::request::{Request, order_request, percentile};
 
 /// What kind of request a slot of the mix sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -370,34 +370,7 @@ pub async fn run(
         lock(&report).kinds.entry(kind).or_default().sent += 1;
         tasks.spawn(async move {
             let _permit = permit;
-            let sent = Instant::now();
-            let response = req.send(&client, &gateway).await;
-            let outcome = match response {
-                Ok(r) => {
-                    let status = r.status();
-                    let body = r.bytes().await.unwrap_or_default();
-                    if kind == Kind::Order
-                        && status.as_u16() == 201
-                        && let Some(id) = serde_json::from_slice::<serde_json::Value>(&body)
-                            .ok()
-                            .and_then(|v| v["orderId"].as_str().map(str::to_owned))
-                    {
-                        recent.push(id);
-                    }
-                    Some(status)
-                }
-                Err(_) => None,
-            };
-            let latency = sent.elapsed();
-            let mut r = lock(&report);
-            let s = r.kinds.entry(kind).or_default();
-            match outcome {
-                Some(st) if st.is_success() => s.ok += 1,
-                Some(st) if st.is_client_error() => s.client_error += 1,
-                Some(_) => s.server_error += 1,
-                None => s.transport_error += 1,
-            }
-            s.latencies.push(latency);
+            send_one(&client, &gateway, kind, req, &report, &recent).await;
         });
         i += 1;
     }
@@ -405,6 +378,46 @@ pub async fn run(
     let mut r = std::mem::take(&mut *lock(&report));
     r.elapsed = started.elapsed();
     Ok(r)
+}
+
+/// Sends one request and counts its answer (or its absence) in `report`;
+/// a placed order's id goes to `recent` for later status lookups.
+async fn send_one(
+    client: &reqwest::Client,
+    gateway: &str,
+    kind: Kind,
+    req: Request,
+    report: &Mutex<LoadReport>,
+    recent: &Recent,
+) {
+    let sent = Instant::now();
+    let response = req.send(client, gateway).await;
+    let outcome = match response {
+        Ok(r) => {
+            let status = r.status();
+            let body = r.bytes().await.unwrap_or_default();
+            if kind == Kind::Order
+                && status.as_u16() == 201
+                && let Some(id) = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["orderId"].as_str().map(str::to_owned))
+            {
+                recent.push(id);
+            }
+            Some(status)
+        }
+        Err(_) => None,
+    };
+    let latency = sent.elapsed();
+    let mut r = lock(report);
+    let s = r.kinds.entry(kind).or_default();
+    match outcome {
+        Some(st) if st.is_success() => s.ok += 1,
+        Some(st) if st.is_client_error() => s.client_error += 1,
+        Some(_) => s.server_error += 1,
+        None => s.transport_error += 1,
+    }
+    s.latencies.push(latency);
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -1,0 +1,17 @@
+//! loadgen: load for the order flow, and what tracing costs under it.
+//!
+//! - [`load`]: a steady-rate, mixed-route load generator for demos.
+//! - [`bench`]: telemetry modes, the load the benchmark drives, its figures
+//!   pooled over rounds.
+//! - [`runner`]: each mode of each round on a freshly started stack
+//!   (`tracectl`'s runner and receiver), then the report.
+//! - [`report`]: the Markdown report (`BENCHMARKS.md`).
+//! - [`request`]: the requests both send, and percentiles.
+//! - [`procfs`]: memory and CPU time of a process, from /proc.
+
+pub mod bench;
+pub mod load;
+pub mod procfs;
+pub mod report;
+pub mod request;
+pub mod runner;
