@@ -1,4 +1,3 @@
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -17,28 +16,7 @@ struct Cli {
 enum Command {
     /// Measure what tracing costs: the same load in each telemetry mode
     /// (off, 100%, 10%, 100% with the endpoint down), side by side.
-    Bench {
-        /// Requests per route per mode.
-        #[arg(long, default_value_t = 2000)]
-        requests: usize,
-        #[arg(long, default_value_t = 16)]
-        concurrency: usize,
-        /// Times each mode runs; the modes take turns, so drift of the
-        /// machine weighs on all of them alike.
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        #[arg(
-            long,
-            env = "POSTGRES_URL",
-            default_value = "postgres://postgres@127.0.0.1:5432"
-        )]
-        postgres: String,
-        /// Where the report goes (Markdown).
-        #[arg(long, default_value = "BENCHMARKS.md")]
-        out: PathBuf,
-        #[arg(long, default_value = "target/bench-logs")]
-        log_dir: PathBuf,
-    },
+    Bench(BenchOptions),
     /// Send steady, mixed traffic to a running gateway (valid and invalid
     /// orders, order, user and stock lookups) so a tracing backend fills with
     /// realistic traces. Prints progress every second and a summary.
@@ -73,24 +51,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Bench {
-            requests,
-            concurrency,
-            rounds,
-            postgres,
-            out,
-            log_dir,
-        } => {
-            let options = BenchOptions {
-                requests,
-                concurrency,
-                rounds,
-                postgres,
-                out,
-                log_dir,
-            };
-            runner::bench(&options).await
-        }
+        Command::Bench(options) => runner::bench(&options).await,
         Command::Load {
             gateway,
             rate,

@@ -14,17 +14,30 @@ use crate::bench::{self, Exported, LOADGEN, Mode, ModeResult, RouteResult};
 use crate::procfs;
 use crate::request::{self, Request};
 
-/// What `loadgen bench` was asked for.
-#[derive(Debug, Clone)]
+/// What `loadgen bench` was asked for (its command-line options).
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchOptions {
     /// Requests per route per mode and round.
+    #[arg(long, default_value_t = 2000)]
     pub requests: usize,
+    #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// Times each mode runs; the modes take turns, so drift of the
+    /// machine weighs on all of them alike.
+    #[arg(long, default_value_t = 3)]
     pub rounds: usize,
     /// Postgres server, without a database name.
+    #[arg(
+        long,
+        env = "POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432"
+    )]
     pub postgres: String,
     /// Where the report goes (Markdown).
+    #[arg(long, default_value = "BENCHMARKS.md")]
     pub out: PathBuf,
+    /// Where each service's log and stats file go.
+    #[arg(long, default_value = "target/bench-logs")]
     pub log_dir: PathBuf,
 }
 

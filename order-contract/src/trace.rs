@@ -71,7 +71,8 @@ pub struct Expected {
     pub parent: Option<(&'static str, &'static str)>,
 }
 
-const fn span(
+/// An [`Expected`] span, for tables like [`ORDER_TRACE`].
+pub const fn expected(
     service: &'static str,
     kind: SpanKind,
     name: &'static str,
@@ -93,55 +94,55 @@ use services::{
 
 /// `POST /api/orders` through every hop, in order.
 pub const ORDER_TRACE: &[Expected] = &[
-    span(GW, Server, GATEWAY_CREATE_ORDER, None),
-    span(GW, Client, HTTP_POST, Some((GW, GATEWAY_CREATE_ORDER))),
-    span(OS, Server, CREATE_ORDER, Some((GW, HTTP_POST))),
-    span(OS, Internal, VALIDATE_ORDER, Some((OS, CREATE_ORDER))),
-    span(OS, Internal, FETCH_USER_DATA, Some((OS, CREATE_ORDER))),
-    span(OS, Client, HTTP_GET, Some((OS, FETCH_USER_DATA))),
-    span(US, Server, GET_USER, Some((OS, HTTP_GET))),
-    span(US, Client, SELECT_USERS, Some((US, GET_USER))),
-    span(OS, Internal, CHECK_INVENTORY, Some((OS, CREATE_ORDER))),
-    span(OS, Client, HTTP_POST, Some((OS, CHECK_INVENTORY))),
-    span(IS, Server, CHECK_STOCK, Some((OS, HTTP_POST))),
-    span(IS, Client, SELECT_STOCK, Some((IS, CHECK_STOCK))),
-    span(OS, Internal, CREATE_ORDER_DB, Some((OS, CREATE_ORDER))),
-    span(OS, Client, INSERT_ORDERS, Some((OS, CREATE_ORDER_DB))),
-    span(OS, Client, INSERT_ORDER_ITEMS, Some((OS, CREATE_ORDER_DB))),
-    span(OS, Client, INSERT_OUTBOX, Some((OS, CREATE_ORDER_DB))),
-    span(OS, Internal, PUBLISH_ORDER_EVENT, Some((OS, CREATE_ORDER))),
-    span(
+    expected(GW, Server, GATEWAY_CREATE_ORDER, None),
+    expected(GW, Client, HTTP_POST, Some((GW, GATEWAY_CREATE_ORDER))),
+    expected(OS, Server, CREATE_ORDER, Some((GW, HTTP_POST))),
+    expected(OS, Internal, VALIDATE_ORDER, Some((OS, CREATE_ORDER))),
+    expected(OS, Internal, FETCH_USER_DATA, Some((OS, CREATE_ORDER))),
+    expected(OS, Client, HTTP_GET, Some((OS, FETCH_USER_DATA))),
+    expected(US, Server, GET_USER, Some((OS, HTTP_GET))),
+    expected(US, Client, SELECT_USERS, Some((US, GET_USER))),
+    expected(OS, Internal, CHECK_INVENTORY, Some((OS, CREATE_ORDER))),
+    expected(OS, Client, HTTP_POST, Some((OS, CHECK_INVENTORY))),
+    expected(IS, Server, CHECK_STOCK, Some((OS, HTTP_POST))),
+    expected(IS, Client, SELECT_STOCK, Some((IS, CHECK_STOCK))),
+    expected(OS, Internal, CREATE_ORDER_DB, Some((OS, CREATE_ORDER))),
+    expected(OS, Client, INSERT_ORDERS, Some((OS, CREATE_ORDER_DB))),
+    expected(OS, Client, INSERT_ORDER_ITEMS, Some((OS, CREATE_ORDER_DB))),
+    expected(OS, Client, INSERT_OUTBOX, Some((OS, CREATE_ORDER_DB))),
+    expected(OS, Internal, PUBLISH_ORDER_EVENT, Some((OS, CREATE_ORDER))),
+    expected(
         OS,
         Producer,
         SEND_ORDER_EVENTS,
         Some((OS, PUBLISH_ORDER_EVENT)),
     ),
-    span(
+    expected(
         IS,
         Consumer,
         PROCESS_ORDER_EVENTS,
         Some((OS, SEND_ORDER_EVENTS)),
     ),
-    span(
+    expected(
         IS,
         Internal,
         RESERVE_STOCK,
         Some((IS, PROCESS_ORDER_EVENTS)),
     ),
-    span(IS, Client, UPDATE_STOCK, Some((IS, RESERVE_STOCK))),
-    span(
+    expected(IS, Client, UPDATE_STOCK, Some((IS, RESERVE_STOCK))),
+    expected(
         IS,
         Producer,
         SEND_INVENTORY_EVENTS,
         Some((IS, PROCESS_ORDER_EVENTS)),
     ),
-    span(
+    expected(
         OS,
         Consumer,
         PROCESS_INVENTORY_EVENTS,
         Some((IS, SEND_INVENTORY_EVENTS)),
     ),
-    span(
+    expected(
         OS,
         Client,
         UPDATE_ORDERS,

@@ -108,24 +108,11 @@ mod tests {
     use super::*;
     use crate::model::Span;
     use order_contract::trace::SpanKind as SK;
+    use order_contract::trace::expected as span;
 
     const GW: &str = "api-gateway";
     const OS: &str = "order-service";
     const IS: &str = "inventory-service";
-
-    const fn span(
-        service: &'static str,
-        kind: SK,
-        name: &'static str,
-        parent: Option<(&'static str, &'static str)>,
-    ) -> Expected {
-        Expected {
-            service,
-            kind,
-            name,
-            parent,
-        }
-    }
 
     fn s(id: &str, parent: Option<&str>, service: &str, kind: Kind, name: &str) -> Span {
         Span {

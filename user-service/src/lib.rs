@@ -13,7 +13,8 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use opentelemetry::KeyValue;
-use serde_json::{Value, json};
+use order_contract::UserId;
+use order_contract::http::{UserFound, paths};
 use service_runtime::faults::Faults;
 use sqlx::{PgPool, Postgres};
 use tracing_common::db::TracedPool;
@@ -45,7 +46,7 @@ pub async fn connect(database_url: &str) -> Result<(PgPool, TracedPool<Postgres>
 
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/users/{id}", get(get_user))
+        .route(paths::USER, get(get_user))
         .layer(state.limits.layer())
         .layer(ServerTracingLayer::new(TrustPolicy::INTERNAL))
         .route("/healthz", get(|| async { "ok" }))
@@ -84,21 +85,12 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
     )?)
 }
 
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
+/// `GET /users/{id}` (SERVER span `GET /users/{id}`, `names::GET_USER`).
 async fn get_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
-    if !valid_id(&id) {
-        return Err(AppError::InvalidUserId);
-    }
+) -> Result<Json<UserFound>, AppError> {
+    let id = UserId::parse(id).map_err(|_| AppError::InvalidUserId)?;
     state.faults.inject("lookup-user").await?;
     let user = db::find_user(&state.db, &id)
         .await?
@@ -109,7 +101,10 @@ async fn get_user(
         "user_retrieved",
         vec![KeyValue::new("user.id", user.id.clone())],
     );
-    Ok(Json(json!({ "success": true, "user": user })))
+    Ok(Json(UserFound {
+        success: true,
+        user,
+    }))
 }
 
 async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoResponse {
