@@ -9,12 +9,14 @@ FROM rust:1.95-bookworm AS skeleton
 WORKDIR /src
 COPY . .
 # Every crate keeps its Cargo.toml and gets empty stand-ins for the targets it
-# has; everything else goes. Found generically so a new workspace member needs
+# has (examples too: cargo refuses a manifest whose declared example is
+# missing); everything else goes. Found generically so a new workspace member needs
 # no change here.
-RUN for f in */src/main.rs; do echo 'fn main() {}' > "$f"; done \
+RUN for f in */src/main.rs */examples/*.rs; do echo 'fn main() {}' > "$f"; done \
     && for f in */src/lib.rs; do : > "$f"; done \
     && find . -type f ! -name Cargo.toml ! -name Cargo.lock \
-        ! -path './*/src/lib.rs' ! -path './*/src/main.rs' -delete
+        ! -path './*/src/lib.rs' ! -path './*/src/main.rs' \
+        ! -path './*/examples/*.rs' -delete
 
 # --- build ---
 FROM rust:1.95-bookworm AS build

@@ -29,16 +29,19 @@ PORTS = {
     "inventory-service": 3004,
 }
 
-# What each service reads: its config.rs, tracing-common's telemetry settings
-# and the OpenTelemetry SDK's batch-processor variables. Keep in step with the
+# What each service reads: its config.rs, tracing-common's telemetry settings,
+# service-runtime's edge limits and the OpenTelemetry SDK's batch-processor
+# variables. Keep in step with the
 # README's configuration table.
 COMMON = {
     "PORT",
-    # tracing_common::edge::EdgeLimits::from_env
+    # service_runtime::edge::EdgeLimits::from_env
     "SERVER_REQUEST_TIMEOUT_MS",
     "MAX_REQUEST_HEADER_BYTES",
     "RUST_LOG",
     "LOG_FORMAT",
+    # tracing_common::config::STATS_FILE_VARIABLE: the guard's figures as JSON at shutdown
+    "TELEMETRY_STATS_FILE",
     "OTEL_SERVICE_NAME",
     "OTEL_SDK_DISABLED",
     "OTEL_TRACES_EXPORTER",
@@ -368,23 +371,25 @@ def check_list_matches_sources(report: Report, root: Path) -> None:
             report.error(f"{service}/src/config.rs", f"reads {name}, missing from READS in scripts/check_deploy_env.py")
         for name in sorted(READS[service] - COMMON - found):
             report.error("scripts/check_deploy_env.py", f"lists {name} for {service}, whose config.rs does not read it")
-    common_src = root / "tracing-common" / "src"
-    if not common_src.is_dir():
-        report.error("tracing-common/src", "not found; cannot compare the variable list with it")
-        return
-    sources = "\n".join(p.read_text() for p in sorted(common_src.glob("**/*.rs")))
+    sources = ""
+    for crate in ("tracing-common", "service-runtime"):
+        src = root / crate / "src"
+        if not src.is_dir():
+            report.error(f"{crate}/src", "not found; cannot compare the variable list with it")
+            return
+        sources += "\n".join(p.read_text() for p in sorted(src.glob("**/*.rs")))
     literals = set(
         re.findall(
-            r"\"((?:OTEL_[A-Z_]+)|RUST_LOG|LOG_FORMAT|SERVER_REQUEST_TIMEOUT_MS|MAX_REQUEST_HEADER_BYTES)\"",
+            r"\"((?:OTEL_[A-Z_]+)|RUST_LOG|LOG_FORMAT|TELEMETRY_STATS_FILE|SERVER_REQUEST_TIMEOUT_MS|MAX_REQUEST_HEADER_BYTES)\"",
             sources,
         )
     )
     # The batch processor's variables are read inside the SDK, not by our code.
     ours = {n for n in COMMON if not n.startswith("OTEL_BSP_")} - {"PORT"}
     for name in sorted(literals - COMMON):
-        report.error("tracing-common/src", f"reads {name}, missing from COMMON in scripts/check_deploy_env.py")
+        report.error("tracing-common/src, service-runtime/src", f"read {name}, missing from COMMON in scripts/check_deploy_env.py")
     for name in sorted(ours - literals):
-        report.error("scripts/check_deploy_env.py", f"lists {name}, which tracing-common does not read")
+        report.error("scripts/check_deploy_env.py", f"lists {name}, which neither tracing-common nor service-runtime reads")
 
 
 def main() -> int:
