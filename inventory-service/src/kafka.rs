@@ -49,74 +49,15 @@ async fn handle<M: Message>(
     db: &TracedPool<Postgres>,
 ) -> Result<(), HandleError> {
     let span = tracing::Span::current();
-    let event: OrderCreated = match message.payload().map(serde_json::from_slice) {
-        Some(Ok(event)) => event,
-        Some(Err(e)) => {
-            // A record that can never be processed is skipped, not retried forever.
-            tracing_common::spans::record_error(
-                &span,
-                "invalid_message",
-                &format!("undecodable order event: {e}"),
-            );
-            tracing::warn!(error = %e, offset = message.offset(), "skipping undecodable order event");
-            return Ok(());
-        }
-        None => {
-            tracing_common::spans::record_error(
-                &span,
-                "invalid_message",
-                "order event without payload",
-            );
-            return Ok(());
-        }
+    let Some(event) = decode(message, &span) else {
+        return Ok(());
     };
     span.set_attribute("order.id", event.order_id.to_string());
     span.set_attribute("messaging.message.id", event.event_id.to_string());
-
-    let reserve_span = tracing::info_span!(names::RESERVE_STOCK, order.id = %event.order_id, order.item_count = event.items.len() as i64);
-    let lines: Vec<(String, i32)> = event
-        .items
-        .iter()
-        .map(|l| (l.product_id.to_string(), l.quantity))
-        .collect();
-    let outcome = async {
-        if lines.is_empty() || lines.iter().any(|(_, q)| *q < 1) {
-            return Ok::<_, sqlx::Error>(Some(Outcome::Rejected(
-                "order has no valid lines".into(),
-            )));
-        }
-        match db::reserve(db, event.event_id.0, event.order_id.0, &lines).await? {
-            Some(outcome) => Ok(Some(outcome)),
-            // Processed before: answer again with the recorded outcome, reserve nothing.
-            None => {
-                tracing::Span::current().add_event("duplicate_event_skipped", vec![]);
-                db::processed_outcome(db, event.event_id.0).await
-            }
-        }
-    }
-    .instrument(reserve_span.clone())
-    .await?;
-    let Some(outcome) = outcome else {
+    let Some(decision) = reserve_stock(db, &event).await? else {
         return Ok(());
     };
-    let (kind, reason) = match outcome {
-        Outcome::Reserved => (StockDecisionKind::Reserved, None),
-        Outcome::Rejected(r) => {
-            reserve_span.add_event(
-                "stock_rejected",
-                vec![opentelemetry::KeyValue::new("reason", r.clone())],
-            );
-            (StockDecisionKind::Rejected, Some(r))
-        }
-    };
-    drop(reserve_span);
-    let reply = StockDecision {
-        event_id: event.event_id,
-        order_id: event.order_id,
-        kind,
-        reason,
-    };
-    let payload = serde_json::to_vec(&reply).expect("a decision of ids and strings serialises");
+    let payload = serde_json::to_vec(&decision).expect("a decision of ids and strings serialises");
     service_runtime::kafka::send_traced(
         producer,
         &span.context(),
@@ -126,4 +67,76 @@ async fn handle<M: Message>(
     )
     .await?;
     Ok(())
+}
+
+/// The record's event; a record that can never be processed is recorded on
+/// `span` and skipped (`None`), not retried forever.
+fn decode<M: Message>(message: &M, span: &tracing::Span) -> Option<OrderCreated> {
+    match message.payload().map(serde_json::from_slice) {
+        Some(Ok(event)) => Some(event),
+        Some(Err(e)) => {
+            tracing_common::spans::record_error(
+                span,
+                "invalid_message",
+                &format!("undecodable order event: {e}"),
+            );
+            tracing::warn!(error = %e, offset = message.offset(), "skipping undecodable order event");
+            None
+        }
+        None => {
+            tracing_common::spans::record_error(
+                span,
+                "invalid_message",
+                "order event without payload",
+            );
+            None
+        }
+    }
+}
+
+/// The `reserve-stock` span: every line reserved or none, once per event id.
+/// A duplicate delivery reserves nothing and gets the recorded decision again;
+/// `None` when there is none to give.
+async fn reserve_stock(
+    db: &TracedPool<Postgres>,
+    event: &OrderCreated,
+) -> Result<Option<StockDecision>, sqlx::Error> {
+    let span = tracing::info_span!(names::RESERVE_STOCK, order.id = %event.order_id, order.item_count = event.items.len() as i64);
+    let lines: Vec<(String, i32)> = event
+        .items
+        .iter()
+        .map(|l| (l.product_id.to_string(), l.quantity))
+        .collect();
+    let outcome = async {
+        if lines.is_empty() || lines.iter().any(|(_, q)| *q < 1) {
+            return Ok(Some(Outcome::Rejected("order has no valid lines".into())));
+        }
+        match db::reserve(db, event.event_id.0, event.order_id.0, &lines).await? {
+            Some(outcome) => Ok(Some(outcome)),
+            None => {
+                tracing::Span::current().add_event("duplicate_event_skipped", vec![]);
+                db::processed_outcome(db, event.event_id.0).await
+            }
+        }
+    }
+    .instrument(span.clone())
+    .await?;
+    Ok(outcome.map(|outcome| {
+        let (kind, reason) = match outcome {
+            Outcome::Reserved => (StockDecisionKind::Reserved, None),
+            Outcome::Rejected(r) => {
+                span.add_event(
+                    "stock_rejected",
+                    vec![opentelemetry::KeyValue::new("reason", r.clone())],
+                );
+                (StockDecisionKind::Rejected, Some(r))
+            }
+        };
+        StockDecision {
+            event_id: event.event_id,
+            order_id: event.order_id,
+            kind,
+            reason,
+        }
+    }))
 }

@@ -359,223 +359,28 @@ impl TelemetryConfig {
         default_service_name: &str,
         lookup: impl Fn(&'static str) -> Result<Option<String>, ConfigError>,
     ) -> Result<Self, ConfigError> {
-        // An empty value means "unset", as the SDK environment specification says.
-        let get = |name: &'static str| -> Result<Option<String>, ConfigError> {
-            Ok(lookup(name)?
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty()))
-        };
-
-        let sdk_disabled = match get("OTEL_SDK_DISABLED")? {
+        let vars = Vars(&lookup);
+        let sdk_disabled = match vars.get("OTEL_SDK_DISABLED")? {
             None => false,
             Some(v) => parse_bool("OTEL_SDK_DISABLED", &v)?,
         };
-        let service_name = get("OTEL_SERVICE_NAME")?.unwrap_or_else(|| default_service_name.into());
+        let service_name = vars
+            .get("OTEL_SERVICE_NAME")?
+            .unwrap_or_else(|| default_service_name.into());
         let sampler = parse_sampler(
-            get("OTEL_TRACES_SAMPLER")?.as_deref(),
-            get("OTEL_TRACES_SAMPLER_ARG")?.as_deref(),
+            vars.get("OTEL_TRACES_SAMPLER")?.as_deref(),
+            vars.get("OTEL_TRACES_SAMPLER_ARG")?.as_deref(),
         )?;
-
-        // The signal-specific variable wins over the generic one.
-        let otlp = |traces: &'static str,
-                    generic: &'static str|
-         -> Result<Option<(&'static str, String)>, ConfigError> {
-            Ok(match get(traces)? {
-                Some(v) => Some((traces, v)),
-                None => get(generic)?.map(|v| (generic, v)),
-            })
-        };
-
-        let protocol = match otlp(
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-        )? {
-            None => OtlpProtocol::Grpc,
-            Some((name, v)) => match v.as_str() {
-                "grpc" => OtlpProtocol::Grpc,
-                "http/protobuf" => OtlpProtocol::HttpProtobuf,
-                _ => {
-                    return Err(ConfigError::new(
-                        name,
-                        &v,
-                        "expected `grpc` or `http/protobuf`",
-                    ));
-                }
-            },
-        };
-        let otlp_endpoint = match (
-            get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")?,
-            get("OTEL_EXPORTER_OTLP_ENDPOINT")?,
-        ) {
-            // The signal-specific variable is used as given.
-            (Some(url), _) => check_url("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url)?,
-            // The generic one is a base URL: OTLP/HTTP appends the signal path.
-            (None, Some(base)) => {
-                let base = check_url("OTEL_EXPORTER_OTLP_ENDPOINT", base)?;
-                match protocol {
-                    OtlpProtocol::Grpc => base,
-                    OtlpProtocol::HttpProtobuf => {
-                        format!("{}/v1/traces", base.trim_end_matches('/'))
-                    }
-                }
-            }
-            (None, None) => match protocol {
-                OtlpProtocol::Grpc => DEFAULT_OTLP_GRPC_ENDPOINT.into(),
-                OtlpProtocol::HttpProtobuf => format!("{DEFAULT_OTLP_HTTP_ENDPOINT}/v1/traces"),
-            },
-        };
-        let otlp_timeout = match otlp(
-            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-            "OTEL_EXPORTER_OTLP_TIMEOUT",
-        )? {
-            None => Duration::from_secs(10),
-            Some((name, v)) => Duration::from_millis(parse_u64(name, &v)?),
-        };
-        let otlp_headers = match otlp(
-            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-            "OTEL_EXPORTER_OTLP_HEADERS",
-        )? {
-            None => OtlpHeaders::default(),
-            Some((name, v)) => parse_headers(name, &v)?,
-        };
-        let otlp_compression = match otlp(
-            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
-            "OTEL_EXPORTER_OTLP_COMPRESSION",
-        )? {
-            None => OtlpCompression::None,
-            Some((name, v)) => match v.to_ascii_lowercase().as_str() {
-                "gzip" => OtlpCompression::Gzip,
-                "none" => OtlpCompression::None,
-                _ => return Err(ConfigError::new(name, &v, "expected `gzip` or `none`")),
-            },
-        };
-        let otlp_certificate = match otlp(
-            "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
-            "OTEL_EXPORTER_OTLP_CERTIFICATE",
-        )? {
-            None => None,
-            Some((name, path)) => Some(
-                CaCertificate::from_file(&path).map_err(|e| ConfigError::new(name, &path, e))?,
-            ),
-        };
-        let zipkin_endpoint = match get("OTEL_EXPORTER_ZIPKIN_ENDPOINT")? {
-            None => DEFAULT_ZIPKIN_ENDPOINT.into(),
-            Some(v) => check_url("OTEL_EXPORTER_ZIPKIN_ENDPOINT", v)?,
-        };
-
-        let exporter_value = get("OTEL_TRACES_EXPORTER")?.unwrap_or_else(|| "otlp".into());
-        let mut exporters = Vec::new();
-        for name in list(&exporter_value) {
-            let exporter = match name {
-                "otlp" => ExporterConfig::Otlp(OtlpConfig {
-                    endpoint: otlp_endpoint.clone(),
-                    protocol,
-                    timeout: otlp_timeout,
-                    headers: otlp_headers.clone(),
-                    compression: otlp_compression,
-                    certificate: otlp_certificate.clone(),
-                }),
-                "zipkin" => {
-                    needs_feature(
-                        "OTEL_TRACES_EXPORTER",
-                        &exporter_value,
-                        cfg!(feature = "zipkin"),
-                        "zipkin",
-                    )?;
-                    ExporterConfig::Zipkin {
-                        endpoint: zipkin_endpoint.clone(),
-                    }
-                }
-                "console" => {
-                    needs_feature(
-                        "OTEL_TRACES_EXPORTER",
-                        &exporter_value,
-                        cfg!(feature = "console"),
-                        "console",
-                    )?;
-                    ExporterConfig::Console
-                }
-                "none" => continue,
-                other => {
-                    return Err(ConfigError::new(
-                        "OTEL_TRACES_EXPORTER",
-                        &exporter_value,
-                        format!(
-                            "unknown exporter `{other}`; expected otlp, zipkin, console or none"
-                        ),
-                    ));
-                }
-            };
-            if !exporters.contains(&exporter) {
-                exporters.push(exporter);
-            }
-        }
-
-        let propagator_value =
-            get("OTEL_PROPAGATORS")?.unwrap_or_else(|| "tracecontext,baggage".into());
-        let mut propagators = Vec::new();
-        for name in list(&propagator_value) {
-            let kind = match name {
-                "tracecontext" => PropagatorKind::TraceContext,
-                "baggage" => PropagatorKind::Baggage,
-                "b3" | "b3multi" => {
-                    needs_feature(
-                        "OTEL_PROPAGATORS",
-                        &propagator_value,
-                        cfg!(feature = "zipkin"),
-                        "zipkin",
-                    )?;
-                    if name == "b3" {
-                        PropagatorKind::B3
-                    } else {
-                        PropagatorKind::B3Multi
-                    }
-                }
-                "jaeger" => {
-                    needs_feature(
-                        "OTEL_PROPAGATORS",
-                        &propagator_value,
-                        cfg!(feature = "jaeger-propagator"),
-                        "jaeger-propagator",
-                    )?;
-                    PropagatorKind::Jaeger
-                }
-                "none" => continue,
-                other => {
-                    return Err(ConfigError::new(
-                        "OTEL_PROPAGATORS",
-                        &propagator_value,
-                        format!(
-                            "unknown propagator `{other}`; expected tracecontext, baggage, b3, b3multi, jaeger or none"
-                        ),
-                    ));
-                }
-            };
-            if !propagators.contains(&kind) {
-                propagators.push(kind);
-            }
-        }
-
-        let resource_attributes = match get("OTEL_RESOURCE_ATTRIBUTES")? {
+        // Read (and checked) whether or not `otlp` is among the exporters.
+        let otlp = otlp_config(&vars)?;
+        let exporters = exporters(&vars, &otlp)?;
+        let propagators = propagators(&vars)?;
+        let resource_attributes = match vars.get("OTEL_RESOURCE_ATTRIBUTES")? {
             None => BTreeMap::new(),
             Some(v) => parse_resource_attributes(&v)?,
         };
-        let log_format = match get("LOG_FORMAT")?.as_deref() {
-            None | Some("json") => LogFormat::Json,
-            Some("pretty") => LogFormat::Pretty,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "LOG_FORMAT",
-                    other,
-                    "expected `json` or `pretty`",
-                ));
-            }
-        };
-        let log_filter = get("RUST_LOG")?.unwrap_or_else(|| "info".into());
-        tracing_subscriber::EnvFilter::try_new(&log_filter)
-            .map_err(|e| ConfigError::new("RUST_LOG", &log_filter, e.to_string()))?;
-        let stats_file = get(STATS_FILE_VARIABLE)?.map(std::path::PathBuf::from);
-
+        let (log_format, log_filter) = log_settings(&vars)?;
+        let stats_file = vars.get(STATS_FILE_VARIABLE)?.map(std::path::PathBuf::from);
         Ok(Self {
             service_name,
             sdk_disabled,
@@ -588,6 +393,216 @@ impl TelemetryConfig {
             stats_file,
         })
     }
+}
+
+/// The variables, read through the caller's lookup.
+struct Vars<'a>(&'a dyn Fn(&'static str) -> Result<Option<String>, ConfigError>);
+
+impl Vars<'_> {
+    /// The trimmed value; an empty value means unset, as the SDK
+    /// environment specification says.
+    fn get(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        Ok((self.0)(name)?
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty()))
+    }
+
+    /// An OTLP setting: the signal-specific variable wins over the generic one.
+    fn signal(
+        &self,
+        traces: &'static str,
+        generic: &'static str,
+    ) -> Result<Option<(&'static str, String)>, ConfigError> {
+        Ok(match self.get(traces)? {
+            Some(v) => Some((traces, v)),
+            None => self.get(generic)?.map(|v| (generic, v)),
+        })
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_[TRACES_]*`.
+fn otlp_config(vars: &Vars<'_>) -> Result<OtlpConfig, ConfigError> {
+    let protocol = match vars.signal(
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    )? {
+        None => OtlpProtocol::Grpc,
+        Some((name, v)) => match v.as_str() {
+            "grpc" => OtlpProtocol::Grpc,
+            "http/protobuf" => OtlpProtocol::HttpProtobuf,
+            _ => {
+                return Err(ConfigError::new(
+                    name,
+                    &v,
+                    "expected `grpc` or `http/protobuf`",
+                ));
+            }
+        },
+    };
+    let endpoint = match (
+        vars.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")?,
+        vars.get("OTEL_EXPORTER_OTLP_ENDPOINT")?,
+    ) {
+        // The signal-specific variable is used as given.
+        (Some(url), _) => check_url("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url)?,
+        // The generic one is a base URL: OTLP/HTTP appends the signal path.
+        (None, Some(base)) => {
+            let base = check_url("OTEL_EXPORTER_OTLP_ENDPOINT", base)?;
+            match protocol {
+                OtlpProtocol::Grpc => base,
+                OtlpProtocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
+            }
+        }
+        (None, None) => match protocol {
+            OtlpProtocol::Grpc => DEFAULT_OTLP_GRPC_ENDPOINT.into(),
+            OtlpProtocol::HttpProtobuf => format!("{DEFAULT_OTLP_HTTP_ENDPOINT}/v1/traces"),
+        },
+    };
+    let timeout = match vars.signal(
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    )? {
+        None => Duration::from_secs(10),
+        Some((name, v)) => Duration::from_millis(parse_u64(name, &v)?),
+    };
+    let headers = match vars.signal(
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+    )? {
+        None => OtlpHeaders::default(),
+        Some((name, v)) => parse_headers(name, &v)?,
+    };
+    let compression = match vars.signal(
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+    )? {
+        None => OtlpCompression::None,
+        Some((name, v)) => match v.to_ascii_lowercase().as_str() {
+            "gzip" => OtlpCompression::Gzip,
+            "none" => OtlpCompression::None,
+            _ => return Err(ConfigError::new(name, &v, "expected `gzip` or `none`")),
+        },
+    };
+    let certificate = match vars.signal(
+        "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    )? {
+        None => None,
+        Some((name, path)) => {
+            Some(CaCertificate::from_file(&path).map_err(|e| ConfigError::new(name, &path, e))?)
+        }
+    };
+    Ok(OtlpConfig {
+        endpoint,
+        protocol,
+        timeout,
+        headers,
+        compression,
+        certificate,
+    })
+}
+
+/// `OTEL_TRACES_EXPORTER` (default `otlp`), each exporter once.
+fn exporters(vars: &Vars<'_>, otlp: &OtlpConfig) -> Result<Vec<ExporterConfig>, ConfigError> {
+    const VARIABLE: &str = "OTEL_TRACES_EXPORTER";
+    let zipkin_endpoint = match vars.get("OTEL_EXPORTER_ZIPKIN_ENDPOINT")? {
+        None => DEFAULT_ZIPKIN_ENDPOINT.into(),
+        Some(v) => check_url("OTEL_EXPORTER_ZIPKIN_ENDPOINT", v)?,
+    };
+    let value = vars.get(VARIABLE)?.unwrap_or_else(|| "otlp".into());
+    let mut exporters = Vec::new();
+    for name in list(&value) {
+        let exporter = match name {
+            "otlp" => ExporterConfig::Otlp(otlp.clone()),
+            "zipkin" => {
+                needs_feature(VARIABLE, &value, cfg!(feature = "zipkin"), "zipkin")?;
+                ExporterConfig::Zipkin {
+                    endpoint: zipkin_endpoint.clone(),
+                }
+            }
+            "console" => {
+                needs_feature(VARIABLE, &value, cfg!(feature = "console"), "console")?;
+                ExporterConfig::Console
+            }
+            "none" => continue,
+            other => {
+                return Err(ConfigError::new(
+                    VARIABLE,
+                    &value,
+                    format!("unknown exporter `{other}`; expected otlp, zipkin, console or none"),
+                ));
+            }
+        };
+        if !exporters.contains(&exporter) {
+            exporters.push(exporter);
+        }
+    }
+    Ok(exporters)
+}
+
+/// `OTEL_PROPAGATORS` (default `tracecontext,baggage`), each once, in order.
+fn propagators(vars: &Vars<'_>) -> Result<Vec<PropagatorKind>, ConfigError> {
+    const VARIABLE: &str = "OTEL_PROPAGATORS";
+    let value = vars
+        .get(VARIABLE)?
+        .unwrap_or_else(|| "tracecontext,baggage".into());
+    let mut propagators = Vec::new();
+    for name in list(&value) {
+        let kind = match name {
+            "tracecontext" => PropagatorKind::TraceContext,
+            "baggage" => PropagatorKind::Baggage,
+            "b3" | "b3multi" => {
+                needs_feature(VARIABLE, &value, cfg!(feature = "zipkin"), "zipkin")?;
+                if name == "b3" {
+                    PropagatorKind::B3
+                } else {
+                    PropagatorKind::B3Multi
+                }
+            }
+            "jaeger" => {
+                needs_feature(
+                    VARIABLE,
+                    &value,
+                    cfg!(feature = "jaeger-propagator"),
+                    "jaeger-propagator",
+                )?;
+                PropagatorKind::Jaeger
+            }
+            "none" => continue,
+            other => {
+                return Err(ConfigError::new(
+                    VARIABLE,
+                    &value,
+                    format!(
+                        "unknown propagator `{other}`; expected tracecontext, baggage, b3, b3multi, jaeger or none"
+                    ),
+                ));
+            }
+        };
+        if !propagators.contains(&kind) {
+            propagators.push(kind);
+        }
+    }
+    Ok(propagators)
+}
+
+/// `LOG_FORMAT` and `RUST_LOG`, the filter checked now.
+fn log_settings(vars: &Vars<'_>) -> Result<(LogFormat, String), ConfigError> {
+    let format = match vars.get("LOG_FORMAT")?.as_deref() {
+        None | Some("json") => LogFormat::Json,
+        Some("pretty") => LogFormat::Pretty,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "LOG_FORMAT",
+                other,
+                "expected `json` or `pretty`",
+            ));
+        }
+    };
+    let filter = vars.get("RUST_LOG")?.unwrap_or_else(|| "info".into());
+    tracing_subscriber::EnvFilter::try_new(&filter)
+        .map_err(|e| ConfigError::new("RUST_LOG", &filter, e.to_string()))?;
+    Ok((format, filter))
 }
 
 impl TelemetryConfig {
