@@ -52,7 +52,8 @@ impl UserServiceClient {
         }
     }
 
-    /// `GET /users/{id}`: the user, or `None` when user-service does not know them.
+    /// `GET /users/{id}` (CLIENT span `GET`, `names::HTTP_GET`): the user, or
+    /// `None` when user-service does not know them.
     pub async fn user(&self, id: &UserId) -> Result<Option<User>, CallError> {
         let response = self
             .http
@@ -91,7 +92,8 @@ impl InventoryServiceClient {
         }
     }
 
-    /// `POST /check`: whether current stock can serve `request` (nothing is reserved).
+    /// `POST /check` (CLIENT span `POST`, `names::HTTP_POST`): whether current
+    /// stock can serve `request` (nothing is reserved).
     pub async fn check(&self, request: &StockCheckRequest) -> Result<StockCheckAnswer, CallError> {
         let response = self
             .http

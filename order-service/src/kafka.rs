@@ -15,7 +15,9 @@ use crate::db;
 
 pub const CONSUMER_GROUP: &str = "order-service";
 
-/// Publishes what the outbox still holds; returns how many were published.
+/// Publishes what the outbox still holds, each under a PRODUCER span
+/// `send order-events` whose parent is the context stored with the event;
+/// returns how many were published.
 /// Stops at the first failure (the broker is likely down) and leaves the rest.
 pub async fn relay_once(
     raw: &PgPool,

@@ -385,8 +385,9 @@ async fn write_order(
     )
 }
 
-/// The `publish-order-event` span: publishes right after commit; on failure
-/// the event stays in the outbox for the relay, and the order is still created.
+/// The `publish-order-event` span: publishes right after commit (PRODUCER
+/// span `send order-events`, `names::SEND_ORDER_EVENTS`); on failure the event
+/// stays in the outbox for the relay, and the order is still created.
 async fn publish(state: &AppState, event: &db::OutboxEvent, cx: &Context) {
     let span = tracing::info_span!(names::PUBLISH_ORDER_EVENT);
     tracing_common::spans::set_parent(&span, cx.clone());
