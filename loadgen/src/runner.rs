@@ -107,10 +107,7 @@ async fn run_rounds(
             let kafka_brokers = match &external_brokers {
                 Some(b) => b.clone(),
                 None => {
-                    let cluster = rdkafka::mocking::MockCluster::new(1)?;
-                    for topic in ["order-events", "inventory-events"] {
-                        cluster.create_topic(topic, 3, 1)?;
-                    }
+                    let cluster = tracectl::stack::mock_kafka()?;
                     let b = cluster.bootstrap_servers();
                     _mock = Some(cluster);
                     b

@@ -11,9 +11,6 @@ use anyhow::{Context, bail};
 
 use crate::process::send_signal as signal;
 
-/// The topics the services use, three partitions each, as `kafka-init` makes them.
-pub const TOPICS: [&str; 2] = ["order-events", "inventory-events"];
-
 /// A running broker; killed when dropped.
 pub struct Kafka {
     process: Option<tokio::process::Child>,
@@ -214,7 +211,7 @@ impl Kafka {
         }
     }
 
-    /// Creates [`TOPICS`] as compose's `kafka-init` does. Clients bootstrap
+    /// Creates the topics (`order_contract::topics`) as compose's `kafka-init` does. Clients bootstrap
     /// through the advertised port, so a proxy there must forward first.
     pub async fn create_topics(&self) -> anyhow::Result<()> {
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -222,9 +219,15 @@ impl Kafka {
         let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", format!("127.0.0.1:{}", self.port))
             .create()?;
-        let topics: Vec<NewTopic> = TOPICS
+        let topics: Vec<NewTopic> = order_contract::topics::ALL
             .iter()
-            .map(|t| NewTopic::new(t, 3, TopicReplication::Fixed(1)))
+            .map(|t| {
+                NewTopic::new(
+                    t,
+                    order_contract::topics::PARTITIONS,
+                    TopicReplication::Fixed(1),
+                )
+            })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         for result in admin.create_topics(&topics, &options).await? {

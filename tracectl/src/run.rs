@@ -67,11 +67,7 @@ fn kafka() -> anyhow::Result<(Option<MockCluster>, String)> {
             Ok((None, brokers))
         }
         _ => {
-            let cluster = rdkafka::mocking::MockCluster::new(1)
-                .context("starting the embedded Kafka cluster")?;
-            for topic in ["order-events", "inventory-events"] {
-                cluster.create_topic(topic, 3, 1)?;
-            }
+            let cluster = tracectl::stack::mock_kafka()?;
             let brokers = cluster.bootstrap_servers();
             step(&format!("embedded Kafka-protocol cluster on {brokers}"));
             Ok((Some(cluster), brokers))

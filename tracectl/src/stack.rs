@@ -358,6 +358,19 @@ impl LocalStack {
 
 /// Drops `database` on the Postgres server `postgres` (no database name in
 /// the URL) if it exists, disconnecting whoever still uses it.
+/// librdkafka's mock cluster with the order flow's topics, for running the
+/// stack without a broker; the cluster serves while the value lives.
+pub fn mock_kafka()
+-> anyhow::Result<rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>>
+{
+    let cluster =
+        rdkafka::mocking::MockCluster::new(1).context("starting the embedded Kafka cluster")?;
+    for topic in order_contract::topics::ALL {
+        cluster.create_topic(topic, order_contract::topics::PARTITIONS, 1)?;
+    }
+    Ok(cluster)
+}
+
 pub async fn drop_database(postgres: &str, database: &str) -> anyhow::Result<()> {
     use sqlx::Connection as _;
     anyhow::ensure!(
