@@ -96,7 +96,7 @@ import re, sys, yaml
 
 SERVICES = ["api-gateway", "user-service", "order-service", "inventory-service"]
 # /readyz: up to 3 s for a database connection plus up to 3 s for Kafka's
-# metadata (tracing-common/src/service.rs, tracing-common/src/kafka.rs).
+# metadata (service-runtime/src/database.rs, service-runtime/src/kafka.rs).
 READINESS_TIMEOUT_MIN_S = 5
 # A 2-CPU, 4 GiB node less what Kubernetes' own pods request there (kind's
 # control plane, CoreDNS, kindnet and metrics-server: about 1050m and 512Mi).
