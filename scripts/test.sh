@@ -44,8 +44,8 @@ if ensure_kafka; then
   export KAFKA_LIBS
   say "Apache Kafka $KAFKA_VERSION: $KAFKA_LIBS"
 else
-  skipped+=("the process-level tests (tracectl/tests/{e2e,faults,bad_input,jaeger,traced_checkout}.rs) need Apache Kafka $KAFKA_VERSION: install Java 17+ and Maven (apt-get install openjdk-17-jre-headless maven), then run this again")
-  filters+=("not (binary(e2e) | binary(faults) | binary(bad_input) | binary(jaeger) | binary(traced_checkout))")
+  skipped+=("the process-level tests (tracectl/tests/{e2e,faults,bad_input,jaeger,traced_checkout,sampling}.rs) need Apache Kafka $KAFKA_VERSION: install Java 17+ and Maven (apt-get install openjdk-17-jre-headless maven), then run this again")
+  filters+=("not (binary(e2e) | binary(faults) | binary(bad_input) | binary(jaeger) | binary(traced_checkout) | binary(sampling))")
 fi
 if ensure_jaeger; then
   export JAEGER_BIN

@@ -238,6 +238,9 @@ pub struct Answer {
     pub status: u16,
     pub body: serde_json::Value,
     pub trace_id: Option<String>,
+    /// The answer's `traceparent` header as sent (its flags say whether the
+    /// gateway's span was sampled).
+    pub traceparent: Option<String>,
     pub elapsed: Duration,
 }
 
@@ -261,11 +264,17 @@ impl Env {
         let response = request.send().await.ok()?;
         let status = response.status().as_u16();
         let trace_id = tracectl::stack::trace_id_of(response.headers());
+        let traceparent = response
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let bytes = response.bytes().await.unwrap_or_default();
         Some(Answer {
             status,
             body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
             trace_id,
+            traceparent,
             elapsed: started.elapsed(),
         })
     }

@@ -154,6 +154,107 @@ async fn connection(
     }
 }
 
+/// A loopback TCP proxy that keeps what clients sent through it (up to
+/// 4 MiB), so a test can read the headers one service sent another.
+pub struct Recorder {
+    addr: SocketAddr,
+    target: Target,
+    sent: Arc<std::sync::Mutex<Vec<u8>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+const RECORDED_BYTES: usize = 4 << 20;
+
+impl Recorder {
+    /// Listens on a free loopback port; connections wait (at most 10 s) for
+    /// [`Recorder::forward_to`].
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let target: Target = Arc::new(std::sync::Mutex::new(None));
+        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (targets, record) = (target.clone(), sent.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (targets, record) = (targets.clone(), record.clone());
+                tokio::spawn(async move {
+                    let started = std::time::Instant::now();
+                    let to = loop {
+                        if let Some(to) = *targets.lock().unwrap_or_else(|e| e.into_inner()) {
+                            break to;
+                        }
+                        if started.elapsed() > std::time::Duration::from_secs(10) {
+                            return;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    };
+                    let Ok(upstream) = TcpStream::connect(to).await else {
+                        return;
+                    };
+                    relay_recording(client, upstream, record).await;
+                });
+            }
+        });
+        Ok(Recorder {
+            addr,
+            target,
+            sent,
+            task,
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn forward_to(&self, target: SocketAddr) {
+        *self.target.lock().unwrap_or_else(|e| e.into_inner()) = Some(target);
+    }
+
+    /// What clients sent so far, as text (invalid UTF-8 replaced).
+    pub fn sent(&self) -> String {
+        String::from_utf8_lossy(&self.sent.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn relay_recording(
+    client: TcpStream,
+    upstream: TcpStream,
+    record: Arc<std::sync::Mutex<Vec<u8>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut upstream_read, mut upstream_write) = upstream.into_split();
+    let answers = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut upstream_read, &mut client_write).await;
+    });
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match client_read.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                {
+                    let mut kept = record.lock().unwrap_or_else(|e| e.into_inner());
+                    let room = RECORDED_BYTES.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+                if upstream_write.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = upstream_write.shutdown().await;
+    let _ = answers.await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
