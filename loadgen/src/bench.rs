@@ -18,17 +18,26 @@ pub const LOADGEN: &str = "loadgen";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Off,
-    Full,
+    /// Telemetry on, nothing sampled: what the instrumentation costs by itself.
+    AlwaysOff,
     TenPercent,
+    Full,
     EndpointDown,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 4] = [Mode::Off, Mode::Full, Mode::TenPercent, Mode::EndpointDown];
+    pub const ALL: [Mode; 5] = [
+        Mode::Off,
+        Mode::AlwaysOff,
+        Mode::TenPercent,
+        Mode::Full,
+        Mode::EndpointDown,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
             Mode::Off => "tracing off",
+            Mode::AlwaysOff => "always_off",
             Mode::Full => "100% sampled",
             Mode::TenPercent => "10% parent-based",
             Mode::EndpointDown => "100%, endpoint down",
@@ -41,6 +50,10 @@ impl Mode {
         let kv = |k: &str, v: &str| (k.to_owned(), v.to_owned());
         match self {
             Mode::Off => vec![kv("OTEL_SDK_DISABLED", "true")],
+            Mode::AlwaysOff => vec![
+                kv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver),
+                kv("OTEL_TRACES_SAMPLER", "always_off"),
+            ],
             Mode::Full => vec![
                 kv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver),
                 kv("OTEL_TRACES_SAMPLER", "parentbased_always_on"),
@@ -67,11 +80,37 @@ pub struct RouteResult {
     pub elapsed: Duration,
     /// Sorted ascending.
     pub latencies: Vec<Duration>,
+    /// CPU time (ms) each process used while this route ran; the
+    /// benchmark's own process (load, OTLP receiver, Kafka mock) is [`LOADGEN`].
+    pub cpu: Vec<(&'static str, u64)>,
 }
 
 impl RouteResult {
     pub fn throughput(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The four services' CPU time per request (ms): the receiver, the load
+    /// generator and the Kafka mock ([`LOADGEN`]) are counted apart.
+    pub fn services_cpu_per_request(&self) -> f64 {
+        let ms: u64 = self
+            .cpu
+            .iter()
+            .filter(|c| c.0 != LOADGEN)
+            .map(|c| c.1)
+            .sum();
+        ms as f64 / self.requests.max(1) as f64
+    }
+
+    /// The benchmark process's CPU time per request (ms).
+    pub fn loadgen_cpu_per_request(&self) -> f64 {
+        let ms: u64 = self
+            .cpu
+            .iter()
+            .filter(|c| c.0 == LOADGEN)
+            .map(|c| c.1)
+            .sum();
+        ms as f64 / self.requests.max(1) as f64
     }
 
     pub fn percentile(&self, p: f64) -> Duration {
@@ -182,6 +221,7 @@ pub async fn drive(
         failures: failures.load(Ordering::Relaxed),
         elapsed,
         latencies,
+        cpu: Vec::new(),
     })
 }
 
@@ -271,6 +311,18 @@ fn merge_routes(first: &ModeResult, of_mode: &[&ModeResult]) -> Vec<RouteResult>
                 failures: same.iter().map(|x| x.failures).sum(),
                 elapsed: same.iter().map(|x| x.elapsed).sum(),
                 latencies,
+                cpu: route
+                    .cpu
+                    .iter()
+                    .map(|(process, _)| {
+                        let ms = same
+                            .iter()
+                            .flat_map(|x| x.cpu.iter().filter(|c| c.0 == *process))
+                            .map(|c| c.1)
+                            .sum();
+                        (*process, ms)
+                    })
+                    .collect(),
             }
         })
         .collect()
@@ -343,7 +395,10 @@ mod tests {
             failures: 0,
             elapsed: Duration::from_secs(1),
             latencies: (1..=100).map(Duration::from_millis).collect(),
+            cpu: vec![("svc", 250), (LOADGEN, 50)],
         };
+        assert_eq!(r.services_cpu_per_request(), 2.5);
+        assert_eq!(r.loadgen_cpu_per_request(), 0.5);
         assert_eq!(r.percentile(50.0), Duration::from_millis(50));
         assert_eq!(r.percentile(99.0), Duration::from_millis(99));
         assert_eq!(r.percentile(99.9), Duration::from_millis(100));
@@ -351,6 +406,10 @@ mod tests {
     }
 
     fn run(mode: Mode, requests: usize, secs: u64) -> ModeResult {
+        run_with_cpu(mode, requests, secs, requests as u64)
+    }
+
+    fn run_with_cpu(mode: Mode, requests: usize, secs: u64, cpu_ms: u64) -> ModeResult {
         ModeResult {
             mode,
             label: mode.label().into(),
@@ -360,6 +419,7 @@ mod tests {
                 failures: 0,
                 elapsed: Duration::from_secs(secs),
                 latencies: vec![Duration::from_millis(secs); requests],
+                cpu: vec![("svc", cpu_ms), (LOADGEN, 7)],
             }],
             memory: vec![("svc", 10, 12, 15)],
             exported: vec![(
@@ -377,19 +437,22 @@ mod tests {
 
     #[test]
     fn rounds_are_pooled_per_mode_and_ratioed_per_round() {
-        // Round 1: off 100 req/s, full 90; round 2: off 50, full 50.
+        // Round 1: off 100 req/s, full 90; round 2: off 50, full 50. The
+        // services' CPU per request of full: 1.3 and 1.2 times off's.
         let runs = vec![
             run(Mode::Off, 100, 1),
-            run(Mode::Full, 90, 1),
+            run(Mode::AlwaysOff, 100, 1),
+            run_with_cpu(Mode::Full, 90, 1, 117),
             run(Mode::TenPercent, 100, 1),
             run(Mode::EndpointDown, 100, 1),
-            run(Mode::Full, 100, 2),
+            run_with_cpu(Mode::Full, 100, 2, 120),
+            run(Mode::AlwaysOff, 100, 2),
             run(Mode::TenPercent, 100, 2),
             run(Mode::EndpointDown, 100, 2),
             run(Mode::Off, 100, 2),
         ];
         let merged = merge(&runs);
-        assert_eq!(merged.len(), 4);
+        assert_eq!(merged.len(), 5);
         let full = merged.iter().find(|r| r.mode == Mode::Full).unwrap();
         assert_eq!(full.routes[0].requests, 190);
         assert_eq!(full.routes[0].elapsed, Duration::from_secs(3));
@@ -402,6 +465,16 @@ mod tests {
         let text = report(&merged, &runs, "m", "c");
         assert!(text.contains("| 100% sampled | 190 | 0 | 63 |"), "{text}");
         assert!(text.contains("0.90 / 1.00"), "{text}");
+        assert!(
+            text.contains(
+                "| 100% sampled | r | 1.250 [1.200, 1.300] | 0.950 [0.900, 1.000] | 0.074 |"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("| always_off | r | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] |"),
+            "{text}"
+        );
     }
 
     #[test]

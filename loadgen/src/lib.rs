@@ -8,6 +8,7 @@
 //! - [`report`]: the Markdown report (`BENCHMARKS.md`).
 //! - [`request`]: the requests both send, and percentiles.
 //! - [`procfs`]: memory and CPU time of a process, from /proc.
+//! - [`stats`]: medians of per-round ratios with distribution-free intervals.
 
 pub mod bench;
 pub mod load;
@@ -15,3 +16,4 @@ pub mod procfs;
 pub mod report;
 pub mod request;
 pub mod runner;
+pub mod stats;

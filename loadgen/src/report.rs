@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::bench::{LOADGEN, Mode, ModeResult, RouteResult};
+use crate::stats::{Interval, median_interval};
 
 fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e3)
@@ -12,21 +13,86 @@ fn ms(d: Duration) -> String {
 /// Throughput of `mode` against tracing off, round by round, in run order
 /// (`runs` holds each round's modes consecutively).
 pub(crate) fn round_ratios(runs: &[ModeResult], mode: Mode, route: &str) -> Vec<f64> {
-    let per_round = Mode::ALL.len();
-    runs.chunks(per_round)
+    round_figure_ratios(runs, mode, route, RouteResult::throughput)
+}
+
+/// `figure` of `mode` over `figure` of tracing off in the same round, for
+/// each round.
+fn round_figure_ratios(
+    runs: &[ModeResult],
+    mode: Mode,
+    route: &str,
+    figure: fn(&RouteResult) -> f64,
+) -> Vec<f64> {
+    runs.chunks(Mode::ALL.len())
         .filter_map(|round| {
-            let thr = |m: Mode| {
+            let of = |m: Mode| {
                 round
                     .iter()
                     .find(|r| r.mode == m)?
                     .routes
                     .iter()
                     .find(|x| x.route == route)
-                    .map(RouteResult::throughput)
+                    .map(figure)
             };
-            Some(thr(mode)? / thr(Mode::Off)?)
+            Some(of(mode)? / of(Mode::Off)?)
         })
         .collect()
+}
+
+fn interval(i: Option<Interval>) -> String {
+    i.map_or("–".into(), |i| {
+        format!("{:.3} [{:.3}, {:.3}]", i.median, i.low, i.high)
+    })
+}
+
+/// Per mode and route: the services' CPU per request and the throughput
+/// against tracing off, as the median of the per-round ratios with its
+/// interval; the benchmark process's CPU per request apart.
+fn summary_table(
+    out: &mut String,
+    results: &[ModeResult],
+    runs: &[ModeResult],
+    routes: &[&'static str],
+) {
+    let rounds = runs.len() / Mode::ALL.len();
+    let coverage = median_interval(&vec![1.0; rounds]).map_or(0.0, |i| i.coverage);
+    let _ = writeln!(
+        out,
+        "## Summary: what tracing costs against tracing off
+
+         Each cell is the median over the {rounds} rounds of that round's ratio against tracing off in the same round,          with a distribution-free {:.1}% interval for the median (order statistics).          \"services' CPU\" is the four services' own CPU time per request (user + system); the OTLP receiver,          the load generator and the Kafka mock run in `{LOADGEN}` and are reported apart, as ms per request.\n",
+        coverage * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "| mode | route | services' CPU per request vs off | throughput vs off | {LOADGEN} CPU ms per request |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|");
+    for result in results.iter().filter(|r| r.mode != Mode::Off) {
+        for route in routes {
+            let cpu = median_interval(&round_figure_ratios(
+                runs,
+                result.mode,
+                route,
+                RouteResult::services_cpu_per_request,
+            ));
+            let thr = median_interval(&round_ratios(runs, result.mode, route));
+            let loadgen = result
+                .routes
+                .iter()
+                .find(|r| r.route == *route)
+                .map_or(0.0, RouteResult::loadgen_cpu_per_request);
+            let _ = writeln!(
+                out,
+                "| {} | {route} | {} | {} | {loadgen:.3} |",
+                result.label,
+                interval(cpu),
+                interval(thr)
+            );
+        }
+    }
+    let _ = writeln!(out);
 }
 
 /// The Markdown report: a table per route with ratios against tracing off
@@ -45,6 +111,7 @@ pub fn report(results: &[ModeResult], runs: &[ModeResult], machine: &str, comman
         .first()
         .map(|r| r.routes.iter().map(|x| x.route).collect())
         .unwrap_or_default();
+    summary_table(&mut out, results, runs, &routes);
     for route in routes {
         route_table(&mut out, results, runs, route);
     }

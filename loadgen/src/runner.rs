@@ -18,13 +18,13 @@ use crate::request::{self, Request};
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchOptions {
     /// Requests per route per mode and round.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 3000)]
     pub requests: usize,
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
     /// Times each mode runs; the modes take turns, so drift of the
     /// machine weighs on all of them alike.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 10)]
     pub rounds: usize,
     /// Postgres server, without a database name.
     #[arg(
@@ -279,7 +279,7 @@ impl BenchRun<'_> {
             .collect();
         let cpu_before = cpu_now(&pids);
         let stolen_before = procfs::stolen_ms().unwrap_or_default();
-        let routes = self.drive_routes(&gateway).await?;
+        let routes = self.drive_routes(&gateway, &pids).await?;
         let stolen_ms = procfs::stolen_ms()
             .unwrap_or_default()
             .saturating_sub(stolen_before);
@@ -304,8 +304,13 @@ impl BenchRun<'_> {
         Ok((routes, costs))
     }
 
-    /// The measured load: each route in turn, with progress every second.
-    async fn drive_routes(&self, gateway: &str) -> anyhow::Result<Vec<RouteResult>> {
+    /// The measured load: each route in turn, with progress every second,
+    /// and what each process's CPU time grew by while it ran.
+    async fn drive_routes(
+        &self,
+        gateway: &str,
+        pids: &[(&'static str, u32)],
+    ) -> anyhow::Result<Vec<RouteResult>> {
         let mut routes = Vec::new();
         for (route, make) in [
             (
@@ -315,7 +320,8 @@ impl BenchRun<'_> {
             ("GET /api/users/{id}", request::user_request),
         ] {
             let total = self.requests;
-            let r = bench::drive(
+            let before = cpu_now(pids);
+            let mut r = bench::drive(
                 gateway,
                 route,
                 self.requests,
@@ -324,6 +330,11 @@ impl BenchRun<'_> {
                 move |done| println!("    {route}: {done}/{total}"),
             )
             .await?;
+            r.cpu = cpu_now(pids)
+                .into_iter()
+                .zip(&before)
+                .map(|((name, after), (_, before))| (name, after.saturating_sub(*before)))
+                .collect();
             println!(
                 "    {route}: {} requests, {} failed, {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms",
                 r.requests,
