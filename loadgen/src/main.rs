@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Parser, Subcommand};
+use loadgen::instructions::InstructionOptions;
 use loadgen::load::{self, LoadOptions, Mix, Until};
 use loadgen::runner::{self, BenchOptions, step};
 
@@ -17,6 +18,9 @@ enum Command {
     /// Measure what tracing costs: the same load in each telemetry mode
     /// (off, 100%, 10%, 100% with the endpoint down), side by side.
     Bench(BenchOptions),
+    /// Instructions per request of user- and order-service under callgrind,
+    /// in each telemetry mode: a figure machine noise cannot blur.
+    Instructions(InstructionOptions),
     /// Send steady, mixed traffic to a running gateway (valid and invalid
     /// orders, order, user and stock lookups) so a tracing backend fills with
     /// realistic traces. Prints progress every second and a summary.
@@ -52,6 +56,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Bench(options) => runner::bench(&options).await,
+        Command::Instructions(options) => loadgen::instructions::instructions(&options).await,
         Command::Load {
             gateway,
             rate,
