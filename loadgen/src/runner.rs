@@ -39,6 +39,10 @@ pub struct BenchOptions {
     /// Where each service's log and stats file go.
     #[arg(long, default_value = "target/bench-logs")]
     pub log_dir: PathBuf,
+    /// Requests per service and mode for the instruction counts under
+    /// callgrind (`loadgen instructions`) added to the report; 0 leaves them out.
+    #[arg(long, default_value_t = 300)]
+    pub instruction_requests: usize,
 }
 
 pub fn step(message: &str) {
@@ -67,10 +71,25 @@ pub async fn bench(options: &BenchOptions) -> anyhow::Result<()> {
     let runs = run_rounds(options, rounds, &bin_dir, &receiver, &closed).await?;
     let results = bench::merge(&runs);
     let command = format!(
-        "scripts/bench.sh --requests {} --concurrency {} --rounds {rounds}",
-        options.requests, options.concurrency
+        "scripts/bench.sh --requests {} --concurrency {} --rounds {rounds} --instruction-requests {}",
+        options.requests, options.concurrency, options.instruction_requests
     );
-    let text = crate::report::report(&results, &runs, &machine_description(), &command);
+    let mut text = crate::report::report(&results, &runs, &machine_description(), &command);
+    if options.instruction_requests > 0 {
+        let counts = crate::instructions::count_all(&crate::instructions::InstructionOptions {
+            requests: options.instruction_requests,
+            postgres: options.postgres.clone(),
+            out: PathBuf::new(),
+            log_dir: options.log_dir.join("instructions"),
+            service: None,
+        })
+        .await?;
+        text.push_str("## Instructions per request\n\n");
+        text.push_str(&crate::instructions::table(
+            &counts,
+            options.instruction_requests,
+        ));
+    }
     std::fs::write(&options.out, &text)
         .with_context(|| format!("writing {}", options.out.display()))?;
     println!("\n{text}");
