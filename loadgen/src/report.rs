@@ -59,9 +59,11 @@ fn summary_table(
     let coverage = median_interval(&vec![1.0; rounds]).map_or(0.0, |i| i.coverage);
     let _ = writeln!(
         out,
-        "## Summary: what tracing costs against tracing off
-
-         Each cell is the median over the {rounds} rounds of that round's ratio against tracing off in the same round,          with a distribution-free {:.1}% interval for the median (order statistics).          \"services' CPU\" is the four services' own CPU time per request (user + system); the OTLP receiver,          the load generator and the Kafka mock run in `{LOADGEN}` and are reported apart, as ms per request.\n",
+        "## Summary: what tracing costs against tracing off\n\n\
+         Each cell is the median over the {rounds} rounds of that round's ratio against tracing off in the same round, \
+         with a distribution-free {:.1}% interval for the median (order statistics). \
+         \"services' CPU\" is the four services' own CPU time per request (user + system); the OTLP receiver, \
+         the load generator and the Kafka mock run in `{LOADGEN}` and are reported apart, as ms per request.\n",
         coverage * 100.0
     );
     let _ = writeln!(

@@ -84,7 +84,7 @@ pub async fn bench(options: &BenchOptions) -> anyhow::Result<()> {
             service: None,
         })
         .await?;
-        text.push_str("## Instructions per request\n\n");
+        text.push_str("\n## Instructions per request\n\n");
         text.push_str(&crate::instructions::table(
             &counts,
             options.instruction_requests,
