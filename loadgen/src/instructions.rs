@@ -59,14 +59,27 @@ pub struct Count {
     pub route: &'static str,
     pub mode: Mode,
     pub requests: usize,
+    /// Every thread of the process.
     pub instructions: u64,
+    /// Inside the HTTP connection tasks only (axum's `handle_connection`):
+    /// the request path, without the batch exporter, the Kafka consumer or
+    /// the runtime's idle work, and so with less noise.
+    pub request_path: Option<u64>,
 }
 
 impl Count {
     pub fn per_request(&self) -> f64 {
         self.instructions as f64 / self.requests.max(1) as f64
     }
+
+    pub fn request_path_per_request(&self) -> Option<f64> {
+        self.request_path
+            .map(|n| n as f64 / self.requests.max(1) as f64)
+    }
 }
+
+/// The function whose inclusive count is the request path.
+const REQUEST_PATH: &str = "axum::serve::handle_connection::{{closure}}::{{closure}} ";
 
 /// Counts each target service in each mode, writes the table to
 /// `options.out` and prints it.
@@ -193,13 +206,17 @@ async fn measure(
     // An order's work goes on after its answer (Kafka, the settlement).
     wait_until_settled(&options.postgres, Duration::from_secs(300)).await?;
     callgrind_control(&["--dump", &pid.to_string()])?;
-    let instructions = dumped_instructions(run_dir, pid)?;
+    let dump = newest_dump(run_dir, pid)?;
+    let text = std::fs::read_to_string(&dump)?;
+    let instructions = parse_total(&text)
+        .with_context(|| format!("no instruction total in {}", dump.display()))?;
     Ok(Count {
         service,
         route,
         mode,
         requests: driven.requests,
         instructions,
+        request_path: inclusive_of(&dump, REQUEST_PATH),
     })
 }
 
@@ -246,8 +263,31 @@ fn callgrind_control(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The instruction total of the newest dump of `pid` (`callgrind.<pid>.N`).
-fn dumped_instructions(run_dir: &Path, pid: u32) -> anyhow::Result<u64> {
+/// The inclusive instruction count of the function named `name` in `dump`,
+/// from `callgrind_annotate --inclusive=yes`.
+fn inclusive_of(dump: &Path, name: &str) -> Option<u64> {
+    let out = std::process::Command::new("callgrind_annotate")
+        .args(["--inclusive=yes", "--threshold=100"])
+        .arg(dump)
+        .output()
+        .ok()?;
+    parse_inclusive(&String::from_utf8_lossy(&out.stdout), name)
+}
+
+/// `12,345,678 (34.5%)  ???:name [binary]` → 12345678, for the first line naming `name`.
+pub fn parse_inclusive(annotated: &str, name: &str) -> Option<u64> {
+    annotated
+        .lines()
+        .find(|l| l.contains(name))?
+        .split_whitespace()
+        .next()?
+        .replace(',', "")
+        .parse()
+        .ok()
+}
+
+/// The newest dump of `pid` (`callgrind.<pid>.N`).
+fn newest_dump(run_dir: &Path, pid: u32) -> anyhow::Result<PathBuf> {
     let prefix = format!("callgrind.{pid}.");
     let newest = std::fs::read_dir(run_dir)?
         .flatten()
@@ -259,8 +299,7 @@ fn dumped_instructions(run_dir: &Path, pid: u32) -> anyhow::Result<u64> {
         .max_by_key(|(n, _)| *n)
         .with_context(|| format!("no callgrind dump {prefix}* in {}", run_dir.display()))?
         .1;
-    let text = std::fs::read_to_string(&newest)?;
-    parse_total(&text).with_context(|| format!("no instruction total in {}", newest.display()))
+    Ok(newest)
 }
 
 /// `summary:` (or `totals:`) of a callgrind dump: its first number is Ir.
@@ -297,22 +336,30 @@ async fn wait_until_settled(postgres: &str, timeout: Duration) -> anyhow::Result
 pub fn table(counts: &[Count], requests: usize) -> String {
     use std::fmt::Write as _;
     let mut out = format!(
-        "Instructions per request (callgrind; {requests} requests one at a time after a warm-up of 50, \
-         the work they set off included)\n\n| service | route | mode | instructions per request | vs tracing off |\n|---|---|---|---:|---:|\n"
+        "Instructions per request (callgrind; {requests} requests one at a time after a warm-up of 50): \
+         all of the process's threads, the work the requests set off included; and the request path alone \
+         (inside the HTTP connection tasks), which leaves out the batch exporter, the Kafka consumer and \
+         the runtime's idle work and so varies less between runs (about ±1,000 instructions).\n\n\
+         | service | route | mode | all threads | vs tracing off | request path | vs tracing off |\n|---|---|---|---:|---:|---:|---:|\n"
     );
     for count in counts {
         let off = counts
             .iter()
-            .find(|c| c.service == count.service && c.mode == Mode::Off)
-            .map_or(f64::NAN, Count::per_request);
+            .find(|c| c.service == count.service && c.mode == Mode::Off);
+        let all_off = off.map_or(f64::NAN, Count::per_request);
+        let path_off = off
+            .and_then(Count::request_path_per_request)
+            .unwrap_or(f64::NAN);
+        let path = count.request_path_per_request().unwrap_or(f64::NAN);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {:.3} |",
+            "| {} | {} | {} | {:.0} | {:.3} | {path:.0} | {:.3} |",
             count.service,
             count.route,
             count.mode.label(),
             count.per_request(),
-            count.per_request() / off
+            count.per_request() / all_off,
+            path / path_off
         );
     }
     out
@@ -338,15 +385,30 @@ mod tests {
             mode,
             requests: 100,
             instructions,
+            request_path: Some(instructions / 2),
         };
         let text = table(
             &[count(Mode::Off, 10_000_000), count(Mode::Full, 13_000_000)],
             100,
         );
         assert!(
-            text.contains("| user-service | GET /api/users/{id} | 100% sampled | 130000 | 1.300 |"),
+            text.contains(
+                "| user-service | GET /api/users/{id} | 100% sampled | 130000 | 1.300 | 65000 | 1.300 |"
+            ),
             "{text}"
         );
-        assert!(text.contains("| tracing off | 100000 | 1.000 |"), "{text}");
+        assert!(
+            text.contains("| tracing off | 100000 | 1.000 | 50000 | 1.000 |"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_inclusive_count_is_read_from_callgrind_annotate() {
+        let annotated = "--------\n\
+            86,523,199 (244.6%)  ???:<tower::util::oneshot::Oneshot<S,Req>>::poll'2 [x]\n\
+            31,643,828 (89.45%)  ???:axum::serve::handle_connection::{{closure}}::{{closure}} [/x/user-service]\n";
+        assert_eq!(parse_inclusive(annotated, REQUEST_PATH), Some(31_643_828));
+        assert_eq!(parse_inclusive(annotated, "nothing"), None);
     }
 }
