@@ -8,7 +8,7 @@ use rdkafka::Message;
 use service_runtime::kafka::Producer;
 use sqlx::Postgres;
 use tracing::Instrument;
-use tracing_common::db::TracedPool;
+use tracing_common::db::{InSpanContext, TracedPool};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::db::{self, Outcome};
@@ -111,11 +111,16 @@ async fn reserve_stock(
         if lines.is_empty() || lines.iter().any(|(_, q)| *q < 1) {
             return Ok(Some(Outcome::Rejected("order has no valid lines".into())));
         }
-        match db::reserve(db, event.event_id.0, event.order_id.0, &lines).await? {
+        match db::reserve(db, event.event_id.0, event.order_id.0, &lines)
+            .in_span_context()
+            .await?
+        {
             Some(outcome) => Ok(Some(outcome)),
             None => {
                 tracing::Span::current().add_event("duplicate_event_skipped", vec![]);
-                db::processed_outcome(db, event.event_id.0).await
+                db::processed_outcome(db, event.event_id.0)
+                    .in_span_context()
+                    .await
             }
         }
     }

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use service_runtime::edge;
 use service_runtime::faults::Faults;
 use sqlx::{PgPool, Postgres};
-use tracing_common::db::TracedPool;
+use tracing_common::db::{InSpanContext, TracedPool};
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 
 use service_runtime::lifecycle::{Background, Running, Started};
@@ -136,7 +136,7 @@ async fn check(
     }
     let ids: Vec<String> = wanted.keys().map(|k| k.to_string()).collect();
     state.faults.inject("check-stock").await?;
-    let stock = db::stock_of(&state.db, &ids).await?;
+    let stock = db::stock_of(&state.db, &ids).in_span_context().await?;
     let items: Vec<StockCheckItem> = wanted
         .into_iter()
         .map(|(product_id, requested)| {
@@ -164,7 +164,9 @@ async fn product(
     State(state): State<AppState>,
     Path(product_id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    let stock = db::stock_of(&state.db, std::slice::from_ref(&product_id)).await?;
+    let stock = db::stock_of(&state.db, std::slice::from_ref(&product_id))
+        .in_span_context()
+        .await?;
     let item = stock.into_iter().next().ok_or(AppError::ProductNotFound)?;
     Ok(Json(json!({ "success": true, "product": item })))
 }

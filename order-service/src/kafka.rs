@@ -8,7 +8,7 @@ use order_contract::topics::INVENTORY_EVENTS;
 use rdkafka::Message;
 use service_runtime::kafka::Producer;
 use sqlx::{PgPool, Postgres};
-use tracing_common::db::TracedPool;
+use tracing_common::db::{InSpanContext, TracedPool};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::db;
@@ -125,6 +125,7 @@ async fn handle<M: Message>(message: &M, db: &TracedPool<Postgres>) -> Result<()
         status,
         decision.reason.as_deref(),
     )
+    .in_span_context()
     .await?;
     span.add_event(
         if changed {

@@ -19,13 +19,14 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use opentelemetry::context::FutureExt as _;
 use opentelemetry::{Context, KeyValue};
 use service_runtime::edge;
 use service_runtime::kafka::Producer;
 use sqlx::{PgPool, Postgres};
 use tracing::Instrument;
 use tracing_common::baggage;
-use tracing_common::db::TracedPool;
+use tracing_common::db::{InSpanContext, TracedPool};
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -206,10 +207,14 @@ async fn earlier_order(
     state: &AppState,
     key: &str,
 ) -> Result<Option<(OrderId, OrderStatus)>, AppError> {
-    let Some(existing) = db::order_id_by_key(&state.db, key).await? else {
+    let Some(existing) = db::order_id_by_key(&state.db, key)
+        .in_span_context()
+        .await?
+    else {
         return Ok(None);
     };
     let status = db::order(&state.db, existing)
+        .in_span_context()
         .await?
         .map_or(OrderStatus::Pending, |(o, _)| o.status);
     Ok(Some((existing, status)))
@@ -378,8 +383,11 @@ async fn write_order(
 ) -> Result<db::Inserted, AppError> {
     let span = tracing::info_span!(names::CREATE_ORDER_DB, db.system.name = "postgresql");
     tracing_common::spans::set_parent(&span, cx.clone());
+    // The statements' parent is this span (sqlx-otel reads the active context).
+    let statements = span.context();
     Ok(
         db::insert_order(&state.db, order_id, order, idempotency_key, event)
+            .with_context(statements)
             .instrument(span)
             .await?,
     )
@@ -411,7 +419,7 @@ async fn publish(state: &AppState, event: &db::OutboxEvent, cx: &Context) {
                         KeyValue::new("messaging.kafka.offset", offset),
                     ],
                 );
-                if let Err(e) = db::mark_published(&state.db, event.id).await {
+                if let Err(e) = db::mark_published(&state.db, event.id).in_span_context().await {
                     // The relay would publish it again; consumers skip duplicates by event id.
                     tracing::warn!(error = %e, "published but could not mark the outbox row");
                 }
@@ -436,6 +444,7 @@ async fn get_order(
 ) -> Result<Json<OrderView>, AppError> {
     let id: OrderId = id.parse().map_err(|_| AppError::InvalidOrderId)?;
     let (order, items) = db::order(&state.db, id)
+        .in_span_context()
         .await?
         .ok_or(AppError::OrderNotFound)?;
     Ok(Json(OrderView {

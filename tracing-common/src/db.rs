@@ -17,3 +17,20 @@ pub fn traced_pool(pool: sqlx::PgPool) -> TracedPool<sqlx::Postgres> {
         .with_query_text_mode(sqlx_otel::QueryTextMode::Obfuscated)
         .build()
 }
+
+/// Gives a query future the current `tracing` span's OpenTelemetry context.
+///
+/// sqlx-otel parents each statement's span on `Context::current()`. The
+/// OpenTelemetry layer no longer makes every entered span current (attaching
+/// a context on every poll of every span cost about a third of what tracing
+/// adds to a request), so the futures that run statements get the context
+/// here, and only they: `db::find_user(&pool, &id).in_span_context().await`.
+pub trait InSpanContext: std::future::Future + Sized {
+    fn in_span_context(self) -> opentelemetry::context::WithContext<Self> {
+        use opentelemetry::context::FutureExt as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        self.with_context(tracing::Span::current().context())
+    }
+}
+
+impl<F: std::future::Future> InSpanContext for F {}

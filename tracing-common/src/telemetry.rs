@@ -209,6 +209,10 @@ where
 {
     tracing_opentelemetry::layer()
         .with_tracer(tracer)
+        // Only sqlx-otel reads `Context::current()`; its futures get the
+        // context through `db::InSpanContext` instead of every span attaching
+        // one on every poll.
+        .with_context_activation(false)
         .with_tracked_inactivity(false)
         .with_threads(false)
         .with_location(false)

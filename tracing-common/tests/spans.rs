@@ -515,7 +515,7 @@ async fn kafka_message_without_or_with_garbage_headers_gets_a_root_consumer_span
 
 #[tokio::test]
 async fn postgres_statements_become_client_spans_with_database_conventions() {
-    use tracing_common::db::QueryAnnotateExt;
+    use tracing_common::db::{InSpanContext, QueryAnnotateExt};
     let capture = capture();
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
@@ -527,13 +527,19 @@ async fn postgres_statements_become_client_spans_with_database_conventions() {
     let parent = tracing::info_span!("fetch-user-data");
     let trace_id = parent.context().span().span_context().trace_id();
     let secret = "user-secret-value";
-    let row: (String,) = sqlx::query_as("SELECT $1::text AS name")
-        .bind(secret)
-        .with_operation("SELECT", "users")
-        .fetch_one(&pool)
-        .instrument(parent.clone())
-        .await
-        .unwrap();
+    // The statement runs inside the span, as in a handler; `in_span_context`
+    // makes that span's context the one sqlx-otel reads.
+    let row: (String,) = async {
+        sqlx::query_as("SELECT $1::text AS name")
+            .bind(secret)
+            .with_operation("SELECT", "users")
+            .fetch_one(&pool)
+            .in_span_context()
+            .await
+    }
+    .instrument(parent.clone())
+    .await
+    .unwrap();
     assert_eq!(row.0, secret);
     drop(parent);
 

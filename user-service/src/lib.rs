@@ -17,7 +17,7 @@ use order_contract::UserId;
 use order_contract::http::{UserFound, paths};
 use service_runtime::faults::Faults;
 use sqlx::{PgPool, Postgres};
-use tracing_common::db::TracedPool;
+use tracing_common::db::{InSpanContext, TracedPool};
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -93,6 +93,7 @@ async fn get_user(
     let id = UserId::parse(id).map_err(|_| AppError::InvalidUserId)?;
     state.faults.inject("lookup-user").await?;
     let user = db::find_user(&state.db, &id)
+        .in_span_context()
         .await?
         .ok_or(AppError::UserNotFound)?;
     let span = tracing::Span::current();
