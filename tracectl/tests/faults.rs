@@ -465,6 +465,15 @@ async fn a_slow_or_dead_downstream_is_answered_within_the_budget_and_the_span_sa
             .any(|e| e == "inventory_service_unreachable"),
         "{check:?}"
     );
+    // The warning logged inside that span carries its trace and span ids.
+    let log = std::fs::read_to_string(env.log_dir.join("order-service.log")).unwrap();
+    let warning: serde_json::Value = log
+        .lines()
+        .filter(|l| l.contains("inventory check failed"))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|v: &serde_json::Value| v["trace_id"] == check.trace_id.as_str())
+        .unwrap_or_else(|| panic!("no warning with trace {} in:\n{log}", check.trace_id));
+    assert_eq!(warning["span_id"], check.span_id.as_str(), "{warning}");
     env.finish().await;
 }
 

@@ -2,11 +2,13 @@
 //! log line found in a log search leads to its trace in Jaeger and back.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use opentelemetry::trace::TraceContextExt;
 use serde_json::{Map, Value};
+use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
+use tracing::{Dispatch, Event, Subscriber};
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -27,8 +29,32 @@ impl<'w> FormatFields<'w> for SpanNamesOnly {
 /// One JSON object per event: `timestamp`, `level`, `target`, `message`, the
 /// event's fields, the names of the enclosing spans, and the OpenTelemetry ids
 /// of the current span when there is one.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct JsonWithTraceIds;
+///
+/// The ids come from the OpenTelemetry layer's data on the span, through the
+/// subscriber it is part of: register [`JsonWithTraceIds::dispatch_hook`] as
+/// a layer of the same subscriber. (The layer does not make a span's context
+/// `Context::current()`, see `telemetry::otel_layer`.)
+#[derive(Debug, Default, Clone)]
+pub struct JsonWithTraceIds {
+    dispatch: Arc<OnceLock<WeakDispatch>>,
+}
+
+impl JsonWithTraceIds {
+    /// A layer that tells this formatter which subscriber it is part of.
+    pub fn dispatch_hook(&self) -> DispatchHook {
+        DispatchHook(self.dispatch.clone())
+    }
+}
+
+/// See [`JsonWithTraceIds::dispatch_hook`].
+#[derive(Debug)]
+pub struct DispatchHook(Arc<OnceLock<WeakDispatch>>);
+
+impl<S: Subscriber> tracing_subscriber::Layer<S> for DispatchHook {
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = self.0.set(subscriber.downgrade());
+    }
+}
 
 impl<S, N> FormatEvent<S, N> for JsonWithTraceIds
 where
@@ -63,14 +89,19 @@ where
                 line.insert("spans".into(), Value::Array(spans));
             }
         }
-        // The OpenTelemetry layer attaches the span's context while it is entered.
-        opentelemetry::Context::map_current(|cx| {
-            let sc = cx.span().span_context().clone();
+        // The current span's context, from the OpenTelemetry layer's data on
+        // it. Unsampled spans have ids too.
+        let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade);
+        if let (Some(current), Some(dispatch)) = (ctx.lookup_current(), dispatch)
+            && let Some(cx) = tracing_opentelemetry::get_otel_context(&current.id(), &dispatch)
+        {
+            let span = cx.span();
+            let sc = span.span_context();
             if sc.is_valid() {
                 line.insert("trace_id".into(), Value::String(sc.trace_id().to_string()));
                 line.insert("span_id".into(), Value::String(sc.span_id().to_string()));
             }
-        });
+        }
 
         let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
         writeln!(writer, "{text}")
@@ -130,11 +161,13 @@ mod tests {
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let buffer = Buffer::default();
         let writer = buffer.clone();
+        let format = JsonWithTraceIds::default();
         let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+            .with(crate::telemetry::otel_layer(provider.tracer("test")))
+            .with(format.dispatch_hook())
             .with(
                 tracing_subscriber::fmt::layer()
-                    .event_format(JsonWithTraceIds)
+                    .event_format(format)
                     .with_writer(move || writer.clone()),
             );
         let (trace_id, span_id) = tracing::subscriber::with_default(subscriber, || {

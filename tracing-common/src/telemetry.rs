@@ -154,10 +154,12 @@ pub fn init_with(
             reason: e.to_string(),
         })
     })?;
+    let format = JsonWithTraceIds::default();
+    let dispatch_hook = format.dispatch_hook();
     let fmt_layer = match config.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .fmt_fields(SpanNamesOnly)
-            .event_format(JsonWithTraceIds)
+            .event_format(format)
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer().pretty().boxed(),
     };
@@ -169,6 +171,7 @@ pub fn init_with(
         .map(|p| otel_layer(p.tracer(tracer_scope())).with_filter(span_filter()));
     tracing_subscriber::registry()
         .with(otel_layer)
+        .with(dispatch_hook)
         .with(fmt_layer.with_filter(filter))
         .try_init()
         .map_err(|e| InitError::Subscriber(e.to_string()))?;
