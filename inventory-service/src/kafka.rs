@@ -60,7 +60,7 @@ async fn handle<M: Message>(
     let payload = serde_json::to_vec(&decision).expect("a decision of ids and strings serialises");
     service_runtime::kafka::send_traced(
         producer,
-        &span.context(),
+        &tracing_common::spans::context_of(&span),
         INVENTORY_EVENTS,
         &event.order_id.to_string(),
         &payload,

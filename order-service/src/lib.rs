@@ -247,7 +247,7 @@ fn with_order_baggage(server_span: &tracing::Span, order: &NewOrder, order_id: O
     server_span.set_attribute(baggage::USER_ID, order.user_id.to_string());
     server_span.set_attribute(baggage::ORDER_ID, order_id.clone());
     baggage::with_entries(
-        &server_span.context(),
+        &tracing_common::spans::context_of(server_span),
         [
             (baggage::USER_ID, order.user_id.as_str()),
             (baggage::ORDER_ID, order_id.as_str()),
@@ -384,7 +384,7 @@ async fn write_order(
     let span = tracing::info_span!(names::CREATE_ORDER_DB, db.system.name = "postgresql");
     tracing_common::spans::set_parent(&span, cx.clone());
     // The statements' parent is this span (sqlx-otel reads the active context).
-    let statements = span.context();
+    let statements = tracing_common::spans::context_of(&span);
     Ok(
         db::insert_order(&state.db, order_id, order, idempotency_key, event)
             .with_context(statements)
@@ -402,7 +402,7 @@ async fn publish(state: &AppState, event: &db::OutboxEvent, cx: &Context) {
     let payload = serde_json::to_vec(&event.payload).expect("a JSON value serialises");
     let sent = service_runtime::kafka::send_traced(
         &state.producer,
-        &span.context(),
+        &tracing_common::spans::context_of(&span),
         event.topic,
         &event.key,
         &payload,

@@ -45,7 +45,7 @@ impl Middleware for ClientTracing {
         next: Next<'_>,
     ) -> Result<Response> {
         let span = client_span(&request);
-        let cx = span.context();
+        let cx = crate::spans::context_of(&span);
         opentelemetry::global::get_text_map_propagator(|p| {
             p.inject_context(&cx, &mut HeaderInjector(request.headers_mut()));
         });
@@ -63,7 +63,7 @@ fn client_span(request: &Request) -> Span {
         otel.name = method,
         otel.kind = "client",
         http.request.method = method,
-        url.full = %redacted_url(url),
+        url.full = %RedactedUrl(url),
         url.scheme = url.scheme(),
         server.address = url.host_str().unwrap_or_default(),
         server.port = url.port_or_known_default().map(i64::from),
@@ -110,12 +110,55 @@ pub fn error_kind(error: &Error) -> &'static str {
 }
 
 /// `url.full` without credentials, query or fragment: they may carry secrets
-/// or personal data.
-fn redacted_url(url: &reqwest::Url) -> String {
-    let mut url = url.clone();
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.set_query(None);
-    url.set_fragment(None);
-    url.to_string()
+/// or personal data. Written only when a layer records the field (never for
+/// a span below an unsampled one), straight from the parsed parts: no copy of
+/// the URL, no string made to be formatted again.
+struct RedactedUrl<'a>(&'a reqwest::Url);
+
+impl std::fmt::Display for RedactedUrl<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self.0;
+        f.write_str(url.scheme())?;
+        f.write_str(":")?;
+        if let Some(host) = url.host_str() {
+            f.write_str("//")?;
+            f.write_str(host)?;
+            if let Some(port) = url.port() {
+                write!(f, ":{port}")?;
+            }
+        }
+        f.write_str(url.path())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `url.full` was before: the URL cloned, stripped and serialised.
+    fn stripped(url: &reqwest::Url) -> String {
+        let mut url = url.clone();
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        url.set_query(None);
+        url.set_fragment(None);
+        url.to_string()
+    }
+
+    #[test]
+    fn url_full_has_no_credentials_query_or_fragment() {
+        for text in [
+            "http://127.0.0.1:3001/api/users/u1",
+            "http://user:secret@inventory:80/check?token=1#top",
+            "https://example.com/a%20b/c?x=1",
+            "http://[::1]:8080/",
+            "http://host",
+            "https://user@host:443/p",
+        ] {
+            let url = reqwest::Url::parse(text).unwrap();
+            let written = RedactedUrl(&url).to_string();
+            assert_eq!(written, stripped(&url), "{text}");
+            assert!(!written.contains("secret") && !written.contains("token"));
+        }
+    }
 }

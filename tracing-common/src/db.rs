@@ -28,8 +28,7 @@ pub fn traced_pool(pool: sqlx::PgPool) -> TracedPool<sqlx::Postgres> {
 pub trait InSpanContext: std::future::Future + Sized {
     fn in_span_context(self) -> opentelemetry::context::WithContext<Self> {
         use opentelemetry::context::FutureExt as _;
-        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-        self.with_context(tracing::Span::current().context())
+        self.with_context(crate::spans::current_context())
     }
 }
 

@@ -130,7 +130,8 @@ pub fn consumer_span<M: Message>(message: &M, consumer_group: &str) -> tracing::
     );
     let parent = extract(message.headers());
     let producer = parent.span().span_context().clone();
-    crate::spans::set_parent(&span, parent);
+    // The link before the parent: setting the parent makes the sampling
+    // decision, which starts the span.
     if producer.is_valid() {
         span.add_link_with_attributes(
             producer,
@@ -140,6 +141,7 @@ pub fn consumer_span<M: Message>(message: &M, consumer_group: &str) -> tracing::
             )],
         );
     }
+    crate::spans::set_parent(&span, parent);
     span
 }
 
@@ -157,7 +159,10 @@ pub async fn send_traced(
     let span = producer_span(record.topic, record.key.unwrap_or_default());
     crate::spans::set_parent(&span, parent.clone());
     let mut record = record;
-    let headers = inject(&span.context(), record.headers.take().unwrap_or_default());
+    let headers = inject(
+        &crate::spans::context_of(&span),
+        record.headers.take().unwrap_or_default(),
+    );
     let record = record.headers(headers);
     let sent = tokio::time::timeout(
         timeout,

@@ -55,7 +55,9 @@
 //! - [`propagation`]: the composite propagator and map carriers (outbox rows).
 //! - [`trace_context`]: W3C Trace Context Level 1, exactly.
 //! - [`remote_sampling`]: makes Jaeger's sampling answers parseable by the SDK.
-//! - [`spans`]: recording errors on spans; the attributes typed as integers.
+//! - [`spans`]: parents and sampling decisions, [`spans::context_of`] for
+//!   injection, recording errors; the attributes typed as integers.
+//! - [`unsampled`]: spans below an unsampled entry stay out of the bridge.
 //! - [`logging`]: JSON log lines with `trace_id`/`span_id`.
 
 pub mod baggage;
@@ -76,6 +78,7 @@ pub mod spans;
 mod stats;
 pub mod telemetry;
 pub mod trace_context;
+pub mod unsampled;
 
 pub use config::{ConfigError, TelemetryConfig};
 #[cfg(feature = "axum")]

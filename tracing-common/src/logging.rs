@@ -93,7 +93,7 @@ where
         // it. Unsampled spans have ids too.
         let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade);
         if let (Some(current), Some(dispatch)) = (ctx.lookup_current(), dispatch)
-            && let Some(cx) = tracing_opentelemetry::get_otel_context(&current.id(), &dispatch)
+            && let Some(cx) = crate::unsampled::context_by_id(&current.id(), &dispatch)
         {
             let span = cx.span();
             let sc = span.span_context();
@@ -193,5 +193,47 @@ mod tests {
         assert_eq!(lines[1]["trace_id"], trace_id.as_str());
         assert_eq!(lines[1]["span_id"], span_id.as_str());
         assert_eq!(lines[1]["spans"], serde_json::json!(["work"]));
+    }
+
+    #[test]
+    fn log_lines_of_an_unsampled_request_carry_its_trace_id() {
+        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let format = JsonWithTraceIds::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(crate::telemetry::otel_layer(provider.tracer("test")))
+            .with(format.dispatch_hook())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(format)
+                    .with_writer(move || writer.clone()),
+            );
+        let trace_id = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+        let entry_span_id = tracing::subscriber::with_default(subscriber, || {
+            let remote = opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
+                trace_id,
+                SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+                TraceFlags::default(),
+                true,
+                TraceState::default(),
+            ));
+            let entry = tracing::info_span!("entry");
+            crate::spans::set_parent(&entry, remote);
+            let _e = entry.enter();
+            let _w = tracing::info_span!("work").entered();
+            tracing::info!("inside");
+            crate::spans::context_of(&entry)
+                .span()
+                .span_context()
+                .span_id()
+                .to_string()
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(line["trace_id"], trace_id.to_string().as_str());
+        assert_eq!(line["span_id"], entry_span_id.as_str());
+        assert_eq!(line["spans"], serde_json::json!(["entry", "work"]));
     }
 }

@@ -167,10 +167,6 @@ fn server_span<B>(request: &Request<B>, policy: TrustPolicy) -> tracing::Span {
         .extensions()
         .get::<MatchedPath>()
         .map(MatchedPath::as_str);
-    let name = match route {
-        Some(route) => format!("{method} {route}"),
-        None => method.to_owned(),
-    };
     let host = request
         .headers()
         .get(http::header::HOST)
@@ -179,7 +175,7 @@ fn server_span<B>(request: &Request<B>, policy: TrustPolicy) -> tracing::Span {
         .filter(|h| h.len() <= MAX_HOST_LEN);
     let span = tracing::info_span!(
         "http.server.request",
-        otel.name = %name,
+        otel.name = %SpanName { method, route },
         otel.kind = "server",
         http.request.method = method,
         http.route = route,
@@ -204,19 +200,39 @@ fn server_span<B>(request: &Request<B>, policy: TrustPolicy) -> tracing::Span {
         }
         IncomingTrace::NewRootWithLink => {
             let caller = incoming.span().span_context().clone();
-            crate::spans::set_parent(
-                &span,
-                Context::new().with_baggage(crate::baggage::copy(incoming.baggage())),
-            );
+            // The link first: setting the parent starts the span (the
+            // sampling decision is made there), and the sampler sees links.
             if caller.is_valid() {
                 span.add_link_with_attributes(
                     caller,
                     vec![KeyValue::new("link.reason", "untrusted-caller")],
                 );
             }
+            crate::spans::set_parent(
+                &span,
+                Context::new().with_baggage(crate::baggage::copy(incoming.baggage())),
+            );
         }
     }
     span
+}
+
+/// `{method} {route}`, or the method alone when no route matched; written
+/// only by the layers that record it.
+struct SpanName<'a> {
+    method: &'static str,
+    route: Option<&'a str>,
+}
+
+impl std::fmt::Display for SpanName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.method)?;
+        if let Some(route) = self.route {
+            f.write_str(" ")?;
+            f.write_str(route)?;
+        }
+        Ok(())
+    }
 }
 
 /// 5xx is an error on a server span; 4xx is the caller's problem, not the
@@ -234,7 +250,7 @@ fn record_status(span: &tracing::Span, status: u16) {
 /// a propagator, its map carrier and a header check cost several thousand
 /// instructions per request for these 55 bytes.
 fn insert_traceparent(span: &tracing::Span, headers: &mut http::HeaderMap) {
-    let cx = span.context();
+    let cx = crate::spans::context_of(span);
     let span_ref = cx.span();
     let sc = span_ref.span_context();
     if !sc.is_valid() {

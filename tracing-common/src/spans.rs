@@ -21,14 +21,23 @@ pub fn record_error(span: &tracing::Span, error_type: &str, message: &str) {
     );
 }
 
-/// Gives `span`, not yet started, the parent context `cx`. Where that cannot
-/// be done by design it is quiet: a span filtered out, or no OpenTelemetry
-/// layer (tracing switched off), has no trace to join. A span already started
+pub use crate::unsampled::{context_of, current_context};
+
+/// Gives `span`, not yet started, the parent context `cx`, and makes the
+/// sampling decision for it there (see [`crate::unsampled`]): a span the
+/// sampler drops, and everything below it, stays out of the OpenTelemetry
+/// layer. Use it where a trace enters (an extracted context) and wherever a
+/// span's parent is given explicitly; pass contexts from [`context_of`].
+///
+/// Where a parent cannot be set by design it is quiet: a span filtered out,
+/// a span below an unsampled one (it stays unsampled), or no OpenTelemetry
+/// layer (tracing switched off) has no trace to join. A span already started
 /// is a mistake in the caller and is logged.
 pub fn set_parent(span: &tracing::Span, cx: opentelemetry::Context) {
     use tracing_opentelemetry::SetParentError;
     match span.set_parent(cx) {
-        Ok(()) | Err(SetParentError::SpanDisabled | SetParentError::LayerNotFound) => {}
+        Ok(()) => crate::unsampled::decide(span),
+        Err(SetParentError::SpanDisabled | SetParentError::LayerNotFound) => {}
         Err(e @ SetParentError::AlreadyStarted) => tracing::warn!(
             error = %e,
             span = span.metadata().map_or("", |m| m.name()),

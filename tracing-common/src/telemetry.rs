@@ -200,11 +200,24 @@ pub fn init_local(
     })
 }
 
-/// The `tracing` -> OpenTelemetry bridge with the settings this stack uses.
+/// The `tracing` -> OpenTelemetry bridge with the settings this stack uses,
+/// behind [`crate::unsampled::SkipUnsampled`]: spans below an unsampled entry
+/// never reach it.
 ///
 /// Busy/idle timings, thread and source-location attributes are off: they add
 /// work to every span and nothing a trace reader needs here.
 pub fn otel_layer<S>(
+    tracer: opentelemetry_sdk::trace::SdkTracer,
+) -> crate::unsampled::SkipUnsampled<
+    tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>,
+>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    crate::unsampled::SkipUnsampled::new::<S>(bridge(tracer))
+}
+
+fn bridge<S>(
     tracer: opentelemetry_sdk::trace::SdkTracer,
 ) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>
 where

@@ -1,0 +1,436 @@
+//! Keeps the spans of unsampled traces away from the OpenTelemetry layer.
+//!
+//! The `tracing` bridge builds an OpenTelemetry span for every `tracing` span
+//! it sees (a builder, its attributes, the sampler's call, the parent's
+//! context) and only then learns that the SDK will drop it: an unsampled span
+//! costs about three quarters of a sampled one. Here the sampling decision is
+//! made once, where a trace enters the service ([`crate::spans::set_parent`]:
+//! the server layer, the Kafka consumer, the outbox relay's publish, any span
+//! given a parent from outside), with the configured sampler and its
+//! parent-based semantics. A span the sampler drops keeps its context (trace
+//! id, a span id of its own, the sampled flag off, the `tracestate`) and is
+//! marked; every span opened below it is marked too and never reaches the
+//! OpenTelemetry layer: no builder, no attributes, no sampler call.
+//!
+//! What the marked spans still need is their trace context, for propagation
+//! (an unsampled request passes its trace id on with the flag off, so every
+//! service downstream drops it too) and for log lines. [`context_of`] answers
+//! that: for a marked span, the context of the unsampled span it is below; for
+//! any other span, the bridge's context. Inject with it, never with
+//! `OpenTelemetrySpanExt::context`, which knows nothing of the marked spans and
+//! would return an empty context for them (a downstream service would then
+//! start a new trace, which its ratio may sample: a split trace).
+//!
+//! This is what tracing-opentelemetry#15 asks for, done at entry points
+//! instead of with a per-layer filter, which cannot see a span's remote parent
+//! when it decides (the mistake apollographql/router#3103 and #4544 describe).
+
+use std::any::TypeId;
+
+use opentelemetry::Context;
+use opentelemetry::trace::TraceContextExt;
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Dispatch, Event, Metadata, Subscriber};
+use tracing_subscriber::layer::{self, Layer};
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
+
+/// On every span at or below an unsampled one (a zero-sized marker: setting it
+/// allocates nothing).
+struct Unsampled;
+
+/// On the span where the sampler said no: its context.
+struct UnsampledAt(Context);
+
+/// Wraps the OpenTelemetry layer (see the module documentation). Every
+/// callback for a marked span stops here.
+#[derive(Debug)]
+pub struct SkipUnsampled<L> {
+    inner: L,
+    access: Access,
+}
+
+/// Reaches the marks through the subscriber without knowing its type, the way
+/// the bridge's own `OpenTelemetrySpanExt` reaches its data.
+#[derive(Debug, Clone, Copy)]
+struct Access {
+    mark: fn(&Dispatch, &Id, Context),
+    context: fn(&Dispatch, &Id) -> Option<Context>,
+}
+
+impl<L> SkipUnsampled<L> {
+    pub fn new<S>(inner: L) -> Self
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        L: Layer<S>,
+    {
+        Self {
+            inner,
+            access: Access {
+                mark: mark::<S>,
+                context: unsampled_context::<S>,
+            },
+        }
+    }
+}
+
+fn mark<S>(dispatch: &Dispatch, id: &Id, cx: Context)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let Some(subscriber) = dispatch.downcast_ref::<S>() else {
+        return;
+    };
+    if let Some(span) = subscriber.span(id) {
+        let mut extensions = span.extensions_mut();
+        extensions.replace(Unsampled);
+        extensions.replace(UnsampledAt(cx));
+    }
+}
+
+fn unsampled_context<S>(dispatch: &Dispatch, id: &Id) -> Option<Context>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let subscriber = dispatch.downcast_ref::<S>()?;
+    let span = subscriber.span(id)?;
+    span.extensions().get::<Unsampled>()?;
+    // Marked: the nearest span at or above it where the sampler said no.
+    span.scope()
+        .find_map(|s| s.extensions().get::<UnsampledAt>().map(|at| at.0.clone()))
+}
+
+fn is_marked<S>(span: &SpanRef<'_, S>) -> bool
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    span.extensions().get::<Unsampled>().is_some()
+}
+
+impl<S, L> Layer<S> for SkipUnsampled<L>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    L: Layer<S>,
+{
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        self.inner.on_register_dispatch(subscriber);
+    }
+
+    fn on_layer(&mut self, subscriber: &mut S) {
+        self.inner.on_layer(subscriber);
+    }
+
+    fn register_callsite(
+        &self,
+        metadata: &'static Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        self.inner.register_callsite(metadata)
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>, ctx: layer::Context<'_, S>) -> bool {
+        self.inner.enabled(metadata, ctx)
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: layer::Context<'_, S>) {
+        let below_unsampled = if attrs.is_contextual() {
+            ctx.lookup_current().as_ref().is_some_and(is_marked)
+        } else {
+            attrs
+                .parent()
+                .and_then(|p| ctx.span(p))
+                .as_ref()
+                .is_some_and(is_marked)
+        };
+        if below_unsampled {
+            if let Some(span) = ctx.span(id) {
+                span.extensions_mut().insert(Unsampled);
+            }
+            return;
+        }
+        self.inner.on_new_span(attrs, id, ctx);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: layer::Context<'_, S>) {
+        if !ctx.span(id).as_ref().is_some_and(is_marked) {
+            self.inner.on_record(id, values, ctx);
+        }
+    }
+
+    fn on_follows_from(&self, id: &Id, follows: &Id, ctx: layer::Context<'_, S>) {
+        if !ctx.span(id).as_ref().is_some_and(is_marked) {
+            self.inner.on_follows_from(id, follows, ctx);
+        }
+    }
+
+    fn event_enabled(&self, event: &Event<'_>, ctx: layer::Context<'_, S>) -> bool {
+        self.inner.event_enabled(event, ctx)
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: layer::Context<'_, S>) {
+        if !ctx.event_span(event).as_ref().is_some_and(is_marked) {
+            self.inner.on_event(event, ctx);
+        }
+    }
+
+    fn on_enter(&self, id: &Id, ctx: layer::Context<'_, S>) {
+        if !ctx.span(id).as_ref().is_some_and(is_marked) {
+            self.inner.on_enter(id, ctx);
+        }
+    }
+
+    fn on_exit(&self, id: &Id, ctx: layer::Context<'_, S>) {
+        if !ctx.span(id).as_ref().is_some_and(is_marked) {
+            self.inner.on_exit(id, ctx);
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: layer::Context<'_, S>) {
+        if !ctx.span(&id).as_ref().is_some_and(is_marked) {
+            self.inner.on_close(id, ctx);
+        }
+    }
+
+    fn on_id_change(&self, old: &Id, new: &Id, ctx: layer::Context<'_, S>) {
+        self.inner.on_id_change(old, new, ctx);
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        self.inner.max_level_hint()
+    }
+
+    // The one `unsafe` of the workspace, and the pattern every wrapping layer
+    // of tracing-subscriber has (`Layered`, `Filtered`, `Option<L>`): the
+    // bridge's span methods (`set_parent`, `context`, `set_attribute`) find
+    // its data by downcasting the subscriber, so the wrapper must answer for
+    // the wrapped layer. The pointers returned point at `self` or its fields,
+    // and have the type whose `TypeId` was asked for.
+    #[allow(unsafe_code)]
+    unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
+        if id == TypeId::of::<Self>() {
+            Some(self as *const Self as *const ())
+        } else if id == TypeId::of::<Access>() {
+            Some(&self.access as *const Access as *const ())
+        } else {
+            // SAFETY: forwarded to the wrapped layer, which keeps the same
+            // contract for its own type ids.
+            unsafe { self.inner.downcast_raw(id) }
+        }
+    }
+}
+
+/// The context to propagate from `span` and to read its ids from: for a span
+/// at or below an unsampled one, that span's context (sampled flag off); for
+/// any other, the OpenTelemetry layer's context of `span`. Empty without an
+/// OpenTelemetry layer.
+pub fn context_of(span: &tracing::Span) -> Context {
+    if let Some(cx) = marked_context(span) {
+        return cx;
+    }
+    tracing_opentelemetry::OpenTelemetrySpanExt::context(span)
+}
+
+/// [`context_of`] the current span.
+pub fn current_context() -> Context {
+    context_of(&tracing::Span::current())
+}
+
+/// [`context_of`] for a span known by id, in `dispatch`: `None` where there is
+/// no trace context (no OpenTelemetry layer, or a span it filtered out).
+pub fn context_by_id(id: &Id, dispatch: &Dispatch) -> Option<Context> {
+    dispatch
+        .downcast_ref::<Access>()
+        .and_then(|access| (access.context)(dispatch, id))
+        .or_else(|| tracing_opentelemetry::get_otel_context(id, dispatch))
+}
+
+/// The context of the unsampled span `span` is at or below, if it is marked.
+fn marked_context(span: &tracing::Span) -> Option<Context> {
+    span.with_subscriber(|(id, dispatch)| {
+        dispatch
+            .downcast_ref::<Access>()
+            .and_then(|access| (access.context)(dispatch, id))
+    })
+    .flatten()
+}
+
+/// Makes the sampling decision for `span`, whose parent context has just been
+/// set: the bridge starts the span (the sampler runs with the parent, the
+/// span's name, kind and attributes); if it is not sampled, `span` is marked
+/// and nothing below it reaches the OpenTelemetry layer. Does nothing to a
+/// span already marked, or without an OpenTelemetry layer.
+pub(crate) fn decide(span: &tracing::Span) {
+    span.with_subscriber(|(id, dispatch)| {
+        let Some(access) = dispatch.downcast_ref::<Access>() else {
+            return;
+        };
+        if (access.context)(dispatch, id).is_some() {
+            return;
+        }
+        let cx = tracing_opentelemetry::get_otel_context(id, dispatch);
+        if let Some(cx) = cx
+            && cx.span().span_context().is_valid()
+            && !cx.span().span_context().is_sampled()
+        {
+            (access.mark)(dispatch, id, cx);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceFlags, TraceId, TraceState, TracerProvider as _,
+    };
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    fn provider(exporter: &InMemorySpanExporter) -> SdkTracerProvider {
+        SdkTracerProvider::builder()
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
+            .with_simple_exporter(exporter.clone())
+            .build()
+    }
+
+    fn remote(flags: TraceFlags) -> Context {
+        Context::new().with_remote_span_context(SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            flags,
+            true,
+            TraceState::default(),
+        ))
+    }
+
+    /// Whether the bridge holds data for `span` (built, or building, an
+    /// OpenTelemetry span for it).
+    fn bridged(span: &tracing::Span) -> bool {
+        span.with_subscriber(|(id, dispatch)| {
+            tracing_opentelemetry::get_otel_context(id, dispatch).is_some()
+        })
+        .unwrap_or(false)
+    }
+
+    /// Three levels below an entry span given `parent`; returns the context
+    /// each level would propagate, then whether the bridge saw the entry, the
+    /// child and the grandchild.
+    fn entry_and_children(parent: Context) -> (Vec<Context>, [bool; 3]) {
+        let entry = tracing::info_span!("entry", otel.kind = "server");
+        crate::spans::set_parent(&entry, parent);
+        let _e = entry.enter();
+        let child = tracing::info_span!("child", n = 1_i64);
+        let _c = child.enter();
+        tracing::info!("an event");
+        let grandchild = tracing::info_span!(parent: &child, "grandchild");
+        grandchild.record("n", 2_i64);
+        let seen = [bridged(&entry), bridged(&child), bridged(&grandchild)];
+        let contexts = vec![
+            context_of(&entry),
+            context_of(&child),
+            context_of(&grandchild),
+            current_context(),
+        ];
+        (contexts, seen)
+    }
+
+    #[test]
+    fn below_an_unsampled_parent_nothing_is_built_and_the_trace_id_is_passed_on() {
+        let exporter = InMemorySpanExporter::default();
+        let provider = provider(&exporter);
+        let subscriber = tracing_subscriber::registry()
+            .with(crate::telemetry::otel_layer(provider.tracer("test")));
+        let (contexts, seen) = tracing::subscriber::with_default(subscriber, || {
+            entry_and_children(remote(TraceFlags::default()))
+        });
+        provider.force_flush().unwrap();
+        assert!(exporter.get_finished_spans().unwrap().is_empty());
+        // The entry span was started (the sampler ran on it); nothing below it
+        // reached the bridge.
+        assert_eq!(seen, [true, false, false]);
+        let entry = contexts[0].span().span_context().clone();
+        assert_eq!(
+            entry.trace_id(),
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap()
+        );
+        assert_ne!(
+            entry.span_id(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap()
+        );
+        assert!(!entry.is_sampled());
+        assert!(!entry.is_remote());
+        for cx in &contexts[1..] {
+            assert_eq!(
+                cx.span().span_context(),
+                &entry,
+                "below the entry: its context"
+            );
+        }
+    }
+
+    #[test]
+    fn below_a_sampled_parent_every_span_is_exported_with_its_own_context() {
+        let exporter = InMemorySpanExporter::default();
+        let provider = provider(&exporter);
+        let subscriber = tracing_subscriber::registry()
+            .with(crate::telemetry::otel_layer(provider.tracer("test")));
+        let (contexts, seen) = tracing::subscriber::with_default(subscriber, || {
+            entry_and_children(remote(TraceFlags::SAMPLED))
+        });
+        assert_eq!(seen, [true, true, true]);
+        provider.force_flush().unwrap();
+        let spans = exporter.get_finished_spans().unwrap();
+        let names: Vec<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
+        assert_eq!(names, ["grandchild", "child", "entry"]);
+        let by_name = |n: &str| spans.iter().find(|s| s.name == n).unwrap();
+        assert_eq!(
+            by_name("entry").parent_span_id,
+            SpanId::from_hex("00f067aa0ba902b7").unwrap()
+        );
+        assert_eq!(
+            by_name("child").parent_span_id,
+            by_name("entry").span_context.span_id()
+        );
+        assert_eq!(
+            by_name("grandchild").parent_span_id,
+            by_name("child").span_context.span_id()
+        );
+        assert_eq!(by_name("child").events.len(), 1);
+        assert_eq!(
+            contexts[1].span().span_context(),
+            &by_name("child").span_context
+        );
+        assert_eq!(
+            contexts[2].span().span_context(),
+            &by_name("grandchild").span_context
+        );
+    }
+
+    #[test]
+    fn a_root_the_sampler_drops_is_marked_too() {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)))
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(crate::telemetry::otel_layer(provider.tracer("test")));
+        let (contexts, seen) =
+            tracing::subscriber::with_default(subscriber, || entry_and_children(Context::new()));
+        assert_eq!(seen, [true, false, false]);
+        provider.force_flush().unwrap();
+        assert!(exporter.get_finished_spans().unwrap().is_empty());
+        let entry = contexts[0].span().span_context().clone();
+        assert!(entry.is_valid() && !entry.is_sampled());
+        assert_eq!(contexts[3].span().span_context(), &entry);
+    }
+
+    #[test]
+    fn without_an_opentelemetry_layer_the_context_is_empty() {
+        let subscriber = tracing_subscriber::registry();
+        let (contexts, _) = tracing::subscriber::with_default(subscriber, || {
+            entry_and_children(remote(TraceFlags::default()))
+        });
+        for cx in contexts {
+            assert!(!cx.span().span_context().is_valid());
+        }
+    }
+}
