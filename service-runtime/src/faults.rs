@@ -9,6 +9,7 @@
 //! FAULTS="lookup-user:delay=300ms"                 every user lookup 300 ms slower
 //! FAULTS="check-stock:error=0.25"                  a quarter of stock checks fail
 //! FAULTS="reserve-stock:delay=50ms,error=0.1;lookup-user:delay=1s"
+//! FAULTS="lookup-user:delay=800ms,slow=0.2"       a fifth of user lookups 800 ms slower
 //! ```
 //!
 //! An injected delay is its own INTERNAL span, `injected-delay {step}`, under
@@ -27,11 +28,24 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_common::ConfigError;
 
 /// What to do to one step.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fault {
     pub delay: Duration,
+    /// Probability in `[0, 1]` that a call gets the delay (1 unless `slow=`
+    /// says otherwise): a share of slow requests among normal ones.
+    pub delay_rate: f64,
     /// Probability in `[0, 1]` that the step fails.
     pub error_rate: f64,
+}
+
+impl Default for Fault {
+    fn default() -> Self {
+        Self {
+            delay: Duration::ZERO,
+            delay_rate: 1.0,
+            error_rate: 0.0,
+        }
+    }
 }
 
 /// The faults of one service; cheap to clone, empty (no effect) by default.
@@ -85,19 +99,21 @@ impl Faults {
                             .ok_or_else(|| error(value, format!("`{effect}`: use 250ms or 2s")))?;
                     }
                     Some(("error", p)) => {
-                        fault.error_rate = p
-                            .trim()
-                            .parse::<f64>()
-                            .ok()
-                            .filter(|p| (0.0..=1.0).contains(p))
-                            .ok_or_else(|| {
-                                error(value, format!("`{effect}`: a probability from 0 to 1"))
-                            })?;
+                        fault.error_rate = probability(p).ok_or_else(|| {
+                            error(value, format!("`{effect}`: a probability from 0 to 1"))
+                        })?;
+                    }
+                    Some(("slow", p)) => {
+                        fault.delay_rate = probability(p).ok_or_else(|| {
+                            error(value, format!("`{effect}`: a probability from 0 to 1"))
+                        })?;
                     }
                     _ => {
                         return Err(error(
                             value,
-                            format!("`{effect}`: expected delay=<duration> or error=<probability>"),
+                            format!(
+                                "`{effect}`: expected delay=<duration>, slow=<probability> or error=<probability>"
+                            ),
                         ));
                     }
                 }
@@ -118,19 +134,25 @@ impl Faults {
     pub fn describe(&self) -> String {
         self.rules
             .iter()
-            .map(|(step, f)| format!("{step}: delay {:?}, error rate {}", f.delay, f.error_rate))
+            .map(|(step, f)| {
+                format!(
+                    "{step}: delay {:?} in a share of {}, error rate {}",
+                    f.delay, f.delay_rate, f.error_rate
+                )
+            })
             .collect::<Vec<_>>()
             .join("; ")
     }
 
     /// Applies the fault configured for `step`, if any: sleeps in an
-    /// `injected-delay` span, then fails with the configured probability
-    /// (recorded on the current span). Returns at once when none is set.
+    /// `injected-delay` span (in the configured share of calls), then fails
+    /// with the configured probability (recorded on the current span).
+    /// Returns at once when none is set.
     pub async fn inject(&self, step: &str) -> Result<(), Injected> {
         let Some(fault) = self.rules.get(step) else {
             return Ok(());
         };
-        if !fault.delay.is_zero() {
+        if !fault.delay.is_zero() && (fault.delay_rate >= 1.0 || self.draw() < fault.delay_rate) {
             let span = tracing::info_span!(
                 "injected-delay",
                 otel.name = format!("injected-delay {step}"),
@@ -167,6 +189,13 @@ impl Faults {
         z ^= z >> 31;
         (z >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+fn probability(s: &str) -> Option<f64> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=1.0).contains(p))
 }
 
 fn parse_duration(s: &str) -> Option<Duration> {
@@ -213,6 +242,7 @@ mod tests {
             f.rules["lookup-user"],
             Fault {
                 delay: Duration::from_millis(300),
+                delay_rate: 1.0,
                 error_rate: 0.0
             }
         );
@@ -227,6 +257,10 @@ mod tests {
             ("lookup-user", "expected step:effect"),
             ("lookup-user:delay=fast", "use 250ms or 2s"),
             ("lookup-user:error=2", "a probability from 0 to 1"),
+            (
+                "lookup-user:delay=1s,slow=-0.1",
+                "a probability from 0 to 1",
+            ),
             ("lookup-user:crash", "expected delay=<duration>"),
         ] {
             let e = Faults::parse(value, STEPS).unwrap_err();
@@ -241,6 +275,22 @@ mod tests {
         let n = 20_000;
         let below = (0..n).filter(|_| f.draw() < 0.25).count();
         assert!((4500..5500).contains(&below), "{below} of {n}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_share_delays_about_that_share_of_calls() {
+        let f = Faults::parse("lookup-user:delay=1s,slow=0.25", STEPS).unwrap();
+        assert_eq!(f.rules["lookup-user"].delay_rate, 0.25);
+        let n = 2_000;
+        let mut delayed = 0;
+        for _ in 0..n {
+            let started = tokio::time::Instant::now();
+            f.inject("lookup-user").await.unwrap();
+            if started.elapsed() >= Duration::from_secs(1) {
+                delayed += 1;
+            }
+        }
+        assert!((400..600).contains(&delayed), "{delayed} of {n}");
     }
 
     #[tokio::test]
