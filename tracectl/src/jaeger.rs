@@ -362,6 +362,42 @@ impl Jaeger {
         lookback: Duration,
         limit: usize,
     ) -> anyhow::Result<Vec<Trace>> {
+        let depth = (limit * 5).clamp(20, 1000);
+        let mut traces = self.find(service, lookback, min_duration, depth).await?;
+        traces.retain(|t| t.duration_ns() >= min_duration.as_nanos() as u64);
+        traces.sort_by_key(|t| std::cmp::Reverse(t.duration_ns()));
+        traces.truncate(limit);
+        Ok(traces)
+    }
+
+    /// Traces of `service` in the last `lookback` in which one of its own
+    /// spans failed (status ERROR), newest first, from the `depth` most
+    /// recent traces Jaeger finds for the service.
+    pub async fn errors(
+        &self,
+        service: &str,
+        lookback: Duration,
+        depth: usize,
+        limit: usize,
+    ) -> anyhow::Result<Vec<Trace>> {
+        let mut traces = self
+            .find(service, lookback, Duration::ZERO, depth.clamp(1, 10_000))
+            .await?;
+        traces.retain(|t| failed_span(t, service).is_some());
+        traces.sort_by_key(|t| std::cmp::Reverse(t.start_ns()));
+        traces.truncate(limit);
+        Ok(traces)
+    }
+
+    /// The v3 search: traces with a span of `service` that started in the
+    /// last `lookback`, at most `depth` of them.
+    async fn find(
+        &self,
+        service: &str,
+        lookback: Duration,
+        min_duration: Duration,
+        depth: usize,
+    ) -> anyhow::Result<Vec<Trace>> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
@@ -369,23 +405,32 @@ impl Jaeger {
         // How many traces to look at: Jaeger up to 2.13 reads
         // `query.num_traces` (and answers 500 without it), later versions
         // `query.search_depth`; each ignores the other's name.
-        let depth = (limit * 5).clamp(20, 1000);
-        let query = format!(
-            "/api/v3/traces?query.service_name={}&query.start_time_min={}&query.start_time_max={}&query.duration_min={}ms&query.num_traces={depth}&query.search_depth={depth}",
+        let mut query = format!(
+            "/api/v3/traces?query.service_name={}&query.start_time_min={}&query.start_time_max={}&query.num_traces={depth}&query.search_depth={depth}",
             encode(service),
             rfc3339(since),
             rfc3339(now),
-            min_duration.as_millis(),
         );
+        if !min_duration.is_zero() {
+            query.push_str(&format!(
+                "&query.duration_min={}ms",
+                min_duration.as_millis()
+            ));
+        }
         let Some(body) = self.get(&query).await? else {
             return Ok(Vec::new());
         };
-        let mut traces = parse(&body)?;
-        traces.retain(|t| t.duration_ns() >= min_duration.as_nanos() as u64);
-        traces.sort_by_key(|t| std::cmp::Reverse(t.duration_ns()));
-        traces.truncate(limit);
-        Ok(traces)
+        parse(&body)
     }
+}
+
+/// The first span of `service` in `trace` whose status is ERROR, by start.
+pub fn failed_span<'t>(trace: &'t Trace, service: &str) -> Option<&'t crate::model::Span> {
+    trace
+        .spans
+        .iter()
+        .filter(|s| s.service == service && s.error.is_some())
+        .min_by_key(|s| s.start_ns)
 }
 
 fn encode(s: &str) -> String {

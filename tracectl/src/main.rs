@@ -60,6 +60,22 @@ enum Command {
         #[arg(long, env = "JAEGER_URL", default_value = "http://127.0.0.1:16686")]
         jaeger: String,
     },
+    /// List a service's recent traces in which one of its spans failed
+    /// (status ERROR), newest first, with the failing span and why.
+    Errors {
+        #[arg(long)]
+        service: String,
+        /// How far back to look, in minutes.
+        #[arg(long, default_value_t = 60)]
+        minutes: u64,
+        /// How many of the service's most recent traces to look through.
+        #[arg(long, default_value_t = 1000)]
+        depth: usize,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        #[arg(long, env = "JAEGER_URL", default_value = "http://127.0.0.1:16686")]
+        jaeger: String,
+    },
     /// Check the telemetry path a service with this environment would use
     /// (the same OTEL_* variables): configuration, sampler, endpoint
     /// reachability, TLS, credentials and protocol, then send one test span
@@ -94,6 +110,13 @@ async fn main() -> anyhow::Result<()> {
             limit,
             jaeger,
         } => slowest(&service, min_ms, minutes, limit, &jaeger).await,
+        Command::Errors {
+            service,
+            minutes,
+            depth,
+            limit,
+            jaeger,
+        } => errors(&service, minutes, depth, limit, &jaeger).await,
         Command::Doctor => doctor().await,
         Command::Verify {
             gateway,
@@ -138,6 +161,35 @@ async fn slowest(
             trace.duration_ns() as f64 / 1e6,
             trace.spans.len(),
             root.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+async fn errors(
+    service: &str,
+    minutes: u64,
+    depth: usize,
+    limit: usize,
+    jaeger: &str,
+) -> anyhow::Result<()> {
+    let traces = Jaeger::new(jaeger)?
+        .errors(service, Duration::from_secs(minutes * 60), depth, limit)
+        .await?;
+    if traces.is_empty() {
+        println!("no trace with a failed span of {service} in the last {minutes} min");
+    }
+    for trace in traces {
+        let Some(failed) = tracectl::jaeger::failed_span(&trace, service) else {
+            continue;
+        };
+        println!(
+            "{}  {:>9.1} ms  {:>3} spans  {}: {}",
+            trace.trace_id,
+            trace.duration_ns() as f64 / 1e6,
+            trace.spans.len(),
+            failed.name,
+            failed.error.as_deref().unwrap_or_default()
         );
     }
     Ok(())
