@@ -41,8 +41,9 @@ struct Unsampled;
 /// On the span where the sampler said no: its context.
 struct UnsampledAt(Context);
 
-/// Wraps the OpenTelemetry layer (see the module documentation). Every
-/// callback for a marked span stops here.
+/// Wraps the OpenTelemetry layer (see the module documentation). Creating,
+/// recording on and following from a marked span, and events inside one,
+/// stop here.
 #[derive(Debug)]
 pub struct SkipUnsampled<L> {
     inner: L,
@@ -171,22 +172,20 @@ where
         }
     }
 
+    // Entering, leaving and closing are passed on unchecked: they happen on
+    // every poll, a check would cost a span lookup each time, and the
+    // bridge does nothing for a span without its data (a marked span below
+    // the entry has none; the entry's unsampled span ends as a no-op).
     fn on_enter(&self, id: &Id, ctx: layer::Context<'_, S>) {
-        if !ctx.span(id).as_ref().is_some_and(is_marked) {
-            self.inner.on_enter(id, ctx);
-        }
+        self.inner.on_enter(id, ctx);
     }
 
     fn on_exit(&self, id: &Id, ctx: layer::Context<'_, S>) {
-        if !ctx.span(id).as_ref().is_some_and(is_marked) {
-            self.inner.on_exit(id, ctx);
-        }
+        self.inner.on_exit(id, ctx);
     }
 
     fn on_close(&self, id: Id, ctx: layer::Context<'_, S>) {
-        if !ctx.span(&id).as_ref().is_some_and(is_marked) {
-            self.inner.on_close(id, ctx);
-        }
+        self.inner.on_close(id, ctx);
     }
 
     fn on_id_change(&self, old: &Id, new: &Id, ctx: layer::Context<'_, S>) {
