@@ -34,9 +34,15 @@ pub use crate::unsampled::{context_of, current_context};
 /// layer (tracing switched off) has no trace to join. A span already started
 /// is a mistake in the caller and is logged.
 pub fn set_parent(span: &tracing::Span, cx: opentelemetry::Context) {
+    use opentelemetry::trace::TraceContextExt as _;
     use tracing_opentelemetry::SetParentError;
+    // Below a sampled parent the parent-based samplers keep the span, so it
+    // is not decided (started) here; a sampler that is not parent-based
+    // still decides when the bridge starts it, as it would without this.
+    let parent_sampled = cx.span().span_context().is_sampled();
     match span.set_parent(cx) {
-        Ok(()) => crate::unsampled::decide(span),
+        Ok(()) if !parent_sampled => crate::unsampled::decide(span),
+        Ok(()) => {}
         Err(SetParentError::SpanDisabled | SetParentError::LayerNotFound) => {}
         Err(e @ SetParentError::AlreadyStarted) => tracing::warn!(
             error = %e,
