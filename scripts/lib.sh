@@ -37,6 +37,9 @@ KAFKA_VERSION=3.9.1
 JAEGER_VERSION=2.13.0
 # Jaeger tags every release twice; the Go module version of 2.13.0 is v1.76.0.
 JAEGER_MODULE_VERSION=v1.76.0
+PROMETHEUS_VERSION=3.16.0
+# Prometheus 3.x's Go module versions are v0.3MM.P for release 3.MM.P.
+PROMETHEUS_MODULE_VERSION=v0.316.0
 CACHE_DIR="${TRACING_REFERENCE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tracing-reference}"
 
 apt_install() {
@@ -94,4 +97,25 @@ ensure_jaeger() {
     say "Jaeger built in $(( SECONDS - started ))s"
   fi
   JAEGER_BIN="$bin"
+}
+
+# Prometheus, built from the Go module proxy through tools/prometheus/go.mod (a
+# module of its own: it needs newer modules than Jaeger v1.76.0 builds with).
+# The version is stamped in, as release builds have it. About ten minutes the
+# first time on two cores. Sets PROMETHEUS_BIN; returns 1 (with the reason on
+# stderr) when it cannot.
+ensure_prometheus() {
+  local bin="$CACHE_DIR/prometheus-$PROMETHEUS_VERSION/prometheus"
+  if [ ! -x "$bin" ]; then
+    command -v go >/dev/null || { echo "Prometheus is built with Go 1.26.7 or later (go not found; https://go.dev/dl)" >&2; return 1; }
+    go_at_least 1.21 || { echo "Prometheus needs Go 1.26.7 or later (found $(go env GOVERSION))" >&2; return 1; }
+    say "building Prometheus $PROMETHEUS_VERSION ($PROMETHEUS_MODULE_VERSION) from the Go module proxy into $(dirname "$bin") (first time only, about ten minutes)"
+    local started=$SECONDS
+    mkdir -p "$(dirname "$bin")"
+    (cd tools/prometheus && go build -ldflags "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION -X github.com/prometheus/common/version.Revision=$PROMETHEUS_MODULE_VERSION" \
+      -o "$bin.tmp" github.com/prometheus/prometheus/cmd/prometheus) || { echo "building Prometheus failed" >&2; return 1; }
+    mv "$bin.tmp" "$bin"
+    say "Prometheus built in $(( SECONDS - started ))s"
+  fi
+  PROMETHEUS_BIN="$bin"
 }

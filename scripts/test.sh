@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: makes sure Postgres answers,
-# installs Apache Kafka (jars from Maven Central) and Jaeger v2 (built from
-# the Go module proxy) once per machine into a cache outside the work tree,
+# installs Apache Kafka (jars from Maven Central), Jaeger v2 and Prometheus
+# (built from the Go module proxy) once per machine into a cache outside the work tree,
 # validates the deployment files, then runs every test.
 #
 # Where Java/Maven or Go cannot be installed, the tests that need them are
@@ -44,15 +44,22 @@ if ensure_kafka; then
   export KAFKA_LIBS
   say "Apache Kafka $KAFKA_VERSION: $KAFKA_LIBS"
 else
-  skipped+=("the process-level tests (tracectl/tests/{e2e,faults,bad_input,jaeger,traced_checkout,sampling}.rs) need Apache Kafka $KAFKA_VERSION: install Java 17+ and Maven (apt-get install openjdk-17-jre-headless maven), then run this again")
-  filters+=("not (binary(e2e) | binary(faults) | binary(bad_input) | binary(jaeger) | binary(traced_checkout) | binary(sampling))")
+  skipped+=("the process-level tests (tracectl/tests/{e2e,faults,bad_input,jaeger,traced_checkout,sampling,tail_sampling}.rs) need Apache Kafka $KAFKA_VERSION: install Java 17+ and Maven (apt-get install openjdk-17-jre-headless maven), then run this again")
+  filters+=("not (binary(e2e) | binary(faults) | binary(bad_input) | binary(jaeger) | binary(traced_checkout) | binary(sampling) | binary(tail_sampling))")
 fi
 if ensure_jaeger; then
   export JAEGER_BIN
   say "Jaeger $JAEGER_VERSION: $JAEGER_BIN"
 else
-  skipped+=("tracectl/tests/jaeger.rs needs Jaeger $JAEGER_VERSION, built with Go 1.24.6 or later: install Go (https://go.dev/dl), then run this again")
-  filters+=("not binary(jaeger)")
+  skipped+=("tracectl/tests/{jaeger,tail_sampling}.rs need Jaeger $JAEGER_VERSION, built with Go 1.24.6 or later: install Go (https://go.dev/dl), then run this again")
+  filters+=("not binary(jaeger)" "not binary(tail_sampling)")
+fi
+if ensure_prometheus; then
+  export PROMETHEUS_BIN
+  say "Prometheus $PROMETHEUS_VERSION: $PROMETHEUS_BIN"
+else
+  skipped+=("tracectl/tests/tail_sampling.rs needs Prometheus $PROMETHEUS_VERSION, built with Go 1.26.7 or later: install Go (https://go.dev/dl), then run this again")
+  filters+=("not binary(tail_sampling)")
 fi
 if [ ${#skipped[@]} -gt 0 ] && [ "${CI:-}" = "true" ]; then
   printf 'CI=true: nothing may be skipped, but:\n' >&2

@@ -74,11 +74,35 @@ render_and_validate() {
     kubernetes-validate --strict --quiet --kubernetes-version "$1" "$logdir/rendered.yaml"
 }
 
-# The registry overlay (deploy/k8s-registry/, with k8s/ as its base: kustomize
-# refuses an overlay inside its base's directory), rendered the same way.
+# The overlays (deploy/k8s-registry/ and deploy/k8s-tail-sampling/, with k8s/
+# as their base: kustomize refuses an overlay inside its base's directory),
+# rendered the same way.
 render_overlay_and_validate() {
-  kubectl kustomize deploy/k8s-registry/ >"$logdir/overlay.yaml" &&
+  kubectl kustomize "$2" >"$logdir/overlay.yaml" &&
     kubernetes-validate --strict --quiet --kubernetes-version "$1" "$logdir/overlay.yaml"
+}
+
+# The tail-sampling overlay changes exactly the two settings the README names:
+# Jaeger's traces processors and the services' sampler.
+tail_overlay() {
+  kubectl kustomize deploy/k8s-tail-sampling/ >"$logdir/tail.yaml" &&
+    python - "$logdir/tail.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+jaeger = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "jaeger")
+env = {e["name"]: e.get("value") for e in jaeger["spec"]["template"]["spec"]["containers"][0]["env"]}
+telemetry = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("telemetry-env"))
+problems = []
+if env.get("JAEGER_TRACES_PROCESSORS") != "[tail_sampling, batch]":
+    problems.append(f"jaeger's JAEGER_TRACES_PROCESSORS is {env.get('JAEGER_TRACES_PROCESSORS')!r}")
+if telemetry["data"].get("OTEL_TRACES_SAMPLER") != "parentbased_always_on" or "OTEL_TRACES_SAMPLER_ARG" in telemetry["data"]:
+    problems.append(f"the services' sampler is {telemetry['data'].get('OTEL_TRACES_SAMPLER')!r} {telemetry['data'].get('OTEL_TRACES_SAMPLER_ARG')!r}")
+compose_env = dict(l.strip().split("=", 1) for l in open("deploy/tail-sampling.env") if l.strip() and not l.startswith("#"))
+if compose_env != {"JAEGER_TRACES_PROCESSORS": "[tail_sampling, batch]", "OTEL_TRACES_SAMPLER": "parentbased_always_on"}:
+    problems.append(f"deploy/tail-sampling.env sets {compose_env}")
+print("\n".join(problems))
+sys.exit(1 if problems else 0)
+PY
 }
 
 # What k8s/README.md promises about the rendered stack: the services run the
@@ -216,17 +240,18 @@ PY
 
 copies_match() {
   cmp deploy/jaeger/config.yaml k8s/jaeger/config.yaml &&
+    cmp deploy/prometheus/prometheus.yml k8s/prometheus/prometheus.yml &&
     cmp deploy/jaeger/sampling-strategies.json k8s/jaeger/sampling-strategies.json &&
     cmp deploy/postgres/init.sql k8s/postgres/init.sql
 }
 
-# The Jaeger and Kafka that compose and k8s/ run are the versions the tests
-# run (scripts/lib.sh; Kafka's jars through tools/kafka/pom.xml).
+# The Jaeger, Prometheus and Kafka that compose and k8s/ run are the versions
+# the tests run (scripts/lib.sh; Kafka's jars through tools/kafka/pom.xml).
 pins_match() {
   # shellcheck source=lib.sh
   source scripts/lib.sh
   local bad=0
-  for image in "jaegertracing/jaeger:$JAEGER_VERSION" "apache/kafka:$KAFKA_VERSION"; do
+  for image in "jaegertracing/jaeger:$JAEGER_VERSION" "prom/prometheus:v$PROMETHEUS_VERSION" "apache/kafka:$KAFKA_VERSION"; do
     local name=${image%%:*} tag=${image##*:}
     grep -E "image: $name:" docker-compose.yml | grep -vq ":$tag\$" && { echo "docker-compose.yml runs another $name than $tag"; bad=1; }
     python -c '
@@ -236,6 +261,7 @@ sys.exit(images.get(sys.argv[1]) != sys.argv[2])' "$name" "$tag" || { echo "k8s/
   done
   grep -q "<kafka.version>$KAFKA_VERSION</kafka.version>" tools/kafka/pom.xml || { echo "tools/kafka/pom.xml resolves another Kafka than $KAFKA_VERSION"; bad=1; }
   grep -q "github.com/jaegertracing/jaeger $JAEGER_MODULE_VERSION" tools/go.mod || { echo "tools/go.mod builds another Jaeger than $JAEGER_MODULE_VERSION"; bad=1; }
+  grep -q "github.com/prometheus/prometheus $PROMETHEUS_MODULE_VERSION" tools/prometheus/go.mod || { echo "tools/prometheus/go.mod builds another Prometheus than $PROMETHEUS_MODULE_VERSION"; bad=1; }
   return $bad
 }
 
@@ -245,14 +271,16 @@ run "compose schema" check-jsonschema --builtin-schema vendor.compose-spec docke
 for version in $K8S_VERSIONS; do
   run "k8s manifests ($version)" kubernetes-validate --strict --quiet --kubernetes-version "$version" "${manifests[@]}"
   run "k8s kustomize build ($version)" render_and_validate "$version"
-  run "k8s registry overlay ($version)" render_overlay_and_validate "$version"
+  run "k8s registry overlay ($version)" render_overlay_and_validate "$version" deploy/k8s-registry/
+  run "k8s tail-sampling overlay ($version)" render_overlay_and_validate "$version" deploy/k8s-tail-sampling/
 done
+run "tail sampling is one setting" tail_overlay
 run "k8s images, scaling, budget" k8s_policy
 run "hadolint" hadolint --no-color Dockerfile
 run "yamllint" yamllint --strict -c .yamllint.yaml docker-compose.yml k8s/ deploy/ .yamllint.yaml
 run "service environments" python scripts/check_deploy_env.py
 run "k8s copies of deploy/ files" copies_match
-run "Jaeger and Kafka versions" pins_match
+run "Jaeger, Prometheus, Kafka" pins_match
 # Compose's own parser, where the CLI plugin exists (it needs no engine).
 if docker compose version >/dev/null 2>&1; then
   run "docker compose config" docker compose -f docker-compose.yml config --quiet

@@ -35,6 +35,8 @@ pub struct JaegerPorts {
     pub sampling_grpc: u16,
     pub health: u16,
     pub metrics: u16,
+    /// The span metrics (RED) Prometheus scrapes.
+    pub spanmetrics: u16,
 }
 
 impl JaegerPorts {
@@ -55,6 +57,7 @@ impl JaegerPorts {
             sampling_grpc: next(),
             health: next(),
             metrics: next(),
+            spanmetrics: next(),
         }
     }
 
@@ -70,6 +73,7 @@ impl JaegerPorts {
             ("JAEGER_HEALTH_ENDPOINT", at(self.health)),
             ("JAEGER_METRICS_HOST", "127.0.0.1".into()),
             ("JAEGER_METRICS_PORT", self.metrics.to_string()),
+            ("JAEGER_SPANMETRICS_ENDPOINT", at(self.spanmetrics)),
         ]
     }
 }
@@ -83,6 +87,9 @@ pub struct JaegerOptions {
     pub strategies: PathBuf,
     /// How often Jaeger re-reads the strategies (default: the config's 10 s).
     pub reload_interval: Option<Duration>,
+    /// More of the variables the config file reads (tail sampling, the
+    /// Prometheus its Monitor tab queries), after the ports.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for JaegerOptions {
@@ -91,6 +98,7 @@ impl Default for JaegerOptions {
             config: deploy_dir().join("jaeger/config.yaml"),
             strategies: deploy_dir().join("jaeger/sampling-strategies.json"),
             reload_interval: None,
+            env: Vec::new(),
         }
     }
 }
@@ -120,6 +128,7 @@ impl Jaeger {
                 .arg(format!("--config={}", options.config.display()))
                 .envs(ports.env())
                 .env("JAEGER_SAMPLING_STRATEGIES_FILE", &options.strategies)
+                .envs(options.env.iter().map(|(k, v)| (k, v)))
                 .stdin(std::process::Stdio::null())
                 .stdout(out.try_clone()?)
                 .stderr(out)
@@ -200,6 +209,11 @@ impl Jaeger {
     /// Remote sampling, for `OTEL_TRACES_SAMPLER_ARG=endpoint=...`.
     pub fn sampling_url(&self) -> String {
         format!("http://127.0.0.1:{}/sampling", self.ports.sampling_http)
+    }
+
+    /// Where Prometheus scrapes the span metrics (`host:port`).
+    pub fn spanmetrics_target(&self) -> String {
+        format!("127.0.0.1:{}", self.ports.spanmetrics)
     }
 
     /// Jaeger's own log.

@@ -20,6 +20,7 @@ pub mod jaeger;
 pub mod kafka;
 pub mod otlp;
 pub mod process;
+pub mod prometheus;
 pub mod proxy;
 pub mod receiver;
 pub mod scan;
