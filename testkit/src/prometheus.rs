@@ -188,7 +188,7 @@ impl Prometheus {
             .get(format!(
                 "{}/api/v1/query?query={}",
                 self.url(),
-                encode(promql)
+                tracectl::jaeger::encode(promql)
             ))
             .send()
             .await?
@@ -207,17 +207,4 @@ impl Prometheus {
     pub fn log_path(&self) -> &Path {
         &self.log
     }
-}
-
-/// Percent-encodes everything but unreserved characters (RFC 3986).
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

@@ -433,7 +433,9 @@ pub fn failed_span<'t>(trace: &'t Trace, service: &str) -> Option<&'t crate::mod
         .min_by_key(|s| s.start_ns)
 }
 
-fn encode(s: &str) -> String {
+/// Percent-encodes everything but unreserved characters (RFC 3986), for a
+/// query parameter.
+pub fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {

@@ -27,13 +27,6 @@ const DELAY_MS: u64 = 1200;
 const SLOW_SHARE: f64 = 0.3;
 const ERROR_SHARE: f64 = 0.2;
 
-const SERVICES: [&str; 4] = [
-    "api-gateway",
-    "user-service",
-    "order-service",
-    "inventory-service",
-];
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -273,7 +266,7 @@ async fn tail_sampling_keeps_every_error_and_slow_trace_whole_and_the_monitor_ta
         .build()
         .unwrap();
     let measured_spans: Vec<_> = sent.values().flat_map(|t| t.spans.clone()).collect();
-    for service in SERVICES {
+    for service in tracectl::stack::SERVICES {
         let operations: BTreeSet<String> = measured_spans
             .iter()
             .filter(|s| s.service == service && s.kind == Kind::Server)

@@ -156,9 +156,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn log_lines_inside_a_span_carry_its_trace_and_span_ids() {
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    /// The stack's OpenTelemetry layer and JSON log lines into a buffer.
+    fn json_logs(
+        provider: &opentelemetry_sdk::trace::SdkTracerProvider,
+    ) -> (impl tracing::Subscriber + Send + Sync, Buffer) {
         let buffer = Buffer::default();
         let writer = buffer.clone();
         let format = JsonWithTraceIds::default();
@@ -170,6 +171,13 @@ mod tests {
                     .event_format(format)
                     .with_writer(move || writer.clone()),
             );
+        (subscriber, buffer)
+    }
+
+    #[test]
+    fn log_lines_inside_a_span_carry_its_trace_and_span_ids() {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let (subscriber, buffer) = json_logs(&provider);
         let (trace_id, span_id) = tracing::subscriber::with_default(subscriber, || {
             tracing::info!("outside");
             let span = tracing::info_span!("work");
@@ -199,17 +207,7 @@ mod tests {
     fn log_lines_of_an_unsampled_request_carry_its_trace_id() {
         use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        let format = JsonWithTraceIds::default();
-        let subscriber = tracing_subscriber::registry()
-            .with(crate::telemetry::otel_layer(provider.tracer("test")))
-            .with(format.dispatch_hook())
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .event_format(format)
-                    .with_writer(move || writer.clone()),
-            );
+        let (subscriber, buffer) = json_logs(&provider);
         let trace_id = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
         let entry_span_id = tracing::subscriber::with_default(subscriber, || {
             let remote = opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
