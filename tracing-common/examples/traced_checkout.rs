@@ -45,8 +45,9 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 use tracing_common::client::{TracedClient, http_client};
-use tracing_common::{ServerTracingLayer, TelemetryConfig, TelemetryGuard, TrustPolicy, kafka};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_common::{
+    ServerTracingLayer, TelemetryConfig, TelemetryGuard, TrustPolicy, kafka, spans,
+};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -237,12 +238,18 @@ async fn checkout(
 
     let order_id = uuid::Uuid::new_v4().to_string();
     // A child of the current (SERVER) span; its context travels in the headers.
+    // `spans::context_of`, not the bridge's `span.context()`: below an
+    // unsampled request the span is kept out of the bridge, and only
+    // `context_of` knows the trace it belongs to.
     let span = kafka::producer_span(TOPIC, &order_id);
     let payload = json!({"order_id": order_id, "item": item, "price": price}).to_string();
     let record = FutureRecord::to(TOPIC)
         .key(&order_id)
         .payload(&payload)
-        .headers(kafka::inject(&span.context(), OwnedHeaders::new()));
+        .headers(kafka::inject(
+            &spans::context_of(&span),
+            OwnedHeaders::new(),
+        ));
     let delivery = match app
         .producer
         .send(record, Duration::from_secs(5))
@@ -308,7 +315,11 @@ async fn consume(
         async { tracing::info!(order.id = %key, %producer, "checkout processed") }
             .instrument(span.clone())
             .await;
-        let trace_id = span.context().span().span_context().trace_id().to_string();
+        let trace_id = spans::context_of(&span)
+            .span()
+            .span_context()
+            .trace_id()
+            .to_string();
         // The span ends here, before main is told (and flushes).
         drop(span);
         let _ = handled.send((key, trace_id));
