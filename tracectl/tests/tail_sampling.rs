@@ -62,9 +62,11 @@ fn sent_per_service(env: &Env) -> BTreeMap<String, u64> {
 /// service, to every span the services sent: the connector sees spans before
 /// tail sampling, so the dropped traces are counted too.
 async fn metrics_count_every_span(env: &Env, prometheus: &Prometheus) -> BTreeMap<String, u64> {
-    let sent = sent_per_service(env);
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
+        // Read again each time: a span that reaches the tee late is counted
+        // by the connector too.
+        let sent = sent_per_service(env);
         let result = prometheus
             .query("sum by (service_name) (traces_span_metrics_calls_total)")
             .await
