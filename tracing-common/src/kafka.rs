@@ -130,8 +130,8 @@ pub fn consumer_span<M: Message>(message: &M, consumer_group: &str) -> tracing::
     );
     let parent = extract(message.headers());
     let producer = parent.span().span_context().clone();
-    // The link before the parent: setting the parent makes the sampling
-    // decision, which starts the span.
+    // The link before the parent: below an unsampled or absent parent,
+    // setting it makes the sampling decision, which starts the span.
     if producer.is_valid() {
         span.add_link_with_attributes(
             producer,
