@@ -80,42 +80,42 @@ go_at_least() { # go_at_least 1.24.6
   [ "$(printf '%s\n%s\n' "$1" "$have" | sort -V | head -n1)" = "$1" ]
 }
 
-# Jaeger v2, built from the Go module proxy through tools/go.mod (Jaeger's own
-# go.mod has a replace directive, so `go install pkg@version` refuses it).
-# Sets JAEGER_BIN; returns 1 (with the reason on stderr) when it cannot.
+# go_tool NAME VERSION MODULE_VERSION GO_MIN MODULE_DIR PACKAGE BIN [go build args...]:
+# builds PACKAGE from the Go module proxy through the tool module in
+# MODULE_DIR into BIN, once (the cache outside the work tree keeps it). An
+# older Go 1.21+ fetches the toolchain the module's go.mod asks for. Returns
+# 1 (with the reason on stderr) when it cannot.
+go_tool() {
+  local name=$1 version=$2 module_version=$3 go_min=$4 dir=$5 package=$6 bin=$7
+  shift 7
+  [ -x "$bin" ] && return 0
+  command -v go >/dev/null || { echo "$name is built with Go $go_min or later (go not found; https://go.dev/dl)" >&2; return 1; }
+  go_at_least 1.21 || { echo "$name needs Go $go_min or later (found $(go env GOVERSION))" >&2; return 1; }
+  say "building $name $version ($module_version) from the Go module proxy into $(dirname "$bin") (first time only, several minutes)"
+  local started=$SECONDS
+  mkdir -p "$(dirname "$bin")"
+  (cd "$dir" && go build "$@" -o "$bin.tmp" "$package") || { echo "building $name failed" >&2; return 1; }
+  mv "$bin.tmp" "$bin"
+  say "$name built in $(( SECONDS - started ))s"
+}
+
+# Jaeger v2, through tools/go.mod (Jaeger's own go.mod has a replace
+# directive, so `go install pkg@version` refuses it). Sets JAEGER_BIN.
 ensure_jaeger() {
   local bin="$CACHE_DIR/jaeger-$JAEGER_VERSION/jaeger"
-  if [ ! -x "$bin" ]; then
-    command -v go >/dev/null || { echo "Jaeger is built with Go 1.24.6 or later (go not found; https://go.dev/dl)" >&2; return 1; }
-    # An older Go 1.21+ fetches the toolchain tools/go.mod asks for.
-    go_at_least 1.21 || { echo "Jaeger needs Go 1.24.6 or later (found $(go env GOVERSION))" >&2; return 1; }
-    say "building Jaeger $JAEGER_VERSION ($JAEGER_MODULE_VERSION) from the Go module proxy into $(dirname "$bin") (first time only, a few minutes)"
-    local started=$SECONDS
-    mkdir -p "$(dirname "$bin")"
-    (cd tools && go build -o "$bin.tmp" github.com/jaegertracing/jaeger/cmd/jaeger) || { echo "building Jaeger failed" >&2; return 1; }
-    mv "$bin.tmp" "$bin"
-    say "Jaeger built in $(( SECONDS - started ))s"
-  fi
+  go_tool Jaeger "$JAEGER_VERSION" "$JAEGER_MODULE_VERSION" 1.24.6 tools \
+    github.com/jaegertracing/jaeger/cmd/jaeger "$bin" || return 1
   JAEGER_BIN="$bin"
 }
 
-# Prometheus, built from the Go module proxy through tools/prometheus/go.mod (a
-# module of its own: it needs newer modules than Jaeger v1.76.0 builds with).
-# The version is stamped in, as release builds have it. About ten minutes the
-# first time on two cores. Sets PROMETHEUS_BIN; returns 1 (with the reason on
-# stderr) when it cannot.
+# Prometheus, through tools/prometheus/go.mod (a module of its own: it needs
+# newer modules than Jaeger v1.76.0 builds with), with the version stamped in
+# as release builds have it; about ten minutes the first time on two cores.
+# Sets PROMETHEUS_BIN.
 ensure_prometheus() {
   local bin="$CACHE_DIR/prometheus-$PROMETHEUS_VERSION/prometheus"
-  if [ ! -x "$bin" ]; then
-    command -v go >/dev/null || { echo "Prometheus is built with Go 1.26.7 or later (go not found; https://go.dev/dl)" >&2; return 1; }
-    go_at_least 1.21 || { echo "Prometheus needs Go 1.26.7 or later (found $(go env GOVERSION))" >&2; return 1; }
-    say "building Prometheus $PROMETHEUS_VERSION ($PROMETHEUS_MODULE_VERSION) from the Go module proxy into $(dirname "$bin") (first time only, about ten minutes)"
-    local started=$SECONDS
-    mkdir -p "$(dirname "$bin")"
-    (cd tools/prometheus && go build -ldflags "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION -X github.com/prometheus/common/version.Revision=$PROMETHEUS_MODULE_VERSION" \
-      -o "$bin.tmp" github.com/prometheus/prometheus/cmd/prometheus) || { echo "building Prometheus failed" >&2; return 1; }
-    mv "$bin.tmp" "$bin"
-    say "Prometheus built in $(( SECONDS - started ))s"
-  fi
+  go_tool Prometheus "$PROMETHEUS_VERSION" "$PROMETHEUS_MODULE_VERSION" 1.26.7 tools/prometheus \
+    github.com/prometheus/prometheus/cmd/prometheus "$bin" \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION -X github.com/prometheus/common/version.Revision=$PROMETHEUS_MODULE_VERSION" || return 1
   PROMETHEUS_BIN="$bin"
 }
