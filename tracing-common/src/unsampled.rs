@@ -331,15 +331,21 @@ mod tests {
         (contexts, seen)
     }
 
+    /// [`entry_and_children`] under the stack's OpenTelemetry layer.
+    fn through_the_stack(
+        provider: &SdkTracerProvider,
+        parent: Context,
+    ) -> (Vec<Context>, [bool; 3]) {
+        let subscriber = tracing_subscriber::registry()
+            .with(crate::telemetry::otel_layer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || entry_and_children(parent))
+    }
+
     #[test]
     fn below_an_unsampled_parent_nothing_is_built_and_the_trace_id_is_passed_on() {
         let exporter = InMemorySpanExporter::default();
         let provider = provider(&exporter);
-        let subscriber = tracing_subscriber::registry()
-            .with(crate::telemetry::otel_layer(provider.tracer("test")));
-        let (contexts, seen) = tracing::subscriber::with_default(subscriber, || {
-            entry_and_children(remote(TraceFlags::default()))
-        });
+        let (contexts, seen) = through_the_stack(&provider, remote(TraceFlags::default()));
         provider.force_flush().unwrap();
         assert!(exporter.get_finished_spans().unwrap().is_empty());
         // The entry span was started (the sampler ran on it); nothing below it
@@ -369,11 +375,7 @@ mod tests {
     fn below_a_sampled_parent_every_span_is_exported_with_its_own_context() {
         let exporter = InMemorySpanExporter::default();
         let provider = provider(&exporter);
-        let subscriber = tracing_subscriber::registry()
-            .with(crate::telemetry::otel_layer(provider.tracer("test")));
-        let (contexts, seen) = tracing::subscriber::with_default(subscriber, || {
-            entry_and_children(remote(TraceFlags::SAMPLED))
-        });
+        let (contexts, seen) = through_the_stack(&provider, remote(TraceFlags::SAMPLED));
         assert_eq!(seen, [true, true, true]);
         provider.force_flush().unwrap();
         let spans = exporter.get_finished_spans().unwrap();
@@ -410,10 +412,7 @@ mod tests {
             .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)))
             .with_simple_exporter(exporter.clone())
             .build();
-        let subscriber = tracing_subscriber::registry()
-            .with(crate::telemetry::otel_layer(provider.tracer("test")));
-        let (contexts, seen) =
-            tracing::subscriber::with_default(subscriber, || entry_and_children(Context::new()));
+        let (contexts, seen) = through_the_stack(&provider, Context::new());
         assert_eq!(seen, [true, false, false]);
         provider.force_flush().unwrap();
         assert!(exporter.get_finished_spans().unwrap().is_empty());
