@@ -1,7 +1,6 @@
 //! Queries of the `inventory` database, one function each.
 
-use sqlx::Postgres;
-use tracing_common::db::{QueryAnnotateExt, TracedPool};
+use tracing_common::db::Db;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -13,16 +12,12 @@ pub struct Stock {
 }
 
 /// Current stock of these products (span `SELECT stock`, `names::SELECT_STOCK`).
-pub async fn stock_of(
-    pool: &TracedPool<Postgres>,
-    product_ids: &[String],
-) -> Result<Vec<Stock>, sqlx::Error> {
+pub async fn stock_of(db: &Db, product_ids: &[String]) -> Result<Vec<Stock>, sqlx::Error> {
     sqlx::query_as::<_, Stock>(
         "SELECT product_id, name, available FROM stock WHERE product_id = ANY($1)",
     )
     .bind(product_ids)
-    .with_operation("SELECT", "stock")
-    .fetch_all(pool)
+    .fetch_all(db.statement("SELECT", "stock"))
     .await
 }
 
@@ -34,15 +29,11 @@ pub enum Outcome {
 }
 
 /// The answer already given to `event_id`, if it was processed before.
-pub async fn processed_outcome(
-    pool: &TracedPool<Postgres>,
-    event_id: Uuid,
-) -> Result<Option<Outcome>, sqlx::Error> {
+pub async fn processed_outcome(db: &Db, event_id: Uuid) -> Result<Option<Outcome>, sqlx::Error> {
     let row: Option<(String, Option<String>)> =
         sqlx::query_as("SELECT outcome, reason FROM processed_events WHERE event_id = $1")
             .bind(event_id)
-            .with_operation("SELECT", "processed_events")
-            .fetch_optional(pool)
+            .fetch_optional(db.statement("SELECT", "processed_events"))
             .await?;
     Ok(row.map(|(outcome, reason)| match outcome.as_str() {
         "reserved" => Outcome::Reserved,
@@ -56,20 +47,19 @@ pub async fn processed_outcome(
 /// processed_events`, then per line `UPDATE stock` (`names::UPDATE_STOCK`) and
 /// `INSERT reservations`.
 pub async fn reserve(
-    pool: &TracedPool<Postgres>,
+    db: &Db,
     event_id: Uuid,
     order_id: Uuid,
     lines: &[(String, i32)],
 ) -> Result<Option<Outcome>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = db.begin().await?;
     let claimed = sqlx::query(
         "INSERT INTO processed_events (event_id, order_id, outcome) VALUES ($1, $2, 'rejected') \
          ON CONFLICT (event_id) DO NOTHING",
     )
     .bind(event_id)
     .bind(order_id)
-    .with_operation("INSERT", "processed_events")
-    .execute(&mut tx)
+    .execute(tx.statement("INSERT", "processed_events"))
     .await?
     .rows_affected();
     if claimed == 0 {
@@ -84,8 +74,7 @@ pub async fn reserve(
         )
         .bind(product_id)
         .bind(quantity)
-        .with_operation("UPDATE", "stock")
-        .execute(&mut tx)
+        .execute(tx.statement("UPDATE", "stock"))
         .await?
         .rows_affected();
         if updated == 0 {
@@ -98,8 +87,7 @@ pub async fn reserve(
         .bind(order_id)
         .bind(product_id)
         .bind(quantity)
-        .with_operation("INSERT", "reservations")
-        .execute(&mut tx)
+        .execute(tx.statement("INSERT", "reservations"))
         .await?;
     }
     let outcome = match shortage {
@@ -107,7 +95,7 @@ pub async fn reserve(
         Some(reason) => {
             // Undo the lines reserved so far, keep the processed-event claim.
             tx.rollback().await?;
-            let mut tx = pool.begin().await?;
+            let mut tx = db.begin().await?;
             sqlx::query(
                 "INSERT INTO processed_events (event_id, order_id, outcome, reason) VALUES ($1, $2, 'rejected', $3) \
                  ON CONFLICT (event_id) DO NOTHING",
@@ -115,8 +103,7 @@ pub async fn reserve(
             .bind(event_id)
             .bind(order_id)
             .bind(&reason)
-            .with_operation("INSERT", "processed_events")
-            .execute(&mut tx)
+            .execute(tx.statement("INSERT", "processed_events"))
             .await?;
             tx.commit().await?;
             return Ok(Some(Outcome::Rejected(reason)));
@@ -124,8 +111,7 @@ pub async fn reserve(
     };
     sqlx::query("UPDATE processed_events SET outcome = 'reserved' WHERE event_id = $1")
         .bind(event_id)
-        .with_operation("UPDATE", "processed_events")
-        .execute(&mut tx)
+        .execute(tx.statement("UPDATE", "processed_events"))
         .await?;
     tx.commit().await?;
     Ok(Some(outcome))

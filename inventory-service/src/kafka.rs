@@ -6,9 +6,8 @@ use order_contract::trace::names;
 use order_contract::{OrderCreated, StockDecision, StockDecisionKind};
 use rdkafka::Message;
 use service_runtime::kafka::Producer;
-use sqlx::Postgres;
 use tracing::Instrument;
-use tracing_common::db::{InSpanContext, TracedPool};
+use tracing_common::db::Db;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::db::{self, Outcome};
@@ -21,7 +20,7 @@ pub const CONSUMER_GROUP: &str = "inventory-service";
 pub async fn consume(
     consumer: service_runtime::kafka::Consumer,
     producer: Producer,
-    db: TracedPool<Postgres>,
+    db: Db,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     service_runtime::kafka::consume(consumer, ORDER_EVENTS, CONSUMER_GROUP, shutdown, |m| {
@@ -43,11 +42,7 @@ pub enum HandleError {
 /// (`names::PROCESS_ORDER_EVENTS`, opened by `service_runtime::kafka::consume`):
 /// the `reserve-stock` span, then the answer under a PRODUCER span
 /// `send inventory-events` (`names::SEND_INVENTORY_EVENTS`).
-async fn handle<M: Message>(
-    message: &M,
-    producer: &Producer,
-    db: &TracedPool<Postgres>,
-) -> Result<(), HandleError> {
+async fn handle<M: Message>(message: &M, producer: &Producer, db: &Db) -> Result<(), HandleError> {
     let span = tracing::Span::current();
     let Some(event) = decode(message, &span) else {
         return Ok(());
@@ -98,7 +93,7 @@ fn decode<M: Message>(message: &M, span: &tracing::Span) -> Option<OrderCreated>
 /// A duplicate delivery reserves nothing and gets the recorded decision again;
 /// `None` when there is none to give.
 async fn reserve_stock(
-    db: &TracedPool<Postgres>,
+    db: &Db,
     event: &OrderCreated,
 ) -> Result<Option<StockDecision>, sqlx::Error> {
     let span = tracing::info_span!(names::RESERVE_STOCK, order.id = %event.order_id, order.item_count = event.items.len() as i64);
@@ -111,16 +106,11 @@ async fn reserve_stock(
         if lines.is_empty() || lines.iter().any(|(_, q)| *q < 1) {
             return Ok(Some(Outcome::Rejected("order has no valid lines".into())));
         }
-        match db::reserve(db, event.event_id.0, event.order_id.0, &lines)
-            .in_span_context()
-            .await?
-        {
+        match db::reserve(db, event.event_id.0, event.order_id.0, &lines).await? {
             Some(outcome) => Ok(Some(outcome)),
             None => {
                 tracing::Span::current().add_event("duplicate_event_skipped", vec![]);
-                db::processed_outcome(db, event.event_id.0)
-                    .in_span_context()
-                    .await
+                db::processed_outcome(db, event.event_id.0).await
             }
         }
     }

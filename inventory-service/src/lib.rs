@@ -25,8 +25,7 @@ use order_contract::topics;
 use serde_json::{Value, json};
 use service_runtime::edge;
 use service_runtime::faults::Faults;
-use sqlx::{PgPool, Postgres};
-use tracing_common::db::{InSpanContext, TracedPool};
+use tracing_common::db::Db;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 
 use service_runtime::lifecycle::{Background, Running, Started};
@@ -36,9 +35,7 @@ use crate::error::AppError;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub db: TracedPool<Postgres>,
-    /// Untraced, for readiness probes.
-    pub raw_db: PgPool,
+    pub db: Db,
     /// Checked by `/readyz`.
     pub kafka_brokers: String,
     pub faults: Faults,
@@ -50,7 +47,7 @@ pub struct AppState {
 pub const FAULT_STEPS: &[&str] = &["check-stock"];
 
 /// Connects (creating the database if needed) and migrates.
-pub async fn connect(database_url: &str) -> Result<(PgPool, TracedPool<Postgres>), sqlx::Error> {
+pub async fn connect(database_url: &str) -> Result<Db, sqlx::Error> {
     service_runtime::database::connect(database_url, 10, &sqlx::migrate!("./migrations")).await
 }
 
@@ -89,7 +86,7 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
             let url = database_url.clone();
             async move { connect(&url).await }
         },
-        move |(raw_db, db)| async move {
+        move |db| async move {
             let mut background = Background::default();
             background.spawn(service_runtime::kafka::ensure_topics_until_done(
                 config.kafka_brokers.clone(),
@@ -105,7 +102,6 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
             ));
             let state = AppState {
                 db,
-                raw_db,
                 kafka_brokers: config.kafka_brokers.clone(),
                 faults: config.faults.clone(),
                 limits: config.limits,
@@ -136,7 +132,7 @@ async fn check(
     }
     let ids: Vec<String> = wanted.keys().map(|k| k.to_string()).collect();
     state.faults.inject("check-stock").await?;
-    let stock = db::stock_of(&state.db, &ids).in_span_context().await?;
+    let stock = db::stock_of(&state.db, &ids).await?;
     let items: Vec<StockCheckItem> = wanted
         .into_iter()
         .map(|(product_id, requested)| {
@@ -164,13 +160,11 @@ async fn product(
     State(state): State<AppState>,
     Path(product_id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    let stock = db::stock_of(&state.db, std::slice::from_ref(&product_id))
-        .in_span_context()
-        .await?;
+    let stock = db::stock_of(&state.db, std::slice::from_ref(&product_id)).await?;
     let item = stock.into_iter().next().ok_or(AppError::ProductNotFound)?;
     Ok(Json(json!({ "success": true, "product": item })))
 }
 
 async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoResponse {
-    service_runtime::database::readiness(&state.raw_db, Some(&state.kafka_brokers)).await
+    service_runtime::database::readiness(state.db.pool(), Some(&state.kafka_brokers)).await
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use sqlx::Postgres;
-use tracing_common::db::{QueryAnnotateExt, TracedPool};
+use tracing_common::db::Db;
 use uuid::Uuid;
 
 use order_contract::{EventId, OrderId, OrderStatus};
@@ -72,13 +72,13 @@ pub enum Inserted {
 /// Spans `INSERT orders`, `INSERT order_items`, `INSERT outbox`
 /// (`names::INSERT_ORDERS`, `INSERT_ORDER_ITEMS`, `INSERT_OUTBOX`).
 pub async fn insert_order(
-    pool: &TracedPool<Postgres>,
+    db: &Db,
     id: OrderId,
     order: &NewOrder,
     idempotency_key: Option<&str>,
     event: &OutboxEvent,
 ) -> Result<Inserted, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = db.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO orders (id, user_id, status, total_cents, idempotency_key) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (idempotency_key) DO NOTHING",
@@ -88,14 +88,13 @@ pub async fn insert_order(
     .bind(OrderStatus::Pending.as_str())
     .bind(order.total.0)
     .bind(idempotency_key)
-    .with_operation("INSERT", "orders")
-    .execute(&mut tx)
+    .execute(tx.statement("INSERT", "orders"))
     .await?
     .rows_affected();
     if inserted == 0 {
         tx.rollback().await?;
         let key = idempotency_key.unwrap_or_default();
-        return match order_id_by_key(pool, key).await? {
+        return match order_id_by_key(db, key).await? {
             Some(existing) => Ok(Inserted::Existing(existing)),
             None => Err(sqlx::Error::RowNotFound),
         };
@@ -113,8 +112,7 @@ pub async fn insert_order(
     .bind(&products)
     .bind(&quantities)
     .bind(&prices)
-    .with_operation("INSERT", "order_items")
-    .execute(&mut tx)
+    .execute(tx.statement("INSERT", "order_items"))
     .await?;
     sqlx::query(
         "INSERT INTO outbox (id, topic, message_key, payload, trace_context) VALUES ($1, $2, $3, $4, $5)",
@@ -124,35 +122,26 @@ pub async fn insert_order(
     .bind(&event.key)
     .bind(&event.payload)
     .bind(sqlx::types::Json(&event.trace_context))
-    .with_operation("INSERT", "outbox")
-    .execute(&mut tx)
+    .execute(tx.statement("INSERT", "outbox"))
     .await?;
     tx.commit().await?;
     Ok(Inserted::Created)
 }
 
-pub async fn order_id_by_key(
-    pool: &TracedPool<Postgres>,
-    key: &str,
-) -> Result<Option<OrderId>, sqlx::Error> {
+pub async fn order_id_by_key(db: &Db, key: &str) -> Result<Option<OrderId>, sqlx::Error> {
     sqlx::query_scalar::<_, Uuid>("SELECT id FROM orders WHERE idempotency_key = $1")
         .bind(key)
-        .with_operation("SELECT", "orders")
-        .fetch_optional(pool)
+        .fetch_optional(db.statement("SELECT", "orders"))
         .await
         .map(|id| id.map(OrderId))
 }
 
-pub async fn order(
-    pool: &TracedPool<Postgres>,
-    id: OrderId,
-) -> Result<Option<(OrderRow, Vec<ItemRow>)>, sqlx::Error> {
+pub async fn order(db: &Db, id: OrderId) -> Result<Option<(OrderRow, Vec<ItemRow>)>, sqlx::Error> {
     let Some(order) = sqlx::query_as::<_, StoredOrder>(
         "SELECT id, user_id, status, status_reason, total_cents FROM orders WHERE id = $1",
     )
     .bind(id.0)
-    .with_operation("SELECT", "orders")
-    .fetch_optional(pool)
+    .fetch_optional(db.statement("SELECT", "orders"))
     .await?
     else {
         return Ok(None);
@@ -162,20 +151,15 @@ pub async fn order(
         "SELECT product_id, quantity, unit_price_cents FROM order_items WHERE order_id = $1 ORDER BY line",
     )
     .bind(id.0)
-    .with_operation("SELECT", "order_items")
-    .fetch_all(pool)
+    .fetch_all(db.statement("SELECT", "order_items"))
     .await?;
     Ok(Some((order, items)))
 }
 
-pub async fn mark_published(
-    pool: &TracedPool<Postgres>,
-    event_id: EventId,
-) -> Result<(), sqlx::Error> {
+pub async fn mark_published(db: &Db, event_id: EventId) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE outbox SET published_at = now() WHERE id = $1 AND published_at IS NULL")
         .bind(event_id.0)
-        .with_operation("UPDATE", "outbox")
-        .execute(pool)
+        .execute(db.statement("UPDATE", "outbox"))
         .await
         .map(|_| ())
 }
@@ -183,18 +167,17 @@ pub async fn mark_published(
 /// Applies an inventory decision once per event id; only a pending order
 /// changes. Spans `INSERT processed_events` and `UPDATE orders` (`names::UPDATE_ORDERS`).
 pub async fn settle(
-    pool: &TracedPool<Postgres>,
+    db: &Db,
     event_id: EventId,
     order_id: OrderId,
     status: OrderStatus,
     reason: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = db.begin().await?;
     let claimed =
         sqlx::query("INSERT INTO processed_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING")
             .bind(event_id.0)
-            .with_operation("INSERT", "processed_events")
-            .execute(&mut tx)
+            .execute(tx.statement("INSERT", "processed_events"))
             .await?
             .rows_affected();
     if claimed == 0 {
@@ -208,8 +191,7 @@ pub async fn settle(
     .bind(status.as_str())
     .bind(reason)
     .bind(OrderStatus::Pending.as_str())
-    .with_operation("UPDATE", "orders")
-    .execute(&mut tx)
+    .execute(tx.statement("UPDATE", "orders"))
     .await?
     .rows_affected();
     tx.commit().await?;

@@ -7,8 +7,8 @@ use order_contract::StockDecision;
 use order_contract::topics::INVENTORY_EVENTS;
 use rdkafka::Message;
 use service_runtime::kafka::Producer;
-use sqlx::{PgPool, Postgres};
-use tracing_common::db::{InSpanContext, TracedPool};
+use sqlx::PgPool;
+use tracing_common::db::Db;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::db;
@@ -81,7 +81,7 @@ pub async fn relay(
 /// after the order update committed.
 pub async fn consume(
     consumer: service_runtime::kafka::Consumer,
-    db: TracedPool<Postgres>,
+    db: Db,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     service_runtime::kafka::consume(consumer, INVENTORY_EVENTS, CONSUMER_GROUP, shutdown, |m| {
@@ -94,7 +94,7 @@ pub async fn consume(
 /// One `inventory-events` record, under its CONSUMER span `process
 /// inventory-events` (`names::PROCESS_INVENTORY_EVENTS`, opened by
 /// `service_runtime::kafka::consume`): settles the order (`db::settle`).
-async fn handle<M: Message>(message: &M, db: &TracedPool<Postgres>) -> Result<(), sqlx::Error> {
+async fn handle<M: Message>(message: &M, db: &Db) -> Result<(), sqlx::Error> {
     let span = tracing::Span::current();
     let decision: StockDecision = match message.payload().map(serde_json::from_slice) {
         Some(Ok(d)) => d,
@@ -125,7 +125,6 @@ async fn handle<M: Message>(message: &M, db: &TracedPool<Postgres>) -> Result<()
         status,
         decision.reason.as_deref(),
     )
-    .in_span_context()
     .await?;
     span.add_event(
         if changed {

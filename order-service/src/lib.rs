@@ -19,14 +19,12 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use opentelemetry::context::FutureExt as _;
 use opentelemetry::{Context, KeyValue};
 use service_runtime::edge;
 use service_runtime::kafka::Producer;
-use sqlx::{PgPool, Postgres};
 use tracing::Instrument;
 use tracing_common::baggage;
-use tracing_common::db::{InSpanContext, TracedPool};
+use tracing_common::db::Db;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -48,9 +46,7 @@ use order_contract::{
 
 #[derive(Clone)]
 pub struct AppState {
-    pub db: TracedPool<Postgres>,
-    /// Untraced, for readiness probes and the relay's polling.
-    pub raw_db: PgPool,
+    pub db: Db,
     pub users: UserServiceClient,
     pub inventory: InventoryServiceClient,
     pub producer: Producer,
@@ -60,7 +56,7 @@ pub struct AppState {
 }
 
 /// Connects (creating the database if needed) and migrates.
-pub async fn connect(database_url: &str) -> Result<(PgPool, TracedPool<Postgres>), sqlx::Error> {
+pub async fn connect(database_url: &str) -> Result<Db, sqlx::Error> {
     service_runtime::database::connect(database_url, 20, &sqlx::migrate!("./migrations")).await
 }
 
@@ -102,7 +98,7 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
             let url = database_url.clone();
             async move { connect(&url).await }
         },
-        move |(raw_db, db)| async move {
+        move |db| async move {
             let mut background = Background::default();
             background.spawn(service_runtime::kafka::ensure_topics_until_done(
                 config.kafka_brokers.clone(),
@@ -112,7 +108,7 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
             ));
             background.spawn(kafka::consume(consumer, db.clone(), background.stopping()));
             background.spawn(kafka::relay(
-                raw_db.clone(),
+                db.pool().clone(),
                 producer.clone(),
                 config.outbox_interval,
                 config.outbox_min_age,
@@ -120,7 +116,6 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
             ));
             let state = AppState {
                 db,
-                raw_db,
                 users: UserServiceClient::new(http.clone(), config.user_service_url.clone()),
                 inventory: InventoryServiceClient::new(http, config.inventory_service_url.clone()),
                 producer: producer.clone(),
@@ -207,14 +202,10 @@ async fn earlier_order(
     state: &AppState,
     key: &str,
 ) -> Result<Option<(OrderId, OrderStatus)>, AppError> {
-    let Some(existing) = db::order_id_by_key(&state.db, key)
-        .in_span_context()
-        .await?
-    else {
+    let Some(existing) = db::order_id_by_key(&state.db, key).await? else {
         return Ok(None);
     };
     let status = db::order(&state.db, existing)
-        .in_span_context()
         .await?
         .map_or(OrderStatus::Pending, |(o, _)| o.status);
     Ok(Some((existing, status)))
@@ -383,11 +374,8 @@ async fn write_order(
 ) -> Result<db::Inserted, AppError> {
     let span = tracing::info_span!(names::CREATE_ORDER_DB, db.system.name = "postgresql");
     tracing_common::spans::set_parent(&span, cx.clone());
-    // The statements' parent is this span (sqlx-otel reads the active context).
-    let statements = tracing_common::spans::context_of(&span);
     Ok(
         db::insert_order(&state.db, order_id, order, idempotency_key, event)
-            .with_context(statements)
             .instrument(span)
             .await?,
     )
@@ -419,7 +407,7 @@ async fn publish(state: &AppState, event: &db::OutboxEvent, cx: &Context) {
                         KeyValue::new("messaging.kafka.offset", offset),
                     ],
                 );
-                if let Err(e) = db::mark_published(&state.db, event.id).in_span_context().await {
+                if let Err(e) = db::mark_published(&state.db, event.id).await {
                     // The relay would publish it again; consumers skip duplicates by event id.
                     tracing::warn!(error = %e, "published but could not mark the outbox row");
                 }
@@ -444,7 +432,6 @@ async fn get_order(
 ) -> Result<Json<OrderView>, AppError> {
     let id: OrderId = id.parse().map_err(|_| AppError::InvalidOrderId)?;
     let (order, items) = db::order(&state.db, id)
-        .in_span_context()
         .await?
         .ok_or(AppError::OrderNotFound)?;
     Ok(Json(OrderView {
@@ -468,5 +455,5 @@ async fn get_order(
 }
 
 async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoResponse {
-    service_runtime::database::readiness(&state.raw_db, Some(&state.kafka_brokers)).await
+    service_runtime::database::readiness(state.db.pool(), Some(&state.kafka_brokers)).await
 }

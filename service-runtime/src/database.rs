@@ -1,20 +1,19 @@
-//! A service's database: created if missing, migrated, handed out as an
-//! untraced pool (probes, pollers) and a traced one (request work); the
-//! `/readyz` check; and the HTTP answer for a failed statement.
+//! A service's database: created if missing, migrated, handed out as a
+//! [`Db`] (statements traced when their request is sampled, `Db::pool` for
+//! probes and pollers); the `/readyz` check; and the HTTP answer for a
+//! failed statement.
 
-use tracing_common::db::{TracedPool, traced_pool};
+use tracing_common::db::Db;
 
-/// A service's database: connected (created first if missing), migrated,
-/// and as two handles on one pool: `raw` for probes and pollers whose
-/// statements must not become traces, `traced` for request work.
+/// A service's database: connected (created first if missing), migrated.
 pub async fn connect(
     url: &str,
     max_connections: u32,
     migrations: &sqlx::migrate::Migrator,
-) -> Result<(sqlx::PgPool, TracedPool<sqlx::Postgres>), sqlx::Error> {
+) -> Result<Db, sqlx::Error> {
     let pool = connect_creating_database(url, max_connections).await?;
     migrations.run(&pool).await?;
-    Ok((pool.clone(), traced_pool(pool)))
+    Ok(Db::new(pool))
 }
 
 /// The HTTP answer for a failed statement (status, JSON `error` code,

@@ -209,6 +209,21 @@ async fn an_incoming_sampled_flag_is_honoured_everywhere_both_ways() {
             sampled_line.trim_end().ends_with("-01"),
             "{hop}: {sampled_line}"
         );
+        // The order's baggage goes along whether the trace is sampled or not.
+        let header = |name: &str| {
+            sent.lines()
+                .filter(|l| l.to_ascii_lowercase().starts_with(name))
+                .count()
+        };
+        let with_baggage = sent
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("baggage:") && l.contains("order.id="))
+            .count();
+        assert_eq!(
+            (with_baggage, header("traceparent:")),
+            (3, 3),
+            "{hop}: one call per order, each with the order's baggage:\n{sent}"
+        );
     }
     let outbox: Vec<(String, String)> =
         sqlx::query_as("SELECT message_key, trace_context::text FROM outbox")

@@ -112,6 +112,19 @@ pub fn consumer_span<M: Message>(message: &M, consumer_group: &str) -> tracing::
         .key()
         .and_then(|k| std::str::from_utf8(k).ok())
         .unwrap_or("");
+    let parent = extract(message.headers());
+    let producer = parent.span().span_context().clone();
+    crate::spans::with_parent(parent, || {
+        consumer_span_of(message, key, consumer_group, producer)
+    })
+}
+
+fn consumer_span_of<M: Message>(
+    message: &M,
+    key: &str,
+    consumer_group: &str,
+    producer: opentelemetry::trace::SpanContext,
+) -> tracing::Span {
     let span = tracing::info_span!(
         "messaging.process",
         otel.name = %format_args!("process {}", message.topic()),
@@ -128,8 +141,6 @@ pub fn consumer_span<M: Message>(message: &M, consumer_group: &str) -> tracing::
         otel.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
     );
-    let parent = extract(message.headers());
-    let producer = parent.span().span_context().clone();
     // The link before the parent: below an unsampled or absent parent,
     // setting it makes the sampling decision, which starts the span.
     if producer.is_valid() {
@@ -141,7 +152,6 @@ pub fn consumer_span<M: Message>(message: &M, consumer_group: &str) -> tracing::
             )],
         );
     }
-    crate::spans::set_parent(&span, parent);
     span
 }
 
@@ -156,8 +166,9 @@ pub async fn send_traced(
     record: FutureRecord<'_, str, [u8]>,
     timeout: std::time::Duration,
 ) -> Result<(i32, i64), KafkaError> {
-    let span = producer_span(record.topic, record.key.unwrap_or_default());
-    crate::spans::set_parent(&span, parent.clone());
+    let span = crate::spans::with_parent(parent.clone(), || {
+        producer_span(record.topic, record.key.unwrap_or_default())
+    });
     let mut record = record;
     let headers = inject(
         &crate::spans::context_of(&span),

@@ -34,8 +34,8 @@
 //! rdkafka `FutureProducer` under a PRODUCER span with the context in its
 //! headers; on the consuming side [`kafka::consumer_span`] opens the CONSUMER
 //! span, a child of the producer's and linked to it. Postgres (feature
-//! `postgres`): [`db::traced_pool`] wraps a sqlx pool so each statement is a
-//! CLIENT span. `examples/traced_checkout.rs` runs all of it in one program
+//! `postgres`): [`db::Db`] wraps a sqlx pool so each statement of sampled
+//! work is a CLIENT span. `examples/traced_checkout.rs` runs all of it in one program
 //! (`cargo run -p tracing-common --example traced_checkout`).
 //!
 //! Cargo features, both on by default: `kafka` ([`kafka`]) and `postgres`
@@ -55,7 +55,8 @@
 //! - [`propagation`]: the composite propagator and map carriers (outbox rows).
 //! - [`trace_context`]: W3C Trace Context Level 1, exactly.
 //! - [`remote_sampling`]: makes Jaeger's sampling answers parseable by the SDK.
-//! - [`spans`]: parents and sampling decisions, [`spans::context_of`] for
+//! - [`spans`]: parents and sampling decisions ([`spans::with_parent`] where a
+//!   trace enters), [`spans::context_of`] for
 //!   injection, recording errors; the attributes typed as integers.
 //! - [`unsampled`]: spans below an unsampled entry stay out of the bridge.
 //! - [`logging`]: JSON log lines with `trace_id`/`span_id`.

@@ -173,20 +173,6 @@ fn server_span<B>(request: &Request<B>, policy: TrustPolicy) -> tracing::Span {
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.split(':').next())
         .filter(|h| h.len() <= MAX_HOST_LEN);
-    let span = tracing::info_span!(
-        "http.server.request",
-        otel.name = %SpanName { method, route },
-        otel.kind = "server",
-        http.request.method = method,
-        http.route = route,
-        url.path = request.uri().path(),
-        url.scheme = "http",
-        server.address = host,
-        http.response.status_code = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-        error.type = tracing::field::Empty,
-    );
-
     let incoming = opentelemetry::global::get_text_map_propagator(|p| {
         p.extract(&HeaderExtractor(request.headers()))
     });
@@ -194,27 +180,40 @@ fn server_span<B>(request: &Request<B>, policy: TrustPolicy) -> tracing::Span {
         IncomingBaggage::Keep => incoming,
         IncomingBaggage::Drop => incoming.with_cleared_baggage(),
     };
+    let span = || {
+        tracing::info_span!(
+            "http.server.request",
+            otel.name = %SpanName { method, route },
+            otel.kind = "server",
+            http.request.method = method,
+            http.route = route,
+            url.path = request.uri().path(),
+            url.scheme = "http",
+            server.address = host,
+            http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        )
+    };
     match policy.trace {
-        IncomingTrace::Continue => {
-            crate::spans::set_parent(&span, incoming);
-        }
+        IncomingTrace::Continue => crate::spans::with_parent(incoming, span),
         IncomingTrace::NewRootWithLink => {
             let caller = incoming.span().span_context().clone();
-            // The link first: setting the parent starts the span (the
-            // sampling decision is made there), and the sampler sees links.
-            if caller.is_valid() {
-                span.add_link_with_attributes(
-                    caller,
-                    vec![KeyValue::new("link.reason", "untrusted-caller")],
-                );
-            }
-            crate::spans::set_parent(
-                &span,
-                Context::new().with_baggage(crate::baggage::copy(incoming.baggage())),
-            );
+            let root = Context::new().with_baggage(crate::baggage::copy(incoming.baggage()));
+            crate::spans::with_parent(root, || {
+                let span = span();
+                // The link first: setting the parent starts the span (the
+                // sampling decision is made there), and the sampler sees links.
+                if caller.is_valid() {
+                    span.add_link_with_attributes(
+                        caller,
+                        vec![KeyValue::new("link.reason", "untrusted-caller")],
+                    );
+                }
+                span
+            })
         }
     }
-    span
 }
 
 /// `{method} {route}`, or the method alone when no route matched; written
@@ -263,16 +262,7 @@ fn insert_traceparent(span: &tracing::Span, headers: &mut http::HeaderMap) {
 
 /// `00-{trace id}-{span id}-{flags}`, W3C Trace Context version 00.
 fn traceparent_value(sc: &opentelemetry::trace::SpanContext) -> Option<HeaderValue> {
-    use std::io::Write as _;
-    let mut value = Vec::with_capacity(55);
-    let _ = write!(
-        value,
-        "00-{}-{}-{:02x}",
-        sc.trace_id(),
-        sc.span_id(),
-        sc.trace_flags().to_u8()
-    );
-    HeaderValue::from_bytes(&value).ok()
+    HeaderValue::try_from(crate::trace_context::traceparent(sc)).ok()
 }
 
 #[cfg(test)]

@@ -23,6 +23,29 @@ pub fn record_error(span: &tracing::Span, error_type: &str, message: &str) {
 
 pub use crate::unsampled::{context_of, current_context};
 
+/// Opens the span `make` returns with the parent context `cx`, and makes the
+/// sampling decision there, as [`set_parent`] does; but where the configured
+/// sampler's answer is known without asking it (an unsampled parent under a
+/// parent-based sampler, see [`crate::unsampled::KnownDrops`]) the span gets
+/// its unsampled context at once and the OpenTelemetry layer never sees it.
+/// Use it where a trace enters: `with_parent(cx, || tracing::info_span!(...))`.
+pub fn with_parent(
+    cx: opentelemetry::Context,
+    make: impl FnOnce() -> tracing::Span,
+) -> tracing::Span {
+    use opentelemetry::trace::TraceContextExt as _;
+    if cx.span().span_context().is_sampled() {
+        let span = make();
+        set_parent(&span, cx);
+        return span;
+    }
+    let (span, marked) = crate::unsampled::open_entry(&cx, make);
+    if !marked {
+        set_parent(&span, cx);
+    }
+    span
+}
+
 /// Gives `span`, not yet started, the parent context `cx`, and makes the
 /// sampling decision for it there (see [`crate::unsampled`]): a span the
 /// sampler drops, and everything below it, stays out of the OpenTelemetry
@@ -30,9 +53,10 @@ pub use crate::unsampled::{context_of, current_context};
 /// span's parent is given explicitly; pass contexts from [`context_of`].
 ///
 /// Where a parent cannot be set by design it is quiet: a span filtered out,
-/// a span below an unsampled one (it stays unsampled), or no OpenTelemetry
-/// layer (tracing switched off) has no trace to join. A span already started
-/// is a mistake in the caller and is logged.
+/// or no OpenTelemetry layer (tracing switched off), has no trace to join. A
+/// span opened below an unsampled one stays unsampled, and propagates `cx`
+/// if it is unsampled too (the trace with baggage added, say). A span
+/// already started is a mistake in the caller and is logged.
 pub fn set_parent(span: &tracing::Span, cx: opentelemetry::Context) {
     use opentelemetry::trace::TraceContextExt as _;
     use tracing_opentelemetry::SetParentError;
@@ -40,8 +64,9 @@ pub fn set_parent(span: &tracing::Span, cx: opentelemetry::Context) {
     // is not decided (started) here; a sampler that is not parent-based
     // still decides when the bridge starts it, as it would without this.
     let parent_sampled = cx.span().span_context().is_sampled();
+    let unsampled_parent = (!parent_sampled).then(|| cx.clone());
     match span.set_parent(cx) {
-        Ok(()) if !parent_sampled => crate::unsampled::decide(span),
+        Ok(()) if let Some(cx) = unsampled_parent => crate::unsampled::decide(span, cx),
         Ok(()) => {}
         Err(SetParentError::SpanDisabled | SetParentError::LayerNotFound) => {}
         Err(e @ SetParentError::AlreadyStarted) => tracing::warn!(

@@ -166,9 +166,11 @@ pub fn init_with(
     // Filtered like the tests' layer: without a filter of its own the bridge
     // would enable every TRACE callsite of hyper, h2, tokio and sqlx for the
     // whole subscriber, and turn their events into span events.
-    let otel_layer = provider
-        .as_ref()
-        .map(|p| otel_layer(p.tracer(tracer_scope())).with_filter(span_filter()));
+    let otel_layer = provider.as_ref().map(|p| {
+        otel_layer(p.tracer(tracer_scope()))
+            .knowing(crate::unsampled::KnownDrops::of(&config.sampler))
+            .with_filter(span_filter())
+    });
     tracing_subscriber::registry()
         .with(otel_layer)
         .with(dispatch_hook)
@@ -225,9 +227,9 @@ where
 {
     tracing_opentelemetry::layer()
         .with_tracer(tracer)
-        // Only sqlx-otel reads `Context::current()`; its futures get the
-        // context through `db::InSpanContext` instead of every span attaching
-        // one on every poll.
+        // Only sqlx-otel reads `Context::current()`, and `db::Db` makes the
+        // statement's context current while sqlx-otel starts its span,
+        // instead of every span attaching one on every poll.
         .with_context_activation(false)
         .with_tracked_inactivity(false)
         .with_threads(false)

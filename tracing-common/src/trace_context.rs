@@ -62,6 +62,30 @@ impl Default for W3cTraceContext {
     }
 }
 
+/// `00-{trace id}-{span id}-{flags}` for a valid `sc`: version 00, which
+/// defines only the sampled flag. Written digit by digit, without the
+/// formatting machinery: every injection and response header pays for it.
+pub fn traceparent(sc: &SpanContext) -> String {
+    fn push_hex(out: &mut String, bytes: &[u8]) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for b in bytes {
+            out.push(char::from(DIGITS[usize::from(b >> 4)]));
+            out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+        }
+    }
+    let mut out = String::with_capacity(55);
+    out.push_str("00-");
+    push_hex(&mut out, &sc.trace_id().to_bytes());
+    out.push('-');
+    push_hex(&mut out, &sc.span_id().to_bytes());
+    out.push('-');
+    push_hex(
+        &mut out,
+        &[(sc.trace_flags() & TraceFlags::SAMPLED).to_u8()],
+    );
+    out
+}
+
 /// The `tracestate` as received, for the members the SDK's `TraceState`
 /// refuses although Level 1 allows them; tied to its trace.
 #[derive(Debug, Clone)]
@@ -77,16 +101,7 @@ impl TextMapPropagator for W3cTraceContext {
         if !sc.is_valid() {
             return;
         }
-        let flags = sc.trace_flags() & TraceFlags::SAMPLED;
-        injector.set(
-            TRACEPARENT,
-            format!(
-                "00-{}-{}-{:02x}",
-                sc.trace_id(),
-                sc.span_id(),
-                flags.to_u8()
-            ),
-        );
+        injector.set(TRACEPARENT, traceparent(sc));
         let state = sc.trace_state().header();
         if !state.is_empty() {
             injector.set(TRACESTATE, state);
@@ -273,6 +288,39 @@ mod tests {
     use std::collections::HashMap;
 
     const TP: &str = "00-12345678901234567890123456789012-1234567890123456-01";
+
+    #[test]
+    fn written_traceparent_is_lower_hex_version_00_with_only_the_sampled_flag() {
+        let sc = |flags| {
+            SpanContext::new(
+                TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap(),
+                SpanId::from_hex("b7ad6b7169203331").unwrap(),
+                flags,
+                true,
+                TraceState::default(),
+            )
+        };
+        assert_eq!(
+            traceparent(&sc(TraceFlags::SAMPLED)),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        );
+        assert_eq!(
+            traceparent(&sc(TraceFlags::new(0xfe))),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+        );
+        assert_eq!(
+            traceparent(&sc(TraceFlags::new(0xff))),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        );
+        let written = traceparent(&sc(TraceFlags::SAMPLED));
+        assert_eq!(
+            parse_traceparent(&written).map(|(trace, span, _)| (trace, span)),
+            Some((
+                sc(TraceFlags::SAMPLED).trace_id(),
+                sc(TraceFlags::SAMPLED).span_id()
+            ))
+        );
+    }
 
     #[test]
     fn traceparent_rules() {

@@ -21,18 +21,26 @@
 //! would return an empty context for them (a downstream service would then
 //! start a new trace, which its ratio may sample: a split trace).
 //!
+//! Where the sampler's answer is known without asking it, the entry span
+//! itself is spared the bridge too ([`KnownDrops`], [`crate::spans::with_parent`]):
+//! under a parent-based sampler an unsampled parent means an unsampled span,
+//! so a request that arrives with the flag off gets its context (the trace id
+//! it came with, a span id of its own) and nothing else.
+//!
 //! This is what tracing-opentelemetry#15 asks for, done at entry points
 //! instead of with a per-layer filter, which cannot see a span's remote parent
 //! when it decides (the mistake apollographql/router#3103 and #4544 describe).
 
 use std::any::TypeId;
+use std::cell::RefCell;
 
 use opentelemetry::Context;
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceState};
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Dispatch, Event, Metadata, Subscriber};
 use tracing_subscriber::layer::{self, Layer};
-use tracing_subscriber::registry::{LookupSpan, SpanRef};
+use tracing_subscriber::registry::{ExtensionsMut, LookupSpan, SpanRef};
 
 /// On every span at or below an unsampled one (a zero-sized marker: setting it
 /// allocates nothing).
@@ -41,6 +49,56 @@ struct Unsampled;
 /// On the span where the sampler said no: its context.
 struct UnsampledAt(Context);
 
+/// Which entry spans the configured sampler drops whatever their name and
+/// attributes, so that no OpenTelemetry span need be built to ask it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KnownDrops {
+    /// An entry whose parent is valid and unsampled (parent-based samplers).
+    pub unsampled_parent: bool,
+    /// An entry without a parent (`always_off`, `parentbased_always_off`).
+    pub root: bool,
+}
+
+impl KnownDrops {
+    /// Nothing is known: every entry goes through the sampler.
+    pub const NONE: Self = Self {
+        unsampled_parent: false,
+        root: false,
+    };
+
+    /// What `sampler` is known to drop. Samplers that are not parent-based
+    /// (`always_on`, `traceidratio`, `jaeger_remote`) decide an unsampled
+    /// parent's child by other means, so they are always asked.
+    pub fn of(sampler: &crate::config::SamplerConfig) -> Self {
+        use crate::config::SamplerConfig as S;
+        match sampler {
+            S::AlwaysOff | S::ParentBasedAlwaysOff => Self {
+                unsampled_parent: true,
+                root: true,
+            },
+            S::ParentBasedAlwaysOn | S::ParentBasedTraceIdRatio(_) => Self {
+                unsampled_parent: true,
+                root: false,
+            },
+            S::JaegerRemote(remote) => Self {
+                unsampled_parent: remote.parent_based,
+                root: false,
+            },
+            _ => Self::NONE,
+        }
+    }
+
+    fn drops(self, parent: &Context) -> bool {
+        let span = parent.span();
+        let sc = span.span_context();
+        if sc.is_valid() {
+            self.unsampled_parent && !sc.is_sampled()
+        } else {
+            self.root
+        }
+    }
+}
+
 /// Wraps the OpenTelemetry layer (see the module documentation). Creating,
 /// recording on and following from a marked span, and events inside one,
 /// stop here.
@@ -48,6 +106,50 @@ struct UnsampledAt(Context);
 pub struct SkipUnsampled<L> {
     inner: L,
     access: Access,
+    known: KnownDrops,
+}
+
+thread_local! {
+    /// The parent of the entry span being opened by [`open_entry`] on this
+    /// thread, until the layer takes it.
+    static ENTRY: RefCell<Option<Context>> = const { RefCell::new(None) };
+    /// Whether the layer marked that entry span without the bridge.
+    static ENTRY_MARKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Opens the span `make` returns as an entry with parent `parent`: if the
+/// layer knows the sampler drops it ([`SkipUnsampled::knowing`]), the span is
+/// marked with its own unsampled context and never reaches the bridge, and
+/// this returns `true`; otherwise the caller sets the parent (and so decides).
+pub(crate) fn open_entry(
+    parent: &Context,
+    make: impl FnOnce() -> tracing::Span,
+) -> (tracing::Span, bool) {
+    ENTRY.with(|e| *e.borrow_mut() = Some(parent.clone()));
+    ENTRY_MARKED.with(|m| m.set(false));
+    let span = make();
+    ENTRY.with(|e| e.borrow_mut().take());
+    (span, ENTRY_MARKED.with(|m| m.replace(false)))
+}
+
+/// The context of an unsampled span below `parent`: the trace id it came
+/// with (a new one for a root), a span id of its own, the flag off, the
+/// `tracestate` kept, as the SDK gives a span its sampler drops.
+fn unsampled_child(parent: &Context) -> Context {
+    let ids = RandomIdGenerator::default();
+    let sc = parent.span().span_context().clone();
+    let (trace_id, state) = if sc.is_valid() {
+        (sc.trace_id(), sc.trace_state().clone())
+    } else {
+        (ids.new_trace_id(), TraceState::default())
+    };
+    parent.with_remote_span_context(SpanContext::new(
+        trace_id,
+        ids.new_span_id(),
+        TraceFlags::default(),
+        false,
+        state,
+    ))
 }
 
 /// Reaches the marks through the subscriber without knowing its type, the way
@@ -55,6 +157,7 @@ pub struct SkipUnsampled<L> {
 #[derive(Debug, Clone, Copy)]
 struct Access {
     mark: fn(&Dispatch, &Id, Context),
+    adopt: fn(&Dispatch, &Id, Context),
     context: fn(&Dispatch, &Id) -> Option<Context>,
 }
 
@@ -68,9 +171,18 @@ impl<L> SkipUnsampled<L> {
             inner,
             access: Access {
                 mark: mark::<S>,
+                adopt: adopt::<S>,
                 context: unsampled_context::<S>,
             },
+            known: KnownDrops::NONE,
         }
+    }
+
+    /// Entry spans the sampler is known to drop are marked without asking it
+    /// (see [`KnownDrops::of`]). Without this, every entry is asked.
+    pub fn knowing(mut self, known: KnownDrops) -> Self {
+        self.known = known;
+        self
     }
 }
 
@@ -78,13 +190,36 @@ fn mark<S>(dispatch: &Dispatch, id: &Id, cx: Context)
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    let Some(subscriber) = dispatch.downcast_ref::<S>() else {
-        return;
-    };
-    if let Some(span) = subscriber.span(id) {
-        let mut extensions = span.extensions_mut();
+    with_extensions::<S>(dispatch, id, |extensions| {
         extensions.replace(Unsampled);
         extensions.replace(UnsampledAt(cx));
+    });
+}
+
+/// A span marked because it was opened below an unsampled one takes `cx`
+/// (the unsampled context it was given, with its baggage) as its own.
+fn adopt<S>(dispatch: &Dispatch, id: &Id, cx: Context)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    with_extensions::<S>(dispatch, id, |extensions| {
+        if extensions.get_mut::<Unsampled>().is_some()
+            && extensions.get_mut::<UnsampledAt>().is_none()
+        {
+            extensions.insert(UnsampledAt(cx));
+        }
+    });
+}
+
+fn with_extensions<S>(dispatch: &Dispatch, id: &Id, f: impl FnOnce(&mut ExtensionsMut<'_>))
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    if let Some(span) = dispatch
+        .downcast_ref::<S>()
+        .and_then(|subscriber| subscriber.span(id))
+    {
+        f(&mut span.extensions_mut());
     }
 }
 
@@ -132,6 +267,18 @@ where
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: layer::Context<'_, S>) {
+        if self.known != KnownDrops::NONE
+            && let Some(parent) = ENTRY.with(|e| e.borrow_mut().take())
+            && self.known.drops(&parent)
+        {
+            if let Some(span) = ctx.span(id) {
+                let mut extensions = span.extensions_mut();
+                extensions.insert(Unsampled);
+                extensions.insert(UnsampledAt(unsampled_child(&parent)));
+                ENTRY_MARKED.with(|m| m.set(true));
+            }
+            return;
+        }
         let below_unsampled = if attrs.is_contextual() {
             ctx.lookup_current().as_ref().is_some_and(is_marked)
         } else {
@@ -227,9 +374,16 @@ pub fn context_of(span: &tracing::Span) -> Context {
     tracing_opentelemetry::OpenTelemetrySpanExt::context(span)
 }
 
-/// [`context_of`] the current span.
+/// [`context_of`] the current span (looked up by id: no `Span` handle is
+/// cloned and dropped for it).
 pub fn current_context() -> Context {
-    context_of(&tracing::Span::current())
+    tracing::dispatcher::get_default(|dispatch| {
+        dispatch
+            .current_span()
+            .id()
+            .and_then(|id| context_by_id(id, dispatch))
+            .unwrap_or_default()
+    })
 }
 
 /// [`context_of`] for a span known by id, in `dispatch`: `None` where there is
@@ -254,14 +408,19 @@ fn marked_context(span: &tracing::Span) -> Option<Context> {
 /// Makes the sampling decision for `span`, whose parent context has just been
 /// set: the bridge starts the span (the sampler runs with the parent, the
 /// span's name, kind and attributes); if it is not sampled, `span` is marked
-/// and nothing below it reaches the OpenTelemetry layer. Does nothing to a
-/// span already marked, or without an OpenTelemetry layer.
-pub(crate) fn decide(span: &tracing::Span) {
+/// and nothing below it reaches the OpenTelemetry layer. A span already
+/// marked (opened below an unsampled one) takes `parent`, an unsampled
+/// context, as what it propagates: the same trace with baggage added, say.
+/// Does nothing without an OpenTelemetry layer.
+pub(crate) fn decide(span: &tracing::Span, parent: Context) {
     span.with_subscriber(|(id, dispatch)| {
         let Some(access) = dispatch.downcast_ref::<Access>() else {
             return;
         };
         if (access.context)(dispatch, id).is_some() {
+            if parent.span().span_context().is_valid() {
+                (access.adopt)(dispatch, id, parent);
+            }
             return;
         }
         let cx = tracing_opentelemetry::get_otel_context(id, dispatch);
@@ -339,6 +498,127 @@ mod tests {
         let subscriber = tracing_subscriber::registry()
             .with(crate::telemetry::otel_layer(provider.tracer("test")));
         tracing::subscriber::with_default(subscriber, || entry_and_children(parent))
+    }
+
+    /// An entry opened with [`crate::spans::with_parent`] under a layer that
+    /// knows `known`, a child given the entry's context plus baggage (as
+    /// order-service gives its business spans), and a grandchild; returns the
+    /// contexts of the three, and whether the bridge saw each.
+    fn entry_knowing(
+        provider: &SdkTracerProvider,
+        known: KnownDrops,
+        parent: Context,
+    ) -> (Vec<Context>, [bool; 3]) {
+        use opentelemetry::baggage::BaggageExt as _;
+        let subscriber = tracing_subscriber::registry()
+            .with(crate::telemetry::otel_layer(provider.tracer("test")).knowing(known));
+        tracing::subscriber::with_default(subscriber, || {
+            let entry = crate::spans::with_parent(parent, || {
+                tracing::info_span!("entry", otel.kind = "server")
+            });
+            let _e = entry.enter();
+            let with_baggage = context_of(&entry)
+                .with_baggage(vec![opentelemetry::KeyValue::new("order.id", "o-1")]);
+            let child = tracing::info_span!("child");
+            crate::spans::set_parent(&child, with_baggage);
+            let grandchild = tracing::info_span!(parent: &child, "grandchild");
+            let seen = [bridged(&entry), bridged(&child), bridged(&grandchild)];
+            (
+                vec![
+                    context_of(&entry),
+                    context_of(&child),
+                    context_of(&grandchild),
+                ],
+                seen,
+            )
+        })
+    }
+
+    fn order_id(cx: &Context) -> Option<String> {
+        use opentelemetry::baggage::BaggageExt as _;
+        cx.baggage().get("order.id").map(|v| v.to_string())
+    }
+
+    const PARENT_BASED: KnownDrops = KnownDrops {
+        unsampled_parent: true,
+        root: false,
+    };
+
+    #[test]
+    fn a_known_drop_gives_the_entry_its_context_without_the_bridge() {
+        let exporter = InMemorySpanExporter::default();
+        let provider = provider(&exporter);
+        let parent = remote(TraceFlags::default());
+        let (contexts, seen) = entry_knowing(&provider, PARENT_BASED, parent.clone());
+        provider.force_flush().unwrap();
+        assert!(exporter.get_finished_spans().unwrap().is_empty());
+        assert_eq!(seen, [false, false, false], "not even the entry was built");
+        let entry = contexts[0].span().span_context().clone();
+        let incoming = parent.span().span_context().clone();
+        assert_eq!(entry.trace_id(), incoming.trace_id());
+        assert_ne!(entry.span_id(), incoming.span_id(), "a span id of its own");
+        assert!(entry.is_valid() && !entry.is_sampled() && !entry.is_remote());
+        assert_eq!(entry.trace_state(), incoming.trace_state());
+        // The child propagates the context it was given, baggage included,
+        // and passes it on to the grandchild.
+        for cx in &contexts[1..] {
+            assert_eq!(cx.span().span_context(), &entry);
+            assert_eq!(order_id(cx).as_deref(), Some("o-1"));
+        }
+    }
+
+    #[test]
+    fn below_an_unsampled_entry_the_sampler_decides_it_a_child_keeps_the_baggage_it_was_given() {
+        let exporter = InMemorySpanExporter::default();
+        let provider = provider(&exporter);
+        let (contexts, seen) =
+            entry_knowing(&provider, KnownDrops::NONE, remote(TraceFlags::default()));
+        assert_eq!(seen, [true, false, false], "the sampler was asked");
+        for cx in &contexts[1..] {
+            assert_eq!(cx.span().span_context(), contexts[0].span().span_context());
+            assert_eq!(order_id(cx).as_deref(), Some("o-1"));
+        }
+    }
+
+    #[test]
+    fn roots_and_sampled_parents_still_ask_a_parent_based_sampler() {
+        let exporter = InMemorySpanExporter::default();
+        let provider = provider(&exporter);
+        for parent in [Context::new(), remote(TraceFlags::SAMPLED)] {
+            let (contexts, seen) = entry_knowing(&provider, PARENT_BASED, parent);
+            assert_eq!(seen, [true, true, true]);
+            assert!(contexts[0].span().span_context().is_sampled());
+        }
+        provider.force_flush().unwrap();
+        assert_eq!(exporter.get_finished_spans().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn always_off_marks_roots_too_with_a_new_trace_id() {
+        let exporter = InMemorySpanExporter::default();
+        let provider = provider(&exporter);
+        let known = KnownDrops::of(&crate::config::SamplerConfig::AlwaysOff);
+        let (contexts, seen) = entry_knowing(&provider, known, Context::new());
+        assert_eq!(seen, [false, false, false]);
+        let entry = contexts[0].span().span_context().clone();
+        assert!(entry.is_valid() && !entry.is_sampled());
+        provider.force_flush().unwrap();
+        assert!(exporter.get_finished_spans().unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_parent_based_samplers_and_always_off_have_known_drops() {
+        use crate::config::SamplerConfig as S;
+        let of = |s: S| {
+            let k = KnownDrops::of(&s);
+            (k.unsampled_parent, k.root)
+        };
+        assert_eq!(of(S::AlwaysOn), (false, false));
+        assert_eq!(of(S::TraceIdRatio(0.5)), (false, false));
+        assert_eq!(of(S::AlwaysOff), (true, true));
+        assert_eq!(of(S::ParentBasedAlwaysOn), (true, false));
+        assert_eq!(of(S::ParentBasedTraceIdRatio(0.1)), (true, false));
+        assert_eq!(of(S::ParentBasedAlwaysOff), (true, true));
     }
 
     #[test]

@@ -2,8 +2,7 @@
 
 use order_contract::UserId;
 use order_contract::http::User;
-use sqlx::Postgres;
-use tracing_common::db::{QueryAnnotateExt, TracedPool};
+use tracing_common::db::Db;
 
 #[derive(sqlx::FromRow)]
 struct UserRow {
@@ -13,14 +12,10 @@ struct UserRow {
 }
 
 /// The user with this id (span `SELECT users`, `names::SELECT_USERS`).
-pub async fn find_user(
-    pool: &TracedPool<Postgres>,
-    id: &UserId,
-) -> Result<Option<User>, sqlx::Error> {
+pub async fn find_user(db: &Db, id: &UserId) -> Result<Option<User>, sqlx::Error> {
     let row = sqlx::query_as::<_, UserRow>("SELECT id, name, tier FROM users WHERE id = $1")
         .bind(id.as_str())
-        .with_operation("SELECT", "users")
-        .fetch_optional(pool)
+        .fetch_optional(db.statement("SELECT", "users"))
         .await?;
     Ok(row.map(|r| User {
         id: r.id,

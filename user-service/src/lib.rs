@@ -16,8 +16,7 @@ use opentelemetry::KeyValue;
 use order_contract::UserId;
 use order_contract::http::{UserFound, paths};
 use service_runtime::faults::Faults;
-use sqlx::{PgPool, Postgres};
-use tracing_common::db::{InSpanContext, TracedPool};
+use tracing_common::db::Db;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -28,9 +27,7 @@ use crate::error::AppError;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub db: TracedPool<Postgres>,
-    /// Untraced, for readiness probes.
-    pub raw_db: PgPool,
+    pub db: Db,
     pub faults: Faults,
     /// Request timeout and header budget (`service_runtime::edge`).
     pub limits: service_runtime::edge::EdgeLimits,
@@ -40,7 +37,7 @@ pub struct AppState {
 pub const FAULT_STEPS: &[&str] = &["lookup-user"];
 
 /// Connects (creating the database if needed) and migrates.
-pub async fn connect(database_url: &str) -> Result<(PgPool, TracedPool<Postgres>), sqlx::Error> {
+pub async fn connect(database_url: &str) -> Result<Db, sqlx::Error> {
     service_runtime::database::connect(database_url, 10, &sqlx::migrate!("./migrations")).await
 }
 
@@ -70,14 +67,9 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
             let url = database_url.clone();
             async move { connect(&url).await }
         },
-        move |(raw_db, db)| async move {
+        move |db| async move {
             Started {
-                router: app(AppState {
-                    db,
-                    raw_db,
-                    faults,
-                    limits,
-                }),
+                router: app(AppState { db, faults, limits }),
                 background: Background::default(),
                 flush: None,
             }
@@ -93,7 +85,6 @@ async fn get_user(
     let id = UserId::parse(id).map_err(|_| AppError::InvalidUserId)?;
     state.faults.inject("lookup-user").await?;
     let user = db::find_user(&state.db, &id)
-        .in_span_context()
         .await?
         .ok_or(AppError::UserNotFound)?;
     let span = tracing::Span::current();
@@ -109,5 +100,5 @@ async fn get_user(
 }
 
 async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoResponse {
-    service_runtime::database::readiness(&state.raw_db, None).await
+    service_runtime::database::readiness(state.db.pool(), None).await
 }

@@ -11,12 +11,11 @@ use user_service::AppState;
 
 /// A fresh database per test, so tests never see each other's rows.
 async fn spawn_app() -> axum::Router {
-    let (raw_db, db) = user_service::connect(&fresh_database_url("users"))
+    let db = user_service::connect(&fresh_database_url("users"))
         .await
         .expect("Postgres must be running");
     user_service::app(AppState {
         db,
-        raw_db,
         faults: Default::default(),
         limits: Default::default(),
     })
