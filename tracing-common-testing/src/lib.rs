@@ -53,10 +53,9 @@ pub fn capture() -> &'static SpanCapture {
                 .with_filter(tracing_subscriber::EnvFilter::new("info"))
         });
         let _ = tracing_subscriber::registry()
-            .with(
-                tracing_common::telemetry::otel_layer(provider.tracer("test"))
-                    .with_filter(tracing_common::telemetry::span_filter()),
-            )
+            .with(tracing_common::telemetry::otel_layer(
+                provider.tracer("test"),
+            ))
             .with(logs)
             .try_init();
         SpanCapture {

@@ -163,13 +163,9 @@ pub fn init_with(
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer().pretty().boxed(),
     };
-    // Filtered like the tests' layer: without a filter of its own the bridge
-    // would enable every TRACE callsite of hyper, h2, tokio and sqlx for the
-    // whole subscriber, and turn their events into span events.
     let otel_layer = provider.as_ref().map(|p| {
         otel_layer(p.tracer(tracer_scope()))
             .knowing(crate::unsampled::KnownDrops::of(&config.sampler))
-            .with_filter(span_filter())
     });
     tracing_subscriber::registry()
         .with(otel_layer)
@@ -203,21 +199,33 @@ pub fn init_local(
 }
 
 /// The `tracing` -> OpenTelemetry bridge with the settings this stack uses,
-/// behind [`crate::unsampled::SkipUnsampled`]: spans below an unsampled entry
-/// never reach it.
+/// filtered by [`span_filter`], behind [`crate::unsampled::SkipUnsampled`]:
+/// spans below an unsampled entry never reach it.
+///
+/// The filter is the bridge's own (a per-layer filter): without one it would
+/// enable every TRACE callsite of hyper, h2, tokio and sqlx for the whole
+/// subscriber, and turn their events into span events. It sits inside
+/// `SkipUnsampled`, which does not pass entering and leaving a span on, so
+/// spans end when they close (not at their last exit) and neither the
+/// filter nor the bridge looks a span up on every poll.
 ///
 /// Busy/idle timings, thread and source-location attributes are off: they add
 /// work to every span and nothing a trace reader needs here.
-pub fn otel_layer<S>(
-    tracer: opentelemetry_sdk::trace::SdkTracer,
-) -> crate::unsampled::SkipUnsampled<
-    tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>,
->
+pub fn otel_layer<S>(tracer: opentelemetry_sdk::trace::SdkTracer) -> OtelLayer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    crate::unsampled::SkipUnsampled::new::<S>(bridge(tracer))
+    crate::unsampled::SkipUnsampled::new::<S>(bridge(tracer).with_filter(span_filter()))
 }
+
+/// What [`otel_layer`] returns.
+pub type OtelLayer<S> = crate::unsampled::SkipUnsampled<
+    tracing_subscriber::filter::Filtered<
+        tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>,
+        tracing_subscriber::filter::Targets,
+        S,
+    >,
+>;
 
 fn bridge<S>(
     tracer: opentelemetry_sdk::trace::SdkTracer,

@@ -101,7 +101,8 @@ impl KnownDrops {
 
 /// Wraps the OpenTelemetry layer (see the module documentation). Creating,
 /// recording on and following from a marked span, and events inside one,
-/// stop here.
+/// stop here; entering and leaving any span stop here (see `on_enter`): a
+/// span ends when it closes.
 #[derive(Debug)]
 pub struct SkipUnsampled<L> {
     inner: L,
@@ -162,7 +163,9 @@ struct Access {
 }
 
 impl<L> SkipUnsampled<L> {
-    pub fn new<S>(inner: L) -> Self
+    /// `inner` must need nothing when a span is entered or left (see
+    /// `on_enter`).
+    pub(crate) fn new<S>(inner: L) -> Self
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
         L: Layer<S>,
@@ -319,17 +322,21 @@ where
         }
     }
 
-    // Entering, leaving and closing are passed on unchecked: they happen on
-    // every poll, a check would cost a span lookup each time, and the
+    // Entering and leaving are not passed on; they happen on every poll of
+    // every span. With context activation and busy/idle timings off (see
+    // [`crate::telemetry::otel_layer`]), the bridge does nothing on entering
+    // but its filter's span lookup, and on leaving it only looks the span up
+    // again, takes its extensions' lock and, for a span it tracks, reads the
+    // clock: it takes a span's last exit as its end. Without it a span ends
+    // when it closes, as an OpenTelemetry span ends when `end` is called;
+    // this stack's spans close as their work ends (an instrumented future
+    // is dropped when it completes, a guard's span at the end of its scope).
+    // Closing is passed on unchecked: a check would cost a lookup, and the
     // bridge does nothing for a span without its data (a marked span below
     // the entry has none; the entry's unsampled span ends as a no-op).
-    fn on_enter(&self, id: &Id, ctx: layer::Context<'_, S>) {
-        self.inner.on_enter(id, ctx);
-    }
+    fn on_enter(&self, _id: &Id, _ctx: layer::Context<'_, S>) {}
 
-    fn on_exit(&self, id: &Id, ctx: layer::Context<'_, S>) {
-        self.inner.on_exit(id, ctx);
-    }
+    fn on_exit(&self, _id: &Id, _ctx: layer::Context<'_, S>) {}
 
     fn on_close(&self, id: Id, ctx: layer::Context<'_, S>) {
         self.inner.on_close(id, ctx);
@@ -682,6 +689,35 @@ mod tests {
         assert_eq!(
             contexts[2].span().span_context(),
             &by_name("grandchild").span_context
+        );
+    }
+
+    #[test]
+    fn a_span_ends_when_it_closes_not_at_its_last_exit() {
+        let exporter = InMemorySpanExporter::default();
+        let provider = provider(&exporter);
+        let subscriber = tracing_subscriber::registry()
+            .with(crate::telemetry::otel_layer(provider.tracer("test")));
+        let after_exit = tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("held");
+            span.in_scope(|| {});
+            let after_exit = std::time::SystemTime::now();
+            // Bounded: the clock moves on within microseconds.
+            for _ in 0..1_000_000 {
+                if std::time::SystemTime::now() > after_exit {
+                    break;
+                }
+            }
+            drop(span);
+            after_exit
+        });
+        provider.force_flush().unwrap();
+        let spans = exporter.get_finished_spans().unwrap();
+        assert_eq!(spans.len(), 1);
+        assert!(
+            spans[0].end_time > after_exit,
+            "the end is the close ({:?}), after the exit ({after_exit:?})",
+            spans[0].end_time
         );
     }
 

@@ -20,7 +20,6 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 use tracing::Instrument;
 use tracing_common::db::Db;
 use tracing_common_testing::{assert_attribute_types, attr_i64, attr_str, is_child_of, only};
-use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -77,10 +76,9 @@ fn setup() -> &'static Setup {
             .build();
         opentelemetry::global::set_tracer_provider(provider.clone());
         tracing_subscriber::registry()
-            .with(
-                tracing_common::telemetry::otel_layer(provider.tracer("test"))
-                    .with_filter(tracing_common::telemetry::span_filter()),
-            )
+            .with(tracing_common::telemetry::otel_layer(
+                provider.tracer("test"),
+            ))
             .try_init()
             .expect("no other subscriber in this test binary");
         Setup {
