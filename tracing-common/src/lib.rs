@@ -80,6 +80,7 @@ mod stats;
 pub mod telemetry;
 pub mod trace_context;
 pub mod unsampled;
+pub mod w3c_baggage;
 
 pub use config::{ConfigError, TelemetryConfig};
 #[cfg(feature = "axum")]

@@ -3,14 +3,13 @@
 
 use std::collections::HashMap;
 
+use crate::trace_context::W3cTraceContext;
+use crate::w3c_baggage::W3cBaggage;
 use opentelemetry::Context;
 use opentelemetry::propagation::text_map_propagator::FieldIter;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
 };
-use opentelemetry_sdk::propagation::BaggagePropagator;
-
-use crate::trace_context::W3cTraceContext;
 
 use crate::config::PropagatorKind;
 
@@ -30,7 +29,7 @@ pub fn propagator(kinds: &[PropagatorKind]) -> TextMapCompositePropagator {
         .map(|kind| -> Box<dyn TextMapPropagator + Send + Sync> {
             match kind {
                 PropagatorKind::TraceContext => Box::new(W3cTraceContext::new()),
-                PropagatorKind::Baggage => Box::new(JoinedBaggage(BaggagePropagator::new())),
+                PropagatorKind::Baggage => Box::new(W3cBaggage),
                 #[cfg(feature = "zipkin")]
                 PropagatorKind::B3 => Box::new(SingleHeaderB3(
                     opentelemetry_zipkin::Propagator::with_encoding(
@@ -55,36 +54,6 @@ pub fn propagator(kinds: &[PropagatorKind]) -> TextMapCompositePropagator {
         })
         .collect();
     TextMapCompositePropagator::new(propagators)
-}
-
-/// W3C baggage read from every `baggage` header of a request: the
-/// specification allows several, to be combined like one comma-separated
-/// list, and the SDK's propagator reads only the first. Its limits (64
-/// members, 8192 bytes) apply to the combined list.
-#[derive(Debug)]
-struct JoinedBaggage(BaggagePropagator);
-
-const BAGGAGE: &str = "baggage";
-
-impl TextMapPropagator for JoinedBaggage {
-    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
-        self.0.inject_context(cx, injector);
-    }
-
-    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
-        match extractor.get_all(BAGGAGE) {
-            Some(values) if values.len() > 1 => {
-                let joined: HashMap<String, String> =
-                    [(BAGGAGE.to_owned(), values.join(","))].into();
-                self.0.extract_with_context(cx, &joined)
-            }
-            _ => self.0.extract_with_context(cx, extractor),
-        }
-    }
-
-    fn fields(&self) -> FieldIter<'_> {
-        self.0.fields()
-    }
 }
 
 /// B3 single-header (`b3`) only. opentelemetry-zipkin 0.32 also writes the

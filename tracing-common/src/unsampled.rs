@@ -317,6 +317,17 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: layer::Context<'_, S>) {
+        // An event more verbose than anything the wrapped layer's filter
+        // enables (another layer wanted it) is passed on without looking
+        // its span up: the filter drops it.
+        if self
+            .inner
+            .max_level_hint()
+            .is_some_and(|max| *event.metadata().level() > max)
+        {
+            self.inner.on_event(event, ctx);
+            return;
+        }
         if !ctx.event_span(event).as_ref().is_some_and(is_marked) {
             self.inner.on_event(event, ctx);
         }
