@@ -6,10 +6,7 @@ use std::collections::HashMap;
 use crate::trace_context::W3cTraceContext;
 use crate::w3c_baggage::W3cBaggage;
 use opentelemetry::Context;
-use opentelemetry::propagation::text_map_propagator::FieldIter;
-use opentelemetry::propagation::{
-    Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
-};
+use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
 
 use crate::config::PropagatorKind;
 
@@ -56,40 +53,46 @@ pub fn propagator(kinds: &[PropagatorKind]) -> TextMapCompositePropagator {
     TextMapCompositePropagator::new(propagators)
 }
 
+#[cfg(feature = "zipkin")]
+use b3::SingleHeaderB3;
+
 /// B3 single-header (`b3`) only. opentelemetry-zipkin 0.32 also writes the
 /// multi-header form in single-header mode (its `UnSpecified` bit test is
 /// always true), which doubles the headers and defeats choosing `b3` over
 /// `b3multi`; this drops everything but `b3` on injection.
 #[cfg(feature = "zipkin")]
-#[allow(deprecated)]
-#[derive(Debug)]
-struct SingleHeaderB3(opentelemetry_zipkin::Propagator);
+mod b3 {
+    use opentelemetry::Context;
+    use opentelemetry::propagation::text_map_propagator::FieldIter;
+    use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 
-#[cfg(feature = "zipkin")]
-struct OnlyB3<'a>(&'a mut dyn Injector);
+    #[allow(deprecated)]
+    #[derive(Debug)]
+    pub(super) struct SingleHeaderB3(pub(super) opentelemetry_zipkin::Propagator);
 
-#[cfg(feature = "zipkin")]
-impl Injector for OnlyB3<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if key == "b3" {
-            self.0.set(key, value);
+    struct OnlyB3<'a>(&'a mut dyn Injector);
+
+    impl Injector for OnlyB3<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            if key == "b3" {
+                self.0.set(key, value);
+            }
         }
     }
-}
 
-#[cfg(feature = "zipkin")]
-#[allow(deprecated)]
-impl TextMapPropagator for SingleHeaderB3 {
-    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
-        self.0.inject_context(cx, &mut OnlyB3(injector));
-    }
+    #[allow(deprecated)]
+    impl TextMapPropagator for SingleHeaderB3 {
+        fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+            self.0.inject_context(cx, &mut OnlyB3(injector));
+        }
 
-    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
-        self.0.extract_with_context(cx, extractor)
-    }
+        fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+            self.0.extract_with_context(cx, extractor)
+        }
 
-    fn fields(&self) -> FieldIter<'_> {
-        self.0.fields()
+        fn fields(&self) -> FieldIter<'_> {
+            self.0.fields()
+        }
     }
 }
 
