@@ -26,7 +26,6 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -34,11 +33,13 @@ use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use prost::Message;
-use tonic::codec::CompressionEncoding;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::config::{OtlpCompression, OtlpConfig, OtlpProtocol};
+
+mod wire;
 
 const AGENT: &str = concat!("tracing-common/", env!("CARGO_PKG_VERSION"));
 
@@ -116,7 +117,7 @@ pub struct OtlpClient {
 #[allow(clippy::large_enum_variant)]
 enum Transport {
     Grpc {
-        client: TraceServiceClient<Channel>,
+        client: tonic::client::Grpc<Channel>,
         metadata: MetadataMap,
     },
     Http(HttpTransport),
@@ -172,6 +173,14 @@ impl OtlpClient {
         &self,
         request: ExportTraceServiceRequest,
     ) -> Result<ExportTraceServiceResponse, ExportError> {
+        self.send_encoded(request.encode_to_vec().into()).await
+    }
+
+    /// [`OtlpClient::send`] for a request already encoded as protobuf.
+    pub(crate) async fn send_encoded(
+        &self,
+        request: Bytes,
+    ) -> Result<ExportTraceServiceResponse, ExportError> {
         let timeout = self.timeout;
         let fail = |kind, message: String| ExportError {
             kind,
@@ -184,7 +193,7 @@ impl OtlpClient {
                 self.runtime.spawn(async move {
                     let mut request = tonic::Request::new(request);
                     *request.metadata_mut() = metadata;
-                    let call = tokio::time::timeout(timeout, client.export(request));
+                    let call = tokio::time::timeout(timeout, grpc_export(&mut client, request));
                     match call.await {
                         Err(_) => {
                             Err((ErrorKind::Timeout, format!("no answer within {timeout:?}")))
@@ -266,7 +275,7 @@ fn grpc_transport(
             .tls_config(ClientTlsConfig::new().trust_anchors(roots.roots))
             .map_err(|e| BuildError(format!("TLS set-up for {}: {e}", config.endpoint)))?;
     }
-    let mut client = TraceServiceClient::new(endpoint.connect_lazy());
+    let mut client = tonic::client::Grpc::new(endpoint.connect_lazy());
     if config.compression == OtlpCompression::Gzip {
         client = client
             .send_compressed(CompressionEncoding::Gzip)
@@ -339,27 +348,88 @@ fn http_transport(
 
 type Failure = (ErrorKind, String);
 
-async fn post(
-    http: HttpTransport,
-    request: ExportTraceServiceRequest,
-) -> Result<ExportTraceServiceResponse, Failure> {
+/// The unary call `TraceService/Export`, as tonic's generated client makes
+/// it, with the request's bytes as they are.
+async fn grpc_export(
+    client: &mut tonic::client::Grpc<Channel>,
+    request: tonic::Request<Bytes>,
+) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+    client.ready().await.map_err(|e| {
+        tonic::Status::unknown(format!(
+            "Service was not ready: {}",
+            Into::<tonic::codegen::StdError>::into(e)
+        ))
+    })?;
+    let path = http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    );
+    client.unary(request, path, EncodedCodec).await
+}
+
+/// A gRPC codec whose requests are protobuf already ([`wire::request`]) and
+/// whose answers prost decodes.
+#[derive(Debug, Clone, Copy)]
+struct EncodedCodec;
+
+impl Codec for EncodedCodec {
+    type Encode = Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = EncodedCodec;
+    type Decoder = EncodedCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        EncodedCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        EncodedCodec
+    }
+}
+
+impl Encoder for EncodedCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut as _;
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for EncodedCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut DecodeBuf<'_>,
+    ) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
+        ExportTraceServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(format!("undecodable export response: {e}")))
+    }
+}
+
+async fn post(http: HttpTransport, body: Bytes) -> Result<ExportTraceServiceResponse, Failure> {
     let HttpTransport {
         client,
         uri,
         headers,
         gzip,
     } = http;
-    let mut body = request.encode_to_vec();
+    let mut body = body;
     if gzip {
         use std::io::Write as _;
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         body = encoder
             .write_all(&body)
             .and_then(|()| encoder.finish())
-            .map_err(|e| (ErrorKind::Other, format!("gzip: {e}")))?;
+            .map_err(|e| (ErrorKind::Other, format!("gzip: {e}")))?
+            .into();
     }
     let mut http_request = http::Request::post(uri)
-        .body(Full::new(Bytes::from(body)))
+        .body(Full::new(body))
         .map_err(|e| (ErrorKind::Other, e.to_string()))?;
     *http_request.headers_mut() = headers;
     let response = client
@@ -512,7 +582,7 @@ fn classify_tls(error: &rustls::Error) -> ErrorKind {
 #[derive(Debug)]
 pub struct OtlpExporter {
     client: OtlpClient,
-    resource: ResourceAttributesWithSchema,
+    resource: wire::EncodedResource,
     shut_down: AtomicBool,
 }
 
@@ -520,7 +590,7 @@ impl OtlpExporter {
     pub fn new(config: &OtlpConfig) -> Result<Self, BuildError> {
         Ok(Self {
             client: OtlpClient::new(config)?,
-            resource: ResourceAttributesWithSchema::default(),
+            resource: wire::EncodedResource::default(),
             shut_down: AtomicBool::new(false),
         })
     }
@@ -531,10 +601,10 @@ impl SpanExporter for OtlpExporter {
         if self.shut_down.load(Ordering::Relaxed) {
             return Err(OTelSdkError::AlreadyShutdown);
         }
-        let request = convert::request(batch, &self.resource);
+        let request = wire::request(&batch, &self.resource);
         let response = self
             .client
-            .send(request)
+            .send_encoded(request.into())
             .await
             .map_err(|e| OTelSdkError::InternalFailure(e.to_string()))?;
         if let Some(partial) = response.partial_success
@@ -558,252 +628,6 @@ impl SpanExporter for OtlpExporter {
     }
 
     fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
-        self.resource = resource.into();
-    }
-}
-
-/// SDK spans to the OTLP request: the same message opentelemetry-proto's
-/// `group_spans_by_resource_and_scope` builds, without its costs on this path:
-/// it converts a clone of every span of a batch it owns, and writes every
-/// string value through `Display`. Profiling put the two at about a quarter
-/// of what exporting a span costs the service.
-mod convert {
-    use std::time::{SystemTime, UNIX_EPOCH};
-
-    use opentelemetry::trace::{SpanId, Status as SpanStatus};
-    use opentelemetry::{InstrumentationScope, Value};
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-    use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::{
-        ResourceSpans, ScopeSpans, Span, SpanFlags, Status, span, status,
-    };
-    use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
-    use opentelemetry_sdk::trace::SpanData;
-
-    pub(super) fn request(
-        batch: Vec<SpanData>,
-        resource: &ResourceAttributesWithSchema,
-    ) -> ExportTraceServiceRequest {
-        // A batch holds spans of a handful of scopes: a list beats a map.
-        let mut scopes: Vec<(InstrumentationScope, Vec<Span>)> = Vec::new();
-        for data in batch {
-            let at = match scopes
-                .iter()
-                .position(|(s, _)| *s == data.instrumentation_scope)
-            {
-                Some(at) => at,
-                None => {
-                    scopes.push((data.instrumentation_scope.clone(), Vec::new()));
-                    scopes.len() - 1
-                }
-            };
-            scopes[at].1.push(span(data));
-        }
-        let scope_spans = scopes
-            .into_iter()
-            .map(|(scope, spans)| ScopeSpans {
-                schema_url: scope
-                    .schema_url()
-                    .map(ToOwned::to_owned)
-                    .unwrap_or_default(),
-                scope: Some((&scope, None).into()),
-                spans,
-            })
-            .collect();
-        ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(Resource {
-                    attributes: resource.attributes.0.clone(),
-                    dropped_attributes_count: 0,
-                    entity_refs: vec![],
-                }),
-                scope_spans,
-                schema_url: resource.schema_url.clone().unwrap_or_default(),
-            }],
-        }
-    }
-
-    fn span(data: SpanData) -> Span {
-        let sc = &data.span_context;
-        Span {
-            trace_id: sc.trace_id().to_bytes().to_vec(),
-            span_id: sc.span_id().to_bytes().to_vec(),
-            trace_state: sc.trace_state().header(),
-            parent_span_id: if data.parent_span_id == SpanId::INVALID {
-                Vec::new()
-            } else {
-                data.parent_span_id.to_bytes().to_vec()
-            },
-            flags: flags(data.parent_span_is_remote, sc.trace_flags().to_u8()),
-            name: data.name.into_owned(),
-            kind: span::SpanKind::from(data.span_kind) as i32,
-            start_time_unix_nano: nanos(data.start_time),
-            end_time_unix_nano: nanos(data.end_time),
-            dropped_attributes_count: data.dropped_attributes_count,
-            attributes: attributes(data.attributes),
-            dropped_events_count: data.events.dropped_count,
-            events: data
-                .events
-                .into_iter()
-                .map(|event| span::Event {
-                    time_unix_nano: nanos(event.timestamp),
-                    name: event.name.into_owned(),
-                    attributes: attributes(event.attributes),
-                    dropped_attributes_count: event.dropped_attributes_count,
-                })
-                .collect(),
-            dropped_links_count: data.links.dropped_count,
-            links: data.links.into_iter().map(Into::into).collect(),
-            status: Some(Status {
-                code: status::StatusCode::from(&data.status).into(),
-                message: match data.status {
-                    SpanStatus::Error { description } => description.into_owned(),
-                    _ => String::new(),
-                },
-            }),
-        }
-    }
-
-    /// W3C flags plus whether the parent is remote, which OTLP carries in
-    /// bits 8 and 9.
-    fn flags(parent_is_remote: bool, trace_flags: u8) -> u32 {
-        let mut flags = u32::from(trace_flags) | SpanFlags::ContextHasIsRemoteMask as u32;
-        if parent_is_remote {
-            flags |= SpanFlags::ContextIsRemoteMask as u32;
-        }
-        flags
-    }
-
-    fn nanos(time: SystemTime) -> u64 {
-        time.duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-    }
-
-    fn attributes(kvs: Vec<opentelemetry::KeyValue>) -> Vec<KeyValue> {
-        kvs.into_iter()
-            .map(|kv| KeyValue {
-                key: kv.key.as_str().to_owned(),
-                value: Some(match kv.value {
-                    Value::String(s) => AnyValue {
-                        value: Some(any_value::Value::StringValue(s.into())),
-                    },
-                    other => other.into(),
-                }),
-                key_strindex: 0,
-            })
-            .collect()
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-        use opentelemetry::trace::{
-            Event, Link, SpanContext, SpanKind, TraceFlags, TraceId, TraceState,
-        };
-        use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
-        use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
-        use std::borrow::Cow;
-        use std::time::Duration;
-
-        fn data(name: &'static str, scope: &'static str, remote_parent: bool) -> SpanData {
-            let sc = SpanContext::new(
-                TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
-                SpanId::from_hex("00f067aa0ba902b7").unwrap(),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::from_key_value([("vendor", "v")]).unwrap(),
-            );
-            let mut events = SpanEvents::default();
-            events.events.push(Event::new(
-                "exception",
-                UNIX_EPOCH + Duration::from_millis(5),
-                vec![opentelemetry::KeyValue::new("exception.type", "timeout")],
-                1,
-            ));
-            events.dropped_count = 2;
-            let mut links = SpanLinks::default();
-            links.links.push(Link::new(
-                sc.clone(),
-                vec![opentelemetry::KeyValue::new(
-                    "messaging.operation.type",
-                    "send",
-                )],
-                0,
-            ));
-            SpanData {
-                span_context: sc.clone(),
-                parent_span_id: if remote_parent {
-                    SpanId::from_hex("b7ad6b7169203331").unwrap()
-                } else {
-                    SpanId::INVALID
-                },
-                parent_span_is_remote: remote_parent,
-                span_kind: SpanKind::Server,
-                name: Cow::Borrowed(name),
-                start_time: UNIX_EPOCH + Duration::from_millis(1),
-                end_time: UNIX_EPOCH + Duration::from_millis(9),
-                attributes: vec![
-                    opentelemetry::KeyValue::new("http.route", "/orders"),
-                    opentelemetry::KeyValue::new("http.response.status_code", 500_i64),
-                    opentelemetry::KeyValue::new("inventory.available", true),
-                    opentelemetry::KeyValue::new("ratio", 0.5),
-                    opentelemetry::KeyValue::new(
-                        "tags",
-                        opentelemetry::Value::Array(
-                            vec!["a", "b"]
-                                .into_iter()
-                                .map(opentelemetry::StringValue::from)
-                                .collect::<Vec<_>>()
-                                .into(),
-                        ),
-                    ),
-                ],
-                dropped_attributes_count: 3,
-                events,
-                links,
-                status: SpanStatus::error("boom"),
-                instrumentation_scope: InstrumentationScope::builder(scope)
-                    .with_version("1.0")
-                    .build(),
-            }
-        }
-
-        #[test]
-        fn the_request_is_what_opentelemetry_proto_builds() {
-            let batch = vec![
-                data("POST /orders", "tracing-common", true),
-                data("SELECT users", "sqlx-otel", false),
-                data("GET /users/{id}", "tracing-common", false),
-            ];
-            let resource = ResourceAttributesWithSchema {
-                attributes: opentelemetry_proto::transform::common::tonic::Attributes(vec![
-                    KeyValue {
-                        key: "service.name".into(),
-                        value: Some(AnyValue {
-                            value: Some(any_value::Value::StringValue("order-service".into())),
-                        }),
-                        key_strindex: 0,
-                    },
-                ]),
-                schema_url: Some("https://opentelemetry.io/schemas/1.26.0".into()),
-            };
-            let ours = request(batch.clone(), &resource);
-            let mut theirs = ExportTraceServiceRequest {
-                resource_spans: group_spans_by_resource_and_scope(batch, &resource),
-            };
-            // Theirs groups through a hash map: compare scopes in one order.
-            for rs in &mut theirs.resource_spans {
-                rs.scope_spans
-                    .sort_by_key(|s| s.scope.as_ref().map(|s| s.name.clone()));
-            }
-            let mut ours = ours;
-            for rs in &mut ours.resource_spans {
-                rs.scope_spans
-                    .sort_by_key(|s| s.scope.as_ref().map(|s| s.name.clone()));
-            }
-            assert_eq!(ours, theirs);
-            assert_eq!(ours.resource_spans[0].scope_spans.len(), 2);
-        }
+        self.resource = wire::EncodedResource::from(&ResourceAttributesWithSchema::from(resource));
     }
 }

@@ -1,0 +1,506 @@
+//! SDK spans written straight to the protobuf bytes of an OTLP
+//! `ExportTraceServiceRequest`, the message opentelemetry-proto's
+//! `group_spans_by_resource_and_scope` builds and prost encodes, byte for byte
+//! (the tests check both), without building that message first.
+//!
+//! Building it meant a `String` or `Vec` for every id, name, key and string
+//! value of every span, and prost then walks the tree once to size each
+//! nested message and again to write it, for every level it is nested in.
+//! Profiling order-service at 100% sampling put the two at about 180,000
+//! instructions per order, half of what exporting costs it. Here each span
+//! is written once, from the SDK's data, into one buffer: a nested message's
+//! length is written after its contents, in place when it fits one byte
+//! (most keys and values), else by moving the contents up by the few bytes
+//! its length needs.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry::trace::{SpanId, SpanKind, Status};
+use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use opentelemetry_sdk::trace::SpanData;
+use prost::Message as _;
+
+/// OTLP's span flags: whether the parent is remote, in bits 8 and 9 beside
+/// the W3C flags (`SpanFlags` in trace.proto).
+const CONTEXT_HAS_IS_REMOTE: u32 = 0x100;
+const CONTEXT_IS_REMOTE: u32 = 0x200;
+
+/// The resource of every request, encoded once (it changes only when the SDK
+/// sets it, at start-up).
+#[derive(Debug, Default)]
+pub(crate) struct EncodedResource {
+    /// The `Resource` message's contents.
+    resource: Vec<u8>,
+    schema_url: String,
+}
+
+impl From<&ResourceAttributesWithSchema> for EncodedResource {
+    fn from(resource: &ResourceAttributesWithSchema) -> Self {
+        let message = opentelemetry_proto::tonic::resource::v1::Resource {
+            attributes: resource.attributes.0.clone(),
+            dropped_attributes_count: 0,
+            entity_refs: vec![],
+        };
+        Self {
+            resource: message.encode_to_vec(),
+            schema_url: resource.schema_url.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// The export request for `batch`: one `ResourceSpans`, one `ScopeSpans`
+/// per instrumentation scope in the order the scopes first appear.
+pub(crate) fn request(batch: &[SpanData], resource: &EncodedResource) -> Vec<u8> {
+    // A batch holds spans of a handful of scopes: a list beats a map.
+    let mut scopes: Vec<&InstrumentationScope> = Vec::new();
+    let scope_of: Vec<usize> = batch
+        .iter()
+        .map(|span| {
+            let scope = &span.instrumentation_scope;
+            scopes.iter().position(|s| *s == scope).unwrap_or_else(|| {
+                scopes.push(scope);
+                scopes.len() - 1
+            })
+        })
+        .collect();
+
+    let mut w = Writer(Vec::with_capacity(256 + batch.len() * 384));
+    // ExportTraceServiceRequest.resource_spans
+    w.message(1, |w| {
+        // ResourceSpans.resource
+        w.message(1, |w| w.0.extend_from_slice(&resource.resource));
+        for (at, scope) in scopes.iter().enumerate() {
+            // ResourceSpans.scope_spans
+            w.message(2, |w| {
+                w.message(1, |w| instrumentation_scope(w, scope));
+                for (span, _) in batch.iter().zip(&scope_of).filter(|(_, s)| **s == at) {
+                    w.message(2, |w| self::span(w, span));
+                }
+                w.string(3, scope.schema_url().unwrap_or_default());
+            });
+        }
+        w.string(3, &resource.schema_url);
+    });
+    w.0
+}
+
+fn instrumentation_scope(w: &mut Writer, scope: &InstrumentationScope) {
+    w.string(1, scope.name());
+    w.string(2, scope.version().unwrap_or_default());
+    for kv in scope.attributes() {
+        w.message(3, |w| key_value(w, kv));
+    }
+}
+
+fn span(w: &mut Writer, span: &SpanData) {
+    let sc = &span.span_context;
+    w.bytes(1, &sc.trace_id().to_bytes());
+    w.bytes(2, &sc.span_id().to_bytes());
+    w.string(3, &sc.trace_state().header());
+    if span.parent_span_id != SpanId::INVALID {
+        w.bytes(4, &span.parent_span_id.to_bytes());
+    }
+    w.string(5, &span.name);
+    w.uint(6, kind(&span.span_kind));
+    w.fixed64(7, nanos(span.start_time));
+    w.fixed64(8, nanos(span.end_time));
+    for kv in &span.attributes {
+        w.message(9, |w| key_value(w, kv));
+    }
+    w.uint(10, span.dropped_attributes_count.into());
+    for event in span.events.iter() {
+        w.message(11, |w| {
+            w.fixed64(1, nanos(event.timestamp));
+            w.string(2, &event.name);
+            for kv in &event.attributes {
+                w.message(3, |w| key_value(w, kv));
+            }
+            w.uint(4, event.dropped_attributes_count.into());
+        });
+    }
+    w.uint(12, span.events.dropped_count.into());
+    for link in span.links.iter() {
+        let sc = &link.span_context;
+        w.message(13, |w| {
+            w.bytes(1, &sc.trace_id().to_bytes());
+            w.bytes(2, &sc.span_id().to_bytes());
+            w.string(3, &sc.trace_state().header());
+            for kv in &link.attributes {
+                w.message(4, |w| key_value(w, kv));
+            }
+            w.uint(5, link.dropped_attributes_count.into());
+            w.fixed32(6, flags(sc.is_remote(), sc.trace_flags().to_u8()));
+        });
+    }
+    w.uint(14, span.links.dropped_count.into());
+    // Always present, as opentelemetry-proto sets it.
+    w.message(15, |w| {
+        if let Status::Error { description } = &span.status {
+            w.string(2, description);
+        }
+        w.uint(
+            3,
+            match span.status {
+                Status::Unset => 0,
+                Status::Ok => 1,
+                Status::Error { .. } => 2,
+            },
+        );
+    });
+    w.fixed32(
+        16,
+        flags(span.parent_span_is_remote, sc.trace_flags().to_u8()),
+    );
+}
+
+fn flags(parent_is_remote: bool, trace_flags: u8) -> u32 {
+    let remote = if parent_is_remote {
+        CONTEXT_IS_REMOTE
+    } else {
+        0
+    };
+    u32::from(trace_flags) | CONTEXT_HAS_IS_REMOTE | remote
+}
+
+/// `Span.SpanKind` in trace.proto.
+fn kind(kind: &SpanKind) -> u64 {
+    match kind {
+        SpanKind::Internal => 1,
+        SpanKind::Server => 2,
+        SpanKind::Client => 3,
+        SpanKind::Producer => 4,
+        SpanKind::Consumer => 5,
+    }
+}
+
+fn nanos(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn key_value(w: &mut Writer, kv: &KeyValue) {
+    w.string(1, kv.key.as_str());
+    w.message(2, |w| any_value(w, &kv.value));
+}
+
+/// An `AnyValue`'s contents. Its value is a `oneof`, so even an empty string,
+/// `false` or `0` is written.
+fn any_value(w: &mut Writer, value: &Value) {
+    match value {
+        Value::String(s) => w.oneof_bytes(1, s.as_str().as_bytes()),
+        Value::Bool(b) => {
+            w.key(2, VARINT);
+            w.varint(u64::from(*b));
+        }
+        Value::I64(i) => {
+            w.key(3, VARINT);
+            // int64: two's complement, ten bytes when negative.
+            w.varint(*i as u64);
+        }
+        Value::F64(f) => {
+            w.key(4, FIXED64);
+            w.0.extend_from_slice(&f.to_bits().to_le_bytes());
+        }
+        Value::Array(Array::Bool(values)) => {
+            w.message(5, |w| array_values(w, values, |v| Value::Bool(*v)))
+        }
+        Value::Array(Array::I64(values)) => {
+            w.message(5, |w| array_values(w, values, |v| Value::I64(*v)))
+        }
+        Value::Array(Array::F64(values)) => {
+            w.message(5, |w| array_values(w, values, |v| Value::F64(*v)))
+        }
+        Value::Array(Array::String(values)) => w.message(5, |w| {
+            for s in values {
+                w.message(1, |w| string_value(w, s));
+            }
+        }),
+        // A kind of value newer than this code (both enums are
+        // non-exhaustive): its text, rather than the panic
+        // opentelemetry-proto's conversion has for it.
+        other => w.oneof_bytes(1, other.to_string().as_bytes()),
+    }
+}
+
+fn string_value(w: &mut Writer, s: &StringValue) {
+    w.oneof_bytes(1, s.as_str().as_bytes());
+}
+
+fn array_values<T>(w: &mut Writer, values: &[T], value: impl Fn(&T) -> Value) {
+    for v in values {
+        w.message(1, |w| any_value(w, &value(v)));
+    }
+}
+
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LENGTH_DELIMITED: u8 = 2;
+const FIXED32: u8 = 5;
+
+/// Protobuf's wire format into a growing buffer. Scalar fields with their
+/// default value are left out, as proto3 (and prost) do.
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+
+    fn key(&mut self, field: u32, wire_type: u8) {
+        self.varint(u64::from(field << 3 | u32::from(wire_type)));
+    }
+
+    fn uint(&mut self, field: u32, v: u64) {
+        if v != 0 {
+            self.key(field, VARINT);
+            self.varint(v);
+        }
+    }
+
+    fn fixed32(&mut self, field: u32, v: u32) {
+        if v != 0 {
+            self.key(field, FIXED32);
+            self.0.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn fixed64(&mut self, field: u32, v: u64) {
+        if v != 0 {
+            self.key(field, FIXED64);
+            self.0.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn bytes(&mut self, field: u32, b: &[u8]) {
+        if !b.is_empty() {
+            self.oneof_bytes(field, b);
+        }
+    }
+
+    fn string(&mut self, field: u32, s: &str) {
+        self.bytes(field, s.as_bytes());
+    }
+
+    /// A length-delimited field written even when empty.
+    fn oneof_bytes(&mut self, field: u32, b: &[u8]) {
+        self.key(field, LENGTH_DELIMITED);
+        self.varint(b.len() as u64);
+        self.0.extend_from_slice(b);
+    }
+
+    /// A nested message: `contents` writes it, then its length goes in
+    /// front. One byte is kept for the length; a longer length moves the
+    /// contents up by the bytes it needs.
+    fn message(&mut self, field: u32, contents: impl FnOnce(&mut Self)) {
+        self.key(field, LENGTH_DELIMITED);
+        let at = self.0.len();
+        self.0.push(0);
+        contents(self);
+        let len = self.0.len() - at - 1;
+        if len < 0x80 {
+            self.0[at] = len as u8;
+            return;
+        }
+        let mut prefix = Vec::with_capacity(10);
+        let mut v = len as u64;
+        while v >= 0x80 {
+            prefix.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        prefix.push(v as u8);
+        let end = self.0.len();
+        let extra = prefix.len() - 1;
+        self.0.resize(end + extra, 0);
+        self.0.copy_within(at + 1..end, at + 1 + extra);
+        self.0[at..at + prefix.len()].copy_from_slice(&prefix);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{Event, Link, SpanContext, TraceFlags, TraceId, TraceState};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue as ProtoKeyValue, any_value};
+    use opentelemetry_proto::transform::common::tonic::Attributes;
+    use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
+    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+    use std::borrow::Cow;
+    use std::time::Duration;
+
+    fn resource() -> ResourceAttributesWithSchema {
+        ResourceAttributesWithSchema {
+            attributes: Attributes(vec![ProtoKeyValue {
+                key: "service.name".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue("order-service".into())),
+                }),
+                key_strindex: 0,
+            }]),
+            schema_url: Some("https://opentelemetry.io/schemas/1.26.0".into()),
+        }
+    }
+
+    fn data(name: &'static str, scope: &'static str, remote_parent: bool) -> SpanData {
+        let sc = SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::from_key_value([("vendor", "v")]).unwrap(),
+        );
+        let mut events = SpanEvents::default();
+        events.events.push(Event::new(
+            "exception",
+            UNIX_EPOCH + Duration::from_millis(5),
+            vec![KeyValue::new("exception.type", "timeout")],
+            1,
+        ));
+        events.dropped_count = 2;
+        let mut links = SpanLinks::default();
+        let remote = SpanContext::new(
+            sc.trace_id(),
+            SpanId::from_hex("b7ad6b7169203331").unwrap(),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        links.links.push(Link::new(
+            remote,
+            vec![KeyValue::new("messaging.operation.type", "send")],
+            0,
+        ));
+        SpanData {
+            span_context: sc.clone(),
+            parent_span_id: if remote_parent {
+                SpanId::from_hex("b7ad6b7169203331").unwrap()
+            } else {
+                SpanId::INVALID
+            },
+            parent_span_is_remote: remote_parent,
+            span_kind: SpanKind::Server,
+            name: Cow::Borrowed(name),
+            start_time: UNIX_EPOCH + Duration::from_millis(1),
+            end_time: UNIX_EPOCH + Duration::from_millis(9),
+            attributes: vec![
+                KeyValue::new("http.route", "/orders"),
+                KeyValue::new("http.response.status_code", 500_i64),
+                KeyValue::new("negative", -3_i64),
+                KeyValue::new("zero", 0_i64),
+                KeyValue::new("empty", ""),
+                KeyValue::new("inventory.available", true),
+                KeyValue::new("cached", false),
+                KeyValue::new("ratio", 0.5),
+                KeyValue::new("nothing", 0.0),
+                KeyValue::new(
+                    "tags",
+                    Value::Array(
+                        vec!["a", "b"]
+                            .into_iter()
+                            .map(StringValue::from)
+                            .collect::<Vec<_>>()
+                            .into(),
+                    ),
+                ),
+                KeyValue::new("flags", Value::Array(vec![true, false].into())),
+                KeyValue::new("counts", Value::Array(vec![1_i64, -1].into())),
+                KeyValue::new("ratios", Value::Array(vec![0.25, 0.0].into())),
+            ],
+            dropped_attributes_count: 3,
+            events,
+            links,
+            status: Status::error("boom"),
+            instrumentation_scope: InstrumentationScope::builder(scope)
+                .with_version("1.0")
+                .with_attributes([KeyValue::new("scope.kind", "test")])
+                .build(),
+        }
+    }
+
+    fn theirs(batch: Vec<SpanData>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: group_spans_by_resource_and_scope(batch, &resource()),
+        }
+    }
+
+    fn sorted(mut request: ExportTraceServiceRequest) -> ExportTraceServiceRequest {
+        // opentelemetry-proto groups through a hash map: compare scopes in
+        // one order.
+        for rs in &mut request.resource_spans {
+            rs.scope_spans
+                .sort_by_key(|s| s.scope.as_ref().map(|s| s.name.clone()));
+        }
+        request
+    }
+
+    #[test]
+    fn the_bytes_are_what_prost_writes_for_opentelemetry_proto_s_message() {
+        let mut plain = data("GET /users/{id}", "tracing-common", false);
+        plain.status = Status::Unset;
+        plain.events = SpanEvents::default();
+        plain.links = SpanLinks::default();
+        plain.dropped_attributes_count = 0;
+        plain.span_context = SpanContext::new(
+            plain.span_context.trace_id(),
+            plain.span_context.span_id(),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        );
+        let mut ok = data("SELECT users", "tracing-common", true);
+        ok.status = Status::Ok;
+        for batch in [
+            vec![data("POST /orders", "tracing-common", true)],
+            vec![plain, ok],
+        ] {
+            let ours = request(&batch, &EncodedResource::from(&resource()));
+            assert_eq!(ours, theirs(batch).encode_to_vec());
+        }
+    }
+
+    #[test]
+    fn a_batch_of_several_scopes_decodes_to_opentelemetry_proto_s_message() {
+        let batch = vec![
+            data("POST /orders", "tracing-common", true),
+            data("SELECT users", "sqlx-otel", false),
+            data("GET /users/{id}", "tracing-common", false),
+            data("orders publish", "rdkafka", false),
+        ];
+        let ours = request(&batch, &EncodedResource::from(&resource()));
+        let ours = ExportTraceServiceRequest::decode(&ours[..]).unwrap();
+        assert_eq!(ours.resource_spans[0].scope_spans.len(), 3);
+        assert_eq!(sorted(ours), sorted(theirs(batch)));
+    }
+
+    /// Lengths that need one, two and three bytes, at every level: an
+    /// attribute value, its key-value, the span, the scope's spans.
+    #[test]
+    fn messages_of_every_length_class_decode() {
+        for len in [
+            0, 1, 100, 110, 126, 127, 128, 129, 200, 16_383, 16_384, 20_000, 2_100_000,
+        ] {
+            let mut span = data("long", "tracing-common", false);
+            span.attributes.push(KeyValue::new("long", "x".repeat(len)));
+            let batch = vec![span.clone(), span];
+            let ours = request(&batch, &EncodedResource::from(&resource()));
+            assert_eq!(ours, theirs(batch).encode_to_vec(), "value of {len} bytes");
+        }
+    }
+
+    #[test]
+    fn an_empty_batch_is_a_request_with_only_the_resource() {
+        let ours = request(&[], &EncodedResource::from(&resource()));
+        let ours = ExportTraceServiceRequest::decode(&ours[..]).unwrap();
+        assert_eq!(ours.resource_spans.len(), 1);
+        assert!(ours.resource_spans[0].scope_spans.is_empty());
+        assert_eq!(
+            ours.resource_spans[0].resource.as_ref().unwrap().attributes,
+            resource().attributes.0
+        );
+    }
+}
