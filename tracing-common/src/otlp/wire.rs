@@ -306,18 +306,20 @@ impl Writer {
             self.0[at] = len as u8;
             return;
         }
-        let mut prefix = Vec::with_capacity(10);
+        let mut prefix = [0_u8; 10];
+        let mut n = 0;
         let mut v = len as u64;
         while v >= 0x80 {
-            prefix.push(v as u8 | 0x80);
+            prefix[n] = v as u8 | 0x80;
             v >>= 7;
+            n += 1;
         }
-        prefix.push(v as u8);
+        prefix[n] = v as u8;
+        n += 1;
         let end = self.0.len();
-        let extra = prefix.len() - 1;
-        self.0.resize(end + extra, 0);
-        self.0.copy_within(at + 1..end, at + 1 + extra);
-        self.0[at..at + prefix.len()].copy_from_slice(&prefix);
+        self.0.resize(end + n - 1, 0);
+        self.0.copy_within(at + 1..end, at + n);
+        self.0[at..at + n].copy_from_slice(&prefix[..n]);
     }
 }
 
