@@ -16,7 +16,7 @@
 
 use std::error::Error as StdError;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
@@ -583,6 +583,8 @@ fn classify_tls(error: &rustls::Error) -> ErrorKind {
 pub struct OtlpExporter {
     client: OtlpClient,
     resource: wire::EncodedResource,
+    /// The last request's size per span, to size the next one's buffer.
+    bytes_per_span: AtomicUsize,
     shut_down: AtomicBool,
 }
 
@@ -591,6 +593,7 @@ impl OtlpExporter {
         Ok(Self {
             client: OtlpClient::new(config)?,
             resource: wire::EncodedResource::default(),
+            bytes_per_span: AtomicUsize::new(512),
             shut_down: AtomicBool::new(false),
         })
     }
@@ -601,7 +604,16 @@ impl SpanExporter for OtlpExporter {
         if self.shut_down.load(Ordering::Relaxed) {
             return Err(OTelSdkError::AlreadyShutdown);
         }
-        let request = wire::request(&batch, &self.resource);
+        let request = wire::request(
+            &batch,
+            &self.resource,
+            self.bytes_per_span.load(Ordering::Relaxed),
+        );
+        if !batch.is_empty() {
+            self.bytes_per_span
+                .store(request.len() / batch.len() + 1, Ordering::Relaxed);
+        }
+        drop(batch);
         let response = self
             .client
             .send_encoded(request.into())

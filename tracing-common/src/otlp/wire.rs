@@ -51,7 +51,13 @@ impl From<&ResourceAttributesWithSchema> for EncodedResource {
 
 /// The export request for `batch`: one `ResourceSpans`, one `ScopeSpans`
 /// per instrumentation scope in the order the scopes first appear.
-pub(crate) fn request(batch: &[SpanData], resource: &EncodedResource) -> Vec<u8> {
+/// `bytes_per_span` sizes the buffer (the previous request's figure saves
+/// growing it as it fills).
+pub(crate) fn request(
+    batch: &[SpanData],
+    resource: &EncodedResource,
+    bytes_per_span: usize,
+) -> Vec<u8> {
     // A batch holds spans of a handful of scopes: a list beats a map.
     let mut scopes: Vec<&InstrumentationScope> = Vec::new();
     let scope_of: Vec<usize> = batch
@@ -65,7 +71,9 @@ pub(crate) fn request(batch: &[SpanData], resource: &EncodedResource) -> Vec<u8>
         })
         .collect();
 
-    let mut w = Writer(Vec::with_capacity(256 + batch.len() * 384));
+    let mut w = Writer(Vec::with_capacity(
+        resource.resource.len() + 256 + batch.len() * bytes_per_span,
+    ));
     // ExportTraceServiceRequest.resource_spans
     w.message(1, |w| {
         // ResourceSpans.resource
@@ -89,7 +97,7 @@ fn instrumentation_scope(w: &mut Writer, scope: &InstrumentationScope) {
     w.string(1, scope.name());
     w.string(2, scope.version().unwrap_or_default());
     for kv in scope.attributes() {
-        w.message(3, |w| key_value(w, kv));
+        key_value(w, 3, kv);
     }
 }
 
@@ -106,7 +114,7 @@ fn span(w: &mut Writer, span: &SpanData) {
     w.fixed64(7, nanos(span.start_time));
     w.fixed64(8, nanos(span.end_time));
     for kv in &span.attributes {
-        w.message(9, |w| key_value(w, kv));
+        key_value(w, 9, kv);
     }
     w.uint(10, span.dropped_attributes_count.into());
     for event in span.events.iter() {
@@ -114,7 +122,7 @@ fn span(w: &mut Writer, span: &SpanData) {
             w.fixed64(1, nanos(event.timestamp));
             w.string(2, &event.name);
             for kv in &event.attributes {
-                w.message(3, |w| key_value(w, kv));
+                key_value(w, 3, kv);
             }
             w.uint(4, event.dropped_attributes_count.into());
         });
@@ -127,7 +135,7 @@ fn span(w: &mut Writer, span: &SpanData) {
             w.bytes(2, &sc.span_id().to_bytes());
             w.string(3, &sc.trace_state().header());
             for kv in &link.attributes {
-                w.message(4, |w| key_value(w, kv));
+                key_value(w, 4, kv);
             }
             w.uint(5, link.dropped_attributes_count.into());
             w.fixed32(6, flags(sc.is_remote(), sc.trace_flags().to_u8()));
@@ -179,9 +187,39 @@ fn nanos(time: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-fn key_value(w: &mut Writer, kv: &KeyValue) {
-    w.string(1, kv.key.as_str());
-    w.message(2, |w| any_value(w, &kv.value));
+/// A `KeyValue` as field `field`. A scalar value's lengths are known before
+/// writing, so they are written first (no length to fix up afterwards);
+/// arrays go through [`Writer::message`].
+fn key_value(w: &mut Writer, field: u32, kv: &KeyValue) {
+    let key = kv.key.as_str();
+    let value_len = match &kv.value {
+        Value::String(s) => 1 + varint_len(s.as_str().len() as u64) + s.as_str().len(),
+        Value::Bool(_) => 2,
+        Value::I64(i) => 1 + varint_len(*i as u64),
+        Value::F64(_) => 9,
+        _ => {
+            return w.message(field, |w| {
+                w.string(1, key);
+                w.message(2, |w| any_value(w, &kv.value));
+            });
+        }
+    };
+    let key_len = if key.is_empty() {
+        0
+    } else {
+        1 + varint_len(key.len() as u64) + key.len()
+    };
+    w.key(field, LENGTH_DELIMITED);
+    w.varint((key_len + 1 + varint_len(value_len as u64) + value_len) as u64);
+    w.string(1, key);
+    w.key(2, LENGTH_DELIMITED);
+    w.varint(value_len as u64);
+    any_value(w, &kv.value);
+}
+
+fn varint_len(v: u64) -> usize {
+    // Seven bits per byte; zero takes one.
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// An `AnyValue`'s contents. Its value is a `oneof`, so even an empty string,
@@ -460,7 +498,7 @@ mod tests {
             vec![data("POST /orders", "tracing-common", true)],
             vec![plain, ok],
         ] {
-            let ours = request(&batch, &EncodedResource::from(&resource()));
+            let ours = request(&batch, &EncodedResource::from(&resource()), 0);
             assert_eq!(ours, theirs(batch).encode_to_vec());
         }
     }
@@ -473,7 +511,7 @@ mod tests {
             data("GET /users/{id}", "tracing-common", false),
             data("orders publish", "rdkafka", false),
         ];
-        let ours = request(&batch, &EncodedResource::from(&resource()));
+        let ours = request(&batch, &EncodedResource::from(&resource()), 0);
         let ours = ExportTraceServiceRequest::decode(&ours[..]).unwrap();
         assert_eq!(ours.resource_spans[0].scope_spans.len(), 3);
         assert_eq!(sorted(ours), sorted(theirs(batch)));
@@ -489,14 +527,33 @@ mod tests {
             let mut span = data("long", "tracing-common", false);
             span.attributes.push(KeyValue::new("long", "x".repeat(len)));
             let batch = vec![span.clone(), span];
-            let ours = request(&batch, &EncodedResource::from(&resource()));
+            let ours = request(&batch, &EncodedResource::from(&resource()), 0);
             assert_eq!(ours, theirs(batch).encode_to_vec(), "value of {len} bytes");
         }
     }
 
     #[test]
+    fn varint_lengths() {
+        for (v, len) in [
+            (0, 1),
+            (1, 1),
+            (127, 1),
+            (128, 2),
+            (16_383, 2),
+            (16_384, 3),
+            (u64::from(u32::MAX), 5),
+            (u64::MAX, 10),
+        ] {
+            assert_eq!(varint_len(v), len, "{v}");
+            let mut w = Writer(Vec::new());
+            w.varint(v);
+            assert_eq!(w.0.len(), len, "{v}");
+        }
+    }
+
+    #[test]
     fn an_empty_batch_is_a_request_with_only_the_resource() {
-        let ours = request(&[], &EncodedResource::from(&resource()));
+        let ours = request(&[], &EncodedResource::from(&resource()), 0);
         let ours = ExportTraceServiceRequest::decode(&ours[..]).unwrap();
         assert_eq!(ours.resource_spans.len(), 1);
         assert!(ours.resource_spans[0].scope_spans.is_empty());
