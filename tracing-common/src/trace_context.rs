@@ -153,9 +153,24 @@ fn is_ows(c: char) -> bool {
     c == ' ' || c == '\t'
 }
 
-fn lower_hex(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+/// `2 * N` lowercase hex digits as `N` bytes; `None` for anything else
+/// (upper case included, which W3C trace context does not allow).
+fn lower_hex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
+    fn digit(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        }
+    }
+    if s.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0; N];
+    for (byte, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
 }
 
 /// The trace id, parent id and flags of a valid `traceparent`.
@@ -165,7 +180,7 @@ fn parse_traceparent(value: &str) -> Option<(TraceId, SpanId, TraceFlags)> {
         return None;
     }
     let version = &value[..2];
-    if !lower_hex(version) || version == "ff" {
+    if lower_hex::<1>(version.as_bytes()).is_none() || version == "ff" {
         return None;
     }
     match (version, value.len()) {
@@ -179,16 +194,12 @@ fn parse_traceparent(value: &str) -> Option<(TraceId, SpanId, TraceFlags)> {
     if b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
         return None;
     }
-    let (trace, parent, flags) = (&value[3..35], &value[36..52], &value[53..55]);
-    if !(lower_hex(trace) && lower_hex(parent) && lower_hex(flags)) {
-        return None;
-    }
-    let trace_id = TraceId::from_hex(trace).ok()?;
-    let span_id = SpanId::from_hex(parent).ok()?;
+    let trace_id = TraceId::from_bytes(lower_hex(&b[3..35])?);
+    let span_id = SpanId::from_bytes(lower_hex(&b[36..52])?);
+    let [flags] = lower_hex(&b[53..55])?;
     if trace_id == TraceId::INVALID || span_id == SpanId::INVALID {
         return None;
     }
-    let flags = u8::from_str_radix(flags, 16).ok()?;
     Some((
         trace_id,
         span_id,
@@ -357,6 +368,17 @@ mod tests {
         ] {
             assert!(!ok(bad), "{bad:?} accepted");
         }
+        let (trace_id, span_id, flags) =
+            parse_traceparent("00-0123456789abcdef0a1b2c3d4e5f6789-fedcba9876543210-01").unwrap();
+        assert_eq!(
+            trace_id,
+            TraceId::from_hex("0123456789abcdef0a1b2c3d4e5f6789").unwrap()
+        );
+        assert_eq!(span_id, SpanId::from_hex("fedcba9876543210").unwrap());
+        assert_eq!(flags, TraceFlags::SAMPLED);
+        let (_, _, flags) =
+            parse_traceparent("00-0123456789abcdef0a1b2c3d4e5f6789-fedcba9876543210-00").unwrap();
+        assert_eq!(flags, TraceFlags::NOT_SAMPLED);
         // Only the sampled flag is kept (version 00 defines no other).
         let (_, _, flags) =
             parse_traceparent("00-12345678901234567890123456789012-1234567890123456-ff").unwrap();
