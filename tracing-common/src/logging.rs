@@ -8,12 +8,13 @@ use opentelemetry::trace::TraceContextExt;
 use serde_json::{Map, Value};
 use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
-use tracing::{Dispatch, Event, Subscriber};
+use tracing::{Dispatch, Event, Subscriber, span};
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::filter::{Filtered, LevelFilter};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 /// Formats no span fields. The JSON lines name the enclosing spans but do not
@@ -52,90 +53,140 @@ impl JsonWithTraceIds {
     /// filter evaluations per order of hyper's, sqlx's and rdkafka's
     /// debug and trace callsites.
     ///
-    /// Nor does it pass entering, leaving, recording or closing a span to
-    /// that filter, which would look the span up in the registry each time
-    /// only to find it disabled: once per poll of every instrumented
-    /// future, about 30,000 instructions per order in order-service.
+    /// Nor does it pass entering and leaving a span to that filter (see
+    /// [`WithoutEnterExit`]).
     pub fn dispatch_hook<S>(&self) -> DispatchHook<S>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        DispatchHook(Hook(self.dispatch.clone()).with_filter(LevelFilter::OFF))
+        WithoutEnterExit::new(SubscriberHook(self.dispatch.clone()).with_filter(LevelFilter::OFF))
+    }
+
+    /// `layer` (the log layer this formatter formats for, with its filter)
+    /// as [`crate::telemetry::init`] installs it: entering and leaving a
+    /// span reach it only when `filter` has span or field directives
+    /// (`[...]`), the only ones `EnvFilter` needs them for. The fmt layer
+    /// itself does nothing on them unless it logs span events, which this
+    /// stack's does not.
+    pub fn log_layer<L>(layer: L, filter: &str) -> WithoutEnterExit<L> {
+        let mut layer = WithoutEnterExit::new(layer);
+        layer.pass_enter_exit = filter.contains('[');
+        layer
     }
 }
 
-/// See [`JsonWithTraceIds::dispatch_hook`].
-pub struct DispatchHook<S>(Filtered<Hook, LevelFilter, S>);
+/// What [`JsonWithTraceIds::dispatch_hook`] returns.
+pub type DispatchHook<S> = WithoutEnterExit<Filtered<SubscriberHook, LevelFilter, S>>;
 
-impl<S> fmt::Debug for DispatchHook<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DispatchHook").finish_non_exhaustive()
-    }
-}
-
+/// Records the subscriber the formatter is part of. See
+/// [`JsonWithTraceIds::dispatch_hook`].
 #[derive(Debug)]
-struct Hook(Arc<OnceLock<WeakDispatch>>);
+pub struct SubscriberHook(Arc<OnceLock<WeakDispatch>>);
 
-impl<S: Subscriber> tracing_subscriber::Layer<S> for Hook {
+impl<S: Subscriber> tracing_subscriber::Layer<S> for SubscriberHook {
     fn on_register_dispatch(&self, subscriber: &Dispatch) {
         let _ = self.0.set(subscriber.downgrade());
     }
 }
 
-/// Passes on what registers the filter and keeps its interest and
-/// enabled-state bookkeeping right (`on_new_span` and `on_event` reset the
-/// filter's bit for the next callsite); what concerns an existing span
-/// stops here, since the filter enables none.
-impl<S> tracing_subscriber::Layer<S> for DispatchHook<S>
+/// A layer to which entering and leaving a span are not passed on.
+///
+/// A span is entered and left on every poll of an instrumented future, and a
+/// layer behind a per-layer filter (`Filtered`) looks the span up in the
+/// registry each time to see whether its filter enabled it, even when the
+/// layer then does nothing with it: the log formatter's dispatch hook (whose
+/// filter enables nothing) and the fmt layer (which does nothing on them
+/// unless it logs span events) each cost order-service about 30,000
+/// instructions per order that way, with tracing on or off. The registry
+/// keeps track of the current span by itself.
+pub struct WithoutEnterExit<L> {
+    inner: L,
+    pass_enter_exit: bool,
+}
+
+impl<L> WithoutEnterExit<L> {
+    pub fn new(inner: L) -> Self {
+        Self {
+            inner,
+            pass_enter_exit: false,
+        }
+    }
+}
+
+impl<L> fmt::Debug for WithoutEnterExit<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WithoutEnterExit")
+            .field("pass_enter_exit", &self.pass_enter_exit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, L> tracing_subscriber::Layer<S> for WithoutEnterExit<L>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
+    L: tracing_subscriber::Layer<S>,
 {
     fn on_register_dispatch(&self, subscriber: &Dispatch) {
-        self.0.on_register_dispatch(subscriber);
+        self.inner.on_register_dispatch(subscriber);
     }
 
     fn on_layer(&mut self, subscriber: &mut S) {
-        self.0.on_layer(subscriber);
+        self.inner.on_layer(subscriber);
     }
 
     fn register_callsite(
         &self,
         metadata: &'static tracing::Metadata<'static>,
     ) -> tracing::subscriber::Interest {
-        self.0.register_callsite(metadata)
+        self.inner.register_callsite(metadata)
     }
 
-    fn enabled(
-        &self,
-        metadata: &tracing::Metadata<'_>,
-        cx: tracing_subscriber::layer::Context<'_, S>,
-    ) -> bool {
-        self.0.enabled(metadata, cx)
+    fn enabled(&self, metadata: &tracing::Metadata<'_>, cx: Context<'_, S>) -> bool {
+        self.inner.enabled(metadata, cx)
     }
 
-    fn event_enabled(
-        &self,
-        event: &Event<'_>,
-        cx: tracing_subscriber::layer::Context<'_, S>,
-    ) -> bool {
-        self.0.event_enabled(event, cx)
+    fn event_enabled(&self, event: &Event<'_>, cx: Context<'_, S>) -> bool {
+        self.inner.event_enabled(event, cx)
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        self.0.max_level_hint()
+        self.inner.max_level_hint()
     }
 
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        id: &tracing::span::Id,
-        cx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        self.0.on_new_span(attrs, id, cx);
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, cx: Context<'_, S>) {
+        self.inner.on_new_span(attrs, id, cx);
     }
 
-    fn on_event(&self, event: &Event<'_>, cx: tracing_subscriber::layer::Context<'_, S>) {
-        self.0.on_event(event, cx);
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, cx: Context<'_, S>) {
+        self.inner.on_record(id, values, cx);
+    }
+
+    fn on_follows_from(&self, id: &span::Id, follows: &span::Id, cx: Context<'_, S>) {
+        self.inner.on_follows_from(id, follows, cx);
+    }
+
+    fn on_event(&self, event: &Event<'_>, cx: Context<'_, S>) {
+        self.inner.on_event(event, cx);
+    }
+
+    fn on_enter(&self, id: &span::Id, cx: Context<'_, S>) {
+        if self.pass_enter_exit {
+            self.inner.on_enter(id, cx);
+        }
+    }
+
+    fn on_exit(&self, id: &span::Id, cx: Context<'_, S>) {
+        if self.pass_enter_exit {
+            self.inner.on_exit(id, cx);
+        }
+    }
+
+    fn on_close(&self, id: span::Id, cx: Context<'_, S>) {
+        self.inner.on_close(id, cx);
+    }
+
+    fn on_id_change(&self, old: &span::Id, new: &span::Id, cx: Context<'_, S>) {
+        self.inner.on_id_change(old, new, cx);
     }
 
     // As in `unsampled::SkipUnsampled`: `Layered` finds out that a layer
@@ -149,7 +200,7 @@ where
         } else {
             // SAFETY: forwarded to the wrapped layer, which keeps the same
             // contract for its own type ids.
-            unsafe { self.0.downcast_raw(id) }
+            unsafe { self.inner.downcast_raw(id) }
         }
     }
 }
@@ -349,30 +400,80 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_dispatch_hook_looks_no_span_up_when_spans_are_entered() {
+    fn counting() -> (CountingLookups, Arc<std::sync::atomic::AtomicUsize>) {
         let lookups = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let subscriber = CountingLookups {
+        let registry = CountingLookups {
             registry: tracing_subscriber::Registry::default(),
             lookups: lookups.clone(),
+        };
+        (registry, lookups)
+    }
+
+    /// Span look-ups while a span is entered and left 100 times.
+    fn lookups_over_100_polls(lookups: &std::sync::atomic::AtomicUsize) -> usize {
+        let span = tracing::info_span!("polled");
+        let before = lookups.load(std::sync::atomic::Ordering::Relaxed);
+        for _ in 0..100 {
+            let _entered = span.enter();
         }
-        .with(JsonWithTraceIds::default().dispatch_hook())
-        // A layer without a filter, which wants the span (as the log layer
-        // does) and looks nothing up.
-        .with(tracing_subscriber::layer::Identity::new());
+        lookups.load(std::sync::atomic::Ordering::Relaxed) - before
+    }
+
+    #[test]
+    fn the_dispatch_hook_looks_no_span_up_when_spans_are_entered() {
+        let (registry, lookups) = counting();
+        let subscriber = registry
+            .with(JsonWithTraceIds::default().dispatch_hook())
+            // A layer without a filter, which wants the span (as the log
+            // layer does) and looks nothing up.
+            .with(tracing_subscriber::layer::Identity::new());
+        // A `Filtered` layer looks the span up on every enter and exit: 200.
+        let polls =
+            tracing::subscriber::with_default(subscriber, || lookups_over_100_polls(&lookups));
+        assert_eq!(polls, 0, "span look-ups");
+    }
+
+    #[test]
+    fn the_log_layer_looks_no_span_up_when_spans_are_entered_unless_its_filter_names_spans() {
+        for (filter, expected) in [("info,sqlx=warn", 0), ("info,[checkout]=debug", 200)] {
+            let (registry, lookups) = counting();
+            let layer = JsonWithTraceIds::log_layer(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::sink)
+                    .with_filter(tracing_subscriber::EnvFilter::new(filter)),
+                filter,
+            );
+            let subscriber = registry.with(layer);
+            let polls =
+                tracing::subscriber::with_default(subscriber, || lookups_over_100_polls(&lookups));
+            assert_eq!(polls, expected, "span look-ups with {filter}");
+        }
+    }
+
+    #[test]
+    fn a_filter_directive_for_a_span_still_applies_inside_it() {
+        let filter = "info,[checkout]=debug";
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::registry().with(JsonWithTraceIds::log_layer(
+            tracing_subscriber::fmt::layer()
+                .event_format(JsonWithTraceIds::default())
+                .with_writer(move || writer.clone())
+                .with_filter(tracing_subscriber::EnvFilter::new(filter)),
+            filter,
+        ));
         tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!("polled");
-            for _ in 0..100 {
-                let _entered = span.enter();
-            }
-            span.record("order.id", "o-1");
+            tracing::debug!("outside");
+            let span = tracing::info_span!("checkout");
+            let _entered = span.enter();
+            tracing::debug!("inside");
         });
-        // A `Filtered` layer looks the span up on every enter and exit.
-        assert_eq!(
-            lookups.load(std::sync::atomic::Ordering::Relaxed),
-            0,
-            "span look-ups"
-        );
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let messages: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["message"].to_string())
+            .collect();
+        assert_eq!(messages, ["\"inside\""]);
     }
 
     #[test]

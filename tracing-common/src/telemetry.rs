@@ -170,7 +170,10 @@ pub fn init_with(
     tracing_subscriber::registry()
         .with(otel_layer)
         .with(dispatch_hook)
-        .with(fmt_layer.with_filter(filter))
+        .with(JsonWithTraceIds::log_layer(
+            fmt_layer.with_filter(filter),
+            &config.log_filter,
+        ))
         .try_init()
         .map_err(|e| InitError::Subscriber(e.to_string()))?;
 

@@ -361,8 +361,8 @@ where
         self.inner.max_level_hint()
     }
 
-    // One of the workspace's two `unsafe` blocks (the other wraps the log
-    // formatter's dispatch hook), and the pattern every wrapping layer
+    // One of the workspace's two `unsafe` blocks (the other is
+    // `logging::WithoutEnterExit`'s), and the pattern every wrapping layer
     // of tracing-subscriber has (`Layered`, `Filtered`, `Option<L>`): the
     // bridge's span methods (`set_parent`, `context`, `set_attribute`) find
     // its data by downcasting the subscriber, so the wrapper must answer for
