@@ -323,6 +323,40 @@ mod tests {
         (subscriber, buffer)
     }
 
+    /// Event callsites of their own, so that the test asks the subscriber
+    /// directly: `tracing::enabled!` reads an interest cached across every
+    /// subscriber alive in the process, which other tests' change.
+    macro_rules! callsite {
+        ($callsite:ident, $meta:ident, $target:literal, $level:expr) => {
+            struct $callsite;
+            impl tracing::callsite::Callsite for $callsite {
+                fn set_interest(&self, _: tracing::subscriber::Interest) {}
+                fn metadata(&self) -> &tracing::Metadata<'_> {
+                    &$meta
+                }
+            }
+            static $meta: tracing::Metadata<'static> = tracing::Metadata::new(
+                "event",
+                $target,
+                $level,
+                None,
+                None,
+                None,
+                tracing::field::FieldSet::new(&[], tracing::callsite::Identifier(&$callsite)),
+                tracing::metadata::Kind::EVENT,
+            );
+        };
+    }
+    callsite!(
+        HyperDebug,
+        HYPER_DEBUG,
+        "hyper::proto",
+        tracing::Level::DEBUG
+    );
+    callsite!(SqlxInfo, SQLX_INFO, "sqlx::query", tracing::Level::INFO);
+    callsite!(OrderInfo, ORDER_INFO, "order_service", tracing::Level::INFO);
+    callsite!(HyperWarn, HYPER_WARN, "hyper::proto", tracing::Level::WARN);
+
     #[test]
     fn what_no_layer_enables_stays_disabled_with_the_dispatch_hook_in_place() {
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
@@ -336,12 +370,24 @@ mod tests {
                     .with_writer(std::io::sink)
                     .with_filter(tracing_subscriber::EnvFilter::new("warn")),
             );
-        tracing::subscriber::with_default(subscriber, || {
-            assert!(!tracing::enabled!(target: "hyper::proto", tracing::Level::DEBUG));
-            assert!(!tracing::enabled!(target: "sqlx::query", tracing::Level::INFO));
-            assert!(tracing::enabled!(target: "order_service", tracing::Level::INFO));
-            assert!(tracing::enabled!(target: "hyper::proto", tracing::Level::WARN));
-        });
+        // "never": not asked again, nothing dispatched; a layer without a
+        // filter of its own would make these "sometimes".
+        for meta in [&HYPER_DEBUG, &SQLX_INFO] {
+            assert!(
+                subscriber.register_callsite(meta).is_never(),
+                "{} {}",
+                meta.target(),
+                meta.level()
+            );
+        }
+        for meta in [&ORDER_INFO, &HYPER_WARN] {
+            assert!(
+                !subscriber.register_callsite(meta).is_never() && subscriber.enabled(meta),
+                "{} {}",
+                meta.target(),
+                meta.level()
+            );
+        }
     }
 
     /// A registry that counts the span look-ups layers make through it.
