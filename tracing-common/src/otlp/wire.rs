@@ -6,8 +6,8 @@
 //! Building it meant a `String` or `Vec` for every id, name, key and string
 //! value of every span, and prost then walks the tree once to size each
 //! nested message and again to write it, for every level it is nested in.
-//! Profiling order-service at 100% sampling put the two at about 180,000
-//! instructions per order, half of what exporting costs it. Here each span
+//! Profiling order-service at 100% sampling put the two at about 182,000
+//! instructions per order; this writer takes about 57,000. Here each span
 //! is written once, from the SDK's data, into one buffer: a nested message's
 //! length is written after its contents, in place when it fits one byte
 //! (most keys and values), else by moving the contents up by the few bytes
@@ -59,20 +59,27 @@ pub(crate) fn request(
     bytes_per_span: usize,
 ) -> Vec<u8> {
     // A batch holds spans of a handful of scopes: a list beats a map.
+    // Consecutive spans mostly share one: the last one's is compared first.
     let mut scopes: Vec<&InstrumentationScope> = Vec::new();
+    let mut last = 0;
     let scope_of: Vec<usize> = batch
         .iter()
         .map(|span| {
             let scope = &span.instrumentation_scope;
-            scopes.iter().position(|s| *s == scope).unwrap_or_else(|| {
-                scopes.push(scope);
-                scopes.len() - 1
-            })
+            if scopes.get(last).is_none_or(|s| *s != scope) {
+                last = scopes.iter().position(|s| *s == scope).unwrap_or_else(|| {
+                    scopes.push(scope);
+                    scopes.len() - 1
+                });
+            }
+            last
         })
         .collect();
 
+    // A quarter more than the last request needed per span: growing the
+    // buffer copies all of it.
     let mut w = Writer(Vec::with_capacity(
-        resource.resource.len() + 256 + batch.len() * bytes_per_span,
+        resource.resource.len() + 256 + batch.len() * (bytes_per_span + bytes_per_span / 4),
     ));
     // ExportTraceServiceRequest.resource_spans
     w.message(1, |w| {
@@ -281,7 +288,13 @@ const FIXED32: u8 = 5;
 struct Writer(Vec<u8>);
 
 impl Writer {
+    #[inline]
     fn varint(&mut self, mut v: u64) {
+        if v < 0x80 {
+            // Most keys and lengths.
+            self.0.push(v as u8);
+            return;
+        }
         while v >= 0x80 {
             self.0.push(v as u8 | 0x80);
             v >>= 7;
@@ -289,6 +302,7 @@ impl Writer {
         self.0.push(v as u8);
     }
 
+    #[inline]
     fn key(&mut self, field: u32, wire_type: u8) {
         self.varint(u64::from(field << 3 | u32::from(wire_type)));
     }
@@ -325,7 +339,9 @@ impl Writer {
     }
 
     /// A length-delimited field written even when empty.
+    #[inline]
     fn oneof_bytes(&mut self, field: u32, b: &[u8]) {
+        self.0.reserve(b.len() + 12);
         self.key(field, LENGTH_DELIMITED);
         self.varint(b.len() as u64);
         self.0.extend_from_slice(b);
