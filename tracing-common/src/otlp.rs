@@ -2,12 +2,13 @@
 //! (rustls with the ring provider) for `https://` endpoints, with the headers,
 //! compression and CA certificates of [`OtlpConfig`].
 //!
-//! It is built here on opentelemetry-proto's generated client and span
-//! conversion rather than with opentelemetry-otlp's builder, because that
-//! builder reads `OTEL_EXPORTER_OTLP_*` variables by itself as well: it merges
-//! the environment's headers into the ones given, and reads the compression
-//! variable whenever none is given, failing on the value `none`. Here the
-//! parsed [`crate::TelemetryConfig`] is the only source.
+//! It is built here on tonic and hyper rather than with opentelemetry-otlp's
+//! builder, because that builder reads `OTEL_EXPORTER_OTLP_*` variables by
+//! itself as well: it merges the environment's headers into the ones given,
+//! and reads the compression variable whenever none is given, failing on the
+//! value `none`. Here the parsed [`crate::TelemetryConfig`] is the only
+//! source. The request's protobuf is written straight from the SDK's spans
+//! (`wire`), the message opentelemetry-proto defines, without building it.
 //!
 //! [`OtlpClient::send`] is public so that `tracectl doctor` sends its test
 //! request through the same code, and failures come as an [`ExportError`]
@@ -411,14 +412,13 @@ impl Decoder for EncodedCodec {
     }
 }
 
-async fn post(http: HttpTransport, body: Bytes) -> Result<ExportTraceServiceResponse, Failure> {
+async fn post(http: HttpTransport, mut body: Bytes) -> Result<ExportTraceServiceResponse, Failure> {
     let HttpTransport {
         client,
         uri,
         headers,
         gzip,
     } = http;
-    let mut body = body;
     if gzip {
         use std::io::Write as _;
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
