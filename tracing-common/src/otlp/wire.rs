@@ -360,20 +360,19 @@ impl Writer {
             self.0[at] = len as u8;
             return;
         }
-        let mut prefix = [0_u8; 10];
-        let mut n = 0;
-        let mut v = len as u64;
-        while v >= 0x80 {
-            prefix[n] = v as u8 | 0x80;
-            v >>= 7;
-            n += 1;
-        }
-        prefix[n] = v as u8;
-        n += 1;
+        // Make room for the length's other bytes, then write it in place:
+        // seven bits per byte, low first, the last byte without the
+        // continuation bit.
+        let n = varint_len(len as u64);
         let end = self.0.len();
         self.0.resize(end + n - 1, 0);
         self.0.copy_within(at + 1..end, at + n);
-        self.0[at..at + n].copy_from_slice(&prefix[..n]);
+        let mut v = len as u64;
+        for byte in &mut self.0[at..at + n] {
+            *byte = v as u8 | 0x80;
+            v >>= 7;
+        }
+        self.0[at + n - 1] &= 0x7f;
     }
 }
 
