@@ -7,7 +7,7 @@
 //! The others are named by the instrumentation: SERVER spans `{method} {route}`
 //! by `tracing_common::ServerTracingLayer` from the route a service registers,
 //! CLIENT spans `{method}` by `tracing_common::client`, database spans
-//! `{operation} {table}` by sqlx-otel from the query's annotation, messaging
+//! `{operation} {table}` by `tracing_common::db` from the statement's executor, messaging
 //! spans `{operation} {topic}` by `tracing_common::kafka`.
 
 /// Who emits a span.

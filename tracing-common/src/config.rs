@@ -559,15 +559,7 @@ fn propagators(vars: &Vars<'_>) -> Result<Vec<PropagatorKind>, ConfigError> {
                     PropagatorKind::B3Multi
                 }
             }
-            "jaeger" => {
-                needs_feature(
-                    VARIABLE,
-                    &value,
-                    cfg!(feature = "jaeger-propagator"),
-                    "jaeger-propagator",
-                )?;
-                PropagatorKind::Jaeger
-            }
+            "jaeger" => PropagatorKind::Jaeger,
             "none" => continue,
             other => {
                 return Err(ConfigError::new(

@@ -50,7 +50,7 @@
 //! - [`server`]: SERVER spans for axum and the trust-boundary policy.
 //! - [`client`]: a reqwest client that injects context and records CLIENT spans.
 //! - [`kafka`] (feature `kafka`): rdkafka header propagation and PRODUCER/CONSUMER spans.
-//! - [`db`] (feature `postgres`): Postgres CLIENT spans (sqlx-otel).
+//! - [`db`] (feature `postgres`): Postgres CLIENT spans.
 //! - [`baggage`]: allow-listed baggage keys copied onto every span.
 //! - [`propagation`]: the composite propagator and map carriers (outbox rows).
 //! - [`trace_context`]: W3C Trace Context Level 1, exactly.

@@ -3,6 +3,10 @@
 
 use std::collections::HashMap;
 
+mod jaeger;
+
+pub use jaeger::JaegerPropagator;
+
 use crate::trace_context::W3cTraceContext;
 use crate::w3c_baggage::W3cBaggage;
 use opentelemetry::Context;
@@ -39,10 +43,7 @@ pub fn propagator(kinds: &[PropagatorKind]) -> TextMapCompositePropagator {
                         opentelemetry_zipkin::B3Encoding::MultipleHeader,
                     ))
                 }
-                #[cfg(feature = "jaeger-propagator")]
-                PropagatorKind::Jaeger => {
-                    Box::new(opentelemetry_jaeger_propagator::Propagator::new())
-                }
+                PropagatorKind::Jaeger => Box::new(JaegerPropagator),
                 // Refused when the configuration is read (`needs_feature`);
                 // a hand-built list gets a propagator that carries nothing.
                 #[allow(unreachable_patterns)]

@@ -23,6 +23,13 @@ pub fn record_error(span: &tracing::Span, error_type: &str, message: &str) {
 
 pub use crate::unsampled::{context_of, current_context};
 
+/// The tracer the adapters build their spans with: the global provider's,
+/// so a provider installed by [`crate::init`] (or by a test) is the one used.
+#[cfg(feature = "postgres")]
+pub(crate) fn tracer() -> opentelemetry::global::BoxedTracer {
+    opentelemetry::global::tracer(crate::telemetry::tracer_scope())
+}
+
 /// Opens the span `make` returns with the parent context `cx`, and makes the
 /// sampling decision there, as [`set_parent`] does; but where the configured
 /// sampler's answer is known without asking it (an unsampled parent under a
@@ -90,6 +97,7 @@ pub const INTEGER_ATTRIBUTES: &[&str] = &[
     semconv::MESSAGING_MESSAGE_BODY_SIZE,
     semconv::MESSAGING_BATCH_MESSAGE_COUNT,
     semconv::DB_RESPONSE_RETURNED_ROWS,
+    "db.response.affected_rows",
     "order.item_count",
     "fault.delay_ms",
 ];

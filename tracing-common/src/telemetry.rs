@@ -238,9 +238,9 @@ where
 {
     tracing_opentelemetry::layer()
         .with_tracer(tracer)
-        // Only sqlx-otel reads `Context::current()`, and `db::Db` makes the
-        // statement's context current while sqlx-otel starts its span,
-        // instead of every span attaching one on every poll.
+        // Nothing reads `Context::current()`: the adapters take their parent
+        // from the current `tracing` span (`spans::current_context`), so no
+        // span attaches a context on every poll.
         .with_context_activation(false)
         .with_tracked_inactivity(false)
         .with_threads(false)

@@ -17,8 +17,9 @@
 //!   trace id or parent id is invalid. Invalid means: start a new trace, and
 //!   ignore `tracestate`.
 //! - `tracestate`: all headers joined in order; empty members and whitespace
-//!   around members ignored; keys and values by the Level 1 grammar; more than
-//!   32 members or any illegal member discards the whole `tracestate` (the
+//!   around members ignored; keys by the specification's current grammar
+//!   (`@` allowed after the first character), values by Level 1's; more than 32
+//!   members or any illegal member discards the whole `tracestate` (the
 //!   parent is kept); duplicate keys keep the first. A list longer than 512
 //!   characters is truncated the way the specification orders: members longer
 //!   than 128 characters go first, then members from the right.
@@ -227,33 +228,21 @@ fn parse_tracestate<'a>(values: &[&'a str]) -> Option<Vec<(&'a str, &'a str)>> {
     (members.len() <= MAX_MEMBERS).then_some(members)
 }
 
-fn key_char(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'*' | b'/')
-}
-
-/// Level 1 key grammar:
-/// `simple-key = lcalpha 0*255(keychar)`;
-/// `multi-tenant-key = tenant-id "@" system-id`, with
-/// `tenant-id = (lcalpha / DIGIT) 0*240(keychar)` and
-/// `system-id = lcalpha 0*13(keychar)`.
+/// The key grammar of the specification's current text (w3c/trace-context
+/// `spec/20-http_request_header_format.md`, and its test suite since #584):
+/// `key = ( lcalpha / DIGIT ) 0*255 ( keychar )` with
+/// `keychar = lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@"`. The older
+/// `tenant@system` form with its 241- and 14-character parts is a case of it,
+/// no longer a rule of its own: `foo@` and a 242-character tenant are keys.
 fn valid_key(key: &str) -> bool {
     let b = key.as_bytes();
-    match key.split_once('@') {
-        None => {
-            (1..=256).contains(&b.len())
-                && b[0].is_ascii_lowercase()
-                && b.iter().all(|&c| key_char(c))
-        }
-        Some((tenant, system)) => {
-            let (t, s) = (tenant.as_bytes(), system.as_bytes());
-            (1..=241).contains(&t.len())
-                && (t[0].is_ascii_lowercase() || t[0].is_ascii_digit())
-                && t.iter().all(|&c| key_char(c))
-                && (1..=14).contains(&s.len())
-                && s[0].is_ascii_lowercase()
-                && s.iter().all(|&c| key_char(c))
-        }
-    }
+    (1..=256).contains(&b.len())
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter().all(|&c| {
+            c.is_ascii_lowercase()
+                || c.is_ascii_digit()
+                || matches!(c, b'_' | b'-' | b'*' | b'/' | b'@')
+        })
 }
 
 /// Level 1 value grammar: `0*255(chr) nblk-chr`, where `chr` is a space or a
@@ -386,13 +375,20 @@ mod tests {
     }
 
     #[test]
-    fn tracestate_keys_follow_the_level_1_grammar() {
+    fn tracestate_keys_follow_the_current_grammar() {
         for good in [
             "foo",
             "a0_-*/",
             &"z".repeat(256),
             "0tenant@system",
+            "0foo",
             &format!("{}@{}", "t".repeat(241), "v".repeat(14)),
+            "foo@",
+            "foo@@bar",
+            "foo@bar@baz",
+            "t@0v",
+            &format!("{}@v", "t".repeat(242)),
+            &format!("t@{}", "v".repeat(15)),
         ] {
             assert!(valid_key(good), "{good:?} refused");
         }
@@ -401,15 +397,10 @@ mod tests {
             "FOO",
             "foo ",
             "foo.bar",
-            "0foo",
+            "_foo",
             &"z".repeat(257),
+            &format!("{}@v", "t".repeat(255)),
             "@foo",
-            "foo@",
-            "foo@@bar",
-            "foo@bar@baz",
-            "t@0v",
-            &format!("{}@v", "t".repeat(242)),
-            &format!("t@{}", "v".repeat(15)),
         ] {
             assert!(!valid_key(bad), "{bad:?} accepted");
         }

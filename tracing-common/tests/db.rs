@@ -63,7 +63,7 @@ impl Setup {
 }
 
 /// The services' stack: the parent-based sampler, the `tracing` bridge
-/// behind `SkipUnsampled`, and a global provider (sqlx-otel uses it).
+/// behind `SkipUnsampled`, and a global provider (`db::Db` builds its spans with it).
 fn setup() -> &'static Setup {
     static SETUP: OnceLock<Setup> = OnceLock::new();
     SETUP.get_or_init(|| {
@@ -233,4 +233,89 @@ async fn statements_of_unsampled_work_or_of_no_trace_start_no_span() {
         assert_eq!(asked_about(name), 0, "{name} reached the sampler");
     }
     assert!(setup.trace(TraceId::from_hex(trace_id).unwrap()).is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_statement_says_why_and_rows_are_counted_for_every_kind_of_call() {
+    let setup = setup();
+    let db = db().await;
+    let trace_id = "7bf92f3577b34da6a3ce929d0e0e4736";
+    let span = enter(
+        tracing::info_span!("counting-entry"),
+        TraceFlags::SAMPLED,
+        trace_id,
+    );
+    let failed = async {
+        let rows: Vec<(i32,)> = sqlx::query_as("SELECT g FROM generate_series(1, 3) AS g")
+            .fetch_all(db.statement("SELECT", "series_all"))
+            .await?;
+        assert_eq!(rows.len(), 3);
+        let mut tx = db.begin().await?;
+        sqlx::query("CREATE TEMPORARY TABLE counted (n int) ON COMMIT DROP")
+            .execute(tx.statement("CREATE", "counted"))
+            .await?;
+        let inserted = sqlx::query("INSERT INTO counted SELECT g FROM generate_series(1, 4) AS g")
+            .execute(tx.statement("INSERT", "counted"))
+            .await?;
+        assert_eq!(inserted.rows_affected(), 4);
+        // A literal written into the SQL by hand never reaches the span.
+        let (_,): (String,) = sqlx::query_as("SELECT 'literal-secret'::text")
+            .fetch_one(tx.statement("SELECT", "literal"))
+            .await?;
+        tx.commit().await?;
+        sqlx::query_as::<_, (i32,)>("SELECT 1 / (SELECT 0)")
+            .fetch_one(db.statement("SELECT", "division"))
+            .await
+    }
+    .instrument(span.clone())
+    .await;
+    let error = failed.expect_err("division by zero");
+    assert_eq!(
+        error.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("22012")
+    );
+    drop(span);
+
+    let spans = setup.trace(TraceId::from_hex(trace_id).unwrap());
+    assert_eq!(
+        attr_i64(
+            only(&spans, "SELECT series_all"),
+            semconv::DB_RESPONSE_RETURNED_ROWS
+        ),
+        Some(3)
+    );
+    assert_eq!(
+        attr_i64(only(&spans, "INSERT counted"), "db.response.affected_rows"),
+        Some(4)
+    );
+    assert_eq!(
+        attr_str(only(&spans, "SELECT literal"), semconv::DB_QUERY_TEXT).as_deref(),
+        Some("SELECT ?::text")
+    );
+    let division = only(&spans, "SELECT division");
+    assert_eq!(
+        division.status,
+        opentelemetry::trace::Status::error(error.to_string())
+    );
+    assert_eq!(
+        attr_str(division, semconv::ERROR_TYPE).as_deref(),
+        Some("22012")
+    );
+    assert_eq!(
+        attr_str(division, semconv::DB_RESPONSE_STATUS_CODE).as_deref(),
+        Some("22012")
+    );
+    let exception = division
+        .events
+        .iter()
+        .find(|e| e.name == "exception")
+        .expect("an exception event");
+    assert!(
+        exception
+            .attributes
+            .iter()
+            .any(|kv| kv.key.as_str() == semconv::EXCEPTION_MESSAGE
+                && kv.value.as_str().contains("division by zero"))
+    );
+    assert_attribute_types(&spans);
 }

@@ -3,7 +3,8 @@
 //! whose handler makes one call with `client::http_client`; the test reads the
 //! headers of that outgoing call. The cases follow the specification's
 //! processing model and the W3C test suite's cases (w3c/trace-context
-//! `test/test.py`), with the Level 1 key grammar.
+//! `test/test.py` at acab820, whose key grammar lets `@` appear anywhere
+//! after the first character).
 
 use std::time::Duration;
 
@@ -384,19 +385,12 @@ async fn thirty_two_members_are_kept_and_thirty_three_discard_the_tracestate() {
 async fn an_illegal_member_discards_the_tracestate_and_keeps_the_parent() {
     let h = Harness::start().await;
     let long_key = "z".repeat(257);
-    let long_tenant = format!("{}@v", "t".repeat(242));
-    let long_system = format!("t@{}", "v".repeat(15));
     let cases = [
         "foo =1".to_owned(),
         "FOO=1".into(),
         "foo.bar=1".into(),
-        "foo@=1,bar=2".into(),
         "@foo=1,bar=2".into(),
-        "foo@@bar=1,bar=2".into(),
-        "foo@bar@baz=1,bar=2".into(),
         format!("foo=1,{long_key}=1"),
-        format!("foo=1,{long_tenant}=1"),
-        format!("foo=1,{long_system}=1"),
         "foo=bar=baz".into(),
         "foo=,bar=3".into(),
         "foo=1,bar".into(),
@@ -425,7 +419,22 @@ async fn every_legal_key_and_value_character_and_the_longest_keys_are_passed_on(
         .collect();
     let longest_simple = "z".repeat(256);
     let longest_tenant = format!("{}@{}", "t".repeat(241), "v".repeat(14));
-    for key in [key, vendor_key.as_str(), &longest_simple, &longest_tenant] {
+    // The suite's cases since w3c/trace-context#584: `@` is a key character
+    // like any other after the first, within the 256-character limit.
+    let long_tenant = format!("{}@v", "t".repeat(242));
+    let long_system = format!("t@{}", "v".repeat(15));
+    for key in [
+        key,
+        vendor_key.as_str(),
+        &longest_simple,
+        &longest_tenant,
+        &long_tenant,
+        &long_system,
+        "foo@",
+        "foo@@bar",
+        "foo@bar@baz",
+        "0foo",
+    ] {
         let member = format!("{key}={value}");
         let out = h
             .send(&[

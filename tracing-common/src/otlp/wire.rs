@@ -522,7 +522,7 @@ mod tests {
     fn a_batch_of_several_scopes_decodes_to_opentelemetry_proto_s_message() {
         let batch = vec![
             data("POST /orders", "tracing-common", true),
-            data("SELECT users", "sqlx-otel", false),
+            data("SELECT users", "sqlx", false),
             data("GET /users/{id}", "tracing-common", false),
             data("orders publish", "rdkafka", false),
         ];
