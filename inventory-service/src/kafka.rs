@@ -1,6 +1,8 @@
 //! The `order-events` consumer: reserve stock for each new order and answer
 //! on `inventory-events`.
 
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TraceContextExt as _;
 use order_contract::topics::{INVENTORY_EVENTS, ORDER_EVENTS};
 use order_contract::trace::names;
 use order_contract::{OrderCreated, StockDecision, StockDecisionKind};
@@ -43,19 +45,22 @@ pub enum HandleError {
 /// the `reserve-stock` span, then the answer under a PRODUCER span
 /// `send inventory-events` (`names::SEND_INVENTORY_EVENTS`).
 async fn handle<M: Message>(message: &M, producer: &Producer, db: &Db) -> Result<(), HandleError> {
-    let span = tracing::Span::current();
-    let Some(event) = decode(message, &span) else {
+    // The CONSUMER span's context, which `consume` makes current.
+    let cx = opentelemetry::Context::current();
+    let Some(event) = decode(message) else {
         return Ok(());
     };
-    span.set_attribute("order.id", event.order_id.to_string());
-    span.set_attribute("messaging.message.id", event.event_id.to_string());
+    cx.span().set_attributes([
+        KeyValue::new("order.id", event.order_id.to_string()),
+        KeyValue::new("messaging.message.id", event.event_id.to_string()),
+    ]);
     let Some(decision) = reserve_stock(db, &event).await? else {
         return Ok(());
     };
     let payload = serde_json::to_vec(&decision).expect("a decision of ids and strings serialises");
     service_runtime::kafka::send_traced(
         producer,
-        &tracing_common::spans::context_of(&span),
+        &cx,
         INVENTORY_EVENTS,
         &event.order_id.to_string(),
         &payload,
@@ -65,13 +70,12 @@ async fn handle<M: Message>(message: &M, producer: &Producer, db: &Db) -> Result
 }
 
 /// The record's event; a record that can never be processed is recorded on
-/// `span` and skipped (`None`), not retried forever.
-fn decode<M: Message>(message: &M, span: &tracing::Span) -> Option<OrderCreated> {
+/// the current (CONSUMER) span and skipped (`None`), not retried forever.
+fn decode<M: Message>(message: &M) -> Option<OrderCreated> {
     match message.payload().map(serde_json::from_slice) {
         Some(Ok(event)) => Some(event),
         Some(Err(e)) => {
-            tracing_common::spans::record_error(
-                span,
+            tracing_common::spans::record_current_error(
                 "invalid_message",
                 &format!("undecodable order event: {e}"),
             );
@@ -79,8 +83,7 @@ fn decode<M: Message>(message: &M, span: &tracing::Span) -> Option<OrderCreated>
             None
         }
         None => {
-            tracing_common::spans::record_error(
-                span,
+            tracing_common::spans::record_current_error(
                 "invalid_message",
                 "order event without payload",
             );

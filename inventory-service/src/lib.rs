@@ -148,11 +148,12 @@ async fn check(
         })
         .collect();
     let available = items.iter().all(|i| i.sufficient);
-    tracing_opentelemetry::OpenTelemetrySpanExt::set_attribute(
-        &tracing::Span::current(),
-        "inventory.available",
-        available,
-    );
+    opentelemetry::trace::get_active_span(|server| {
+        server.set_attribute(opentelemetry::KeyValue::new(
+            "inventory.available",
+            available,
+        ));
+    });
     Ok(Json(StockCheckAnswer { available, items }))
 }
 

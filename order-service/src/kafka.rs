@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
+use opentelemetry::trace::TraceContextExt as _;
 use order_contract::StockDecision;
 use order_contract::topics::INVENTORY_EVENTS;
 use rdkafka::Message;
 use service_runtime::kafka::Producer;
 use sqlx::PgPool;
 use tracing_common::db::Db;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::db;
 
@@ -95,12 +95,13 @@ pub async fn consume(
 /// inventory-events` (`names::PROCESS_INVENTORY_EVENTS`, opened by
 /// `service_runtime::kafka::consume`): settles the order (`db::settle`).
 async fn handle<M: Message>(message: &M, db: &Db) -> Result<(), sqlx::Error> {
-    let span = tracing::Span::current();
+    // The CONSUMER span's context, which `consume` makes current.
+    let cx = opentelemetry::Context::current();
+    let span = cx.span();
     let decision: StockDecision = match message.payload().map(serde_json::from_slice) {
         Some(Ok(d)) => d,
         Some(Err(e)) => {
-            tracing_common::spans::record_error(
-                &span,
+            tracing_common::spans::record_current_error(
                 "invalid_message",
                 &format!("undecodable inventory event: {e}"),
             );
@@ -108,15 +109,17 @@ async fn handle<M: Message>(message: &M, db: &Db) -> Result<(), sqlx::Error> {
             return Ok(());
         }
         None => {
-            tracing_common::spans::record_error(
-                &span,
+            tracing_common::spans::record_current_error(
                 "invalid_message",
                 "inventory event without payload",
             );
             return Ok(());
         }
     };
-    span.set_attribute("order.id", decision.order_id.to_string());
+    span.set_attribute(opentelemetry::KeyValue::new(
+        "order.id",
+        decision.order_id.to_string(),
+    ));
     let status = decision.kind.order_status();
     let changed = db::settle(
         db,

@@ -19,6 +19,8 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::{Context, KeyValue};
 use service_runtime::edge;
 use service_runtime::kafka::Producer;
@@ -165,32 +167,41 @@ async fn create_order(
             AppError::InvalidOrder(rejection.body_text())
         }
     })?;
-    let server_span = tracing::Span::current();
+    // The SERVER span's context, which `ServerTracingLayer` makes current.
+    let server = Context::current();
     let key = idempotency_key(&headers)?;
     if let Some(key) = &key
         && let Some((existing, status)) = earlier_order(&state, key).await?
     {
-        idempotent_replay(&server_span, existing);
+        idempotent_replay(&server, existing);
         return Ok(created(existing, status));
     }
 
     let order = validate_order(&body)?;
     let order_id = OrderId::new();
-    let cx = with_order_baggage(&server_span, &order, order_id);
+    // Each step below runs with `cx` current, so its span is a child of the
+    // SERVER span and carries the order's baggage to every call it makes.
+    let cx = with_order_baggage(&server, &order, order_id);
 
-    fetch_user(&state, &order.user_id, &cx).await?;
-    check_inventory(&state, &order, &cx).await?;
+    fetch_user(&state, &order.user_id)
+        .with_context(cx.clone())
+        .await?;
+    check_inventory(&state, &order)
+        .with_context(cx.clone())
+        .await?;
     let event = order_created_event(order_id, &order, &cx);
     if let db::Inserted::Existing(existing) =
-        write_order(&state, order_id, &order, key.as_deref(), &event, &cx).await?
+        write_order(&state, order_id, &order, key.as_deref(), &event)
+            .with_context(cx.clone())
+            .await?
     {
         // A concurrent retry with the same key won; answer with its order.
-        idempotent_replay(&server_span, existing);
+        idempotent_replay(&server, existing);
         return Ok(created(existing, OrderStatus::Pending));
     }
-    publish(&state, &event, &cx).await;
+    publish(&state, &event).with_context(cx).await;
 
-    server_span.add_event(
+    server.span().add_event(
         "order_created_successfully",
         vec![KeyValue::new("order.id", order_id.to_string())],
     );
@@ -211,8 +222,8 @@ async fn earlier_order(
     Ok(Some((existing, status)))
 }
 
-fn idempotent_replay(server_span: &tracing::Span, existing: OrderId) {
-    server_span.add_event(
+fn idempotent_replay(server: &Context, existing: OrderId) {
+    server.span().add_event(
         "idempotent_replay",
         vec![KeyValue::new("order.id", existing.to_string())],
     );
@@ -233,12 +244,14 @@ fn validate_order(body: &[u8]) -> Result<NewOrder, AppError> {
 
 /// From here on every span, in this service and downstream, carries the
 /// user and order ids (allow-listed baggage copied onto spans).
-fn with_order_baggage(server_span: &tracing::Span, order: &NewOrder, order_id: OrderId) -> Context {
+fn with_order_baggage(server: &Context, order: &NewOrder, order_id: OrderId) -> Context {
     let order_id = order_id.to_string();
-    server_span.set_attribute(baggage::USER_ID, order.user_id.to_string());
-    server_span.set_attribute(baggage::ORDER_ID, order_id.clone());
+    server.span().set_attributes([
+        KeyValue::new(baggage::USER_ID, order.user_id.to_string()),
+        KeyValue::new(baggage::ORDER_ID, order_id.clone()),
+    ]);
     baggage::with_entries(
-        &tracing_common::spans::context_of(server_span),
+        server,
         [
             (baggage::USER_ID, order.user_id.as_str()),
             (baggage::ORDER_ID, order_id.as_str()),
@@ -275,9 +288,8 @@ fn order_created_event(order_id: OrderId, order: &NewOrder, cx: &Context) -> db:
 }
 
 /// The `fetch-user-data` span: user-service must know the user (422 otherwise).
-async fn fetch_user(state: &AppState, user_id: &UserId, cx: &Context) -> Result<(), AppError> {
+async fn fetch_user(state: &AppState, user_id: &UserId) -> Result<(), AppError> {
     let span = tracing::info_span!(names::FETCH_USER_DATA);
-    tracing_common::spans::set_parent(&span, cx.clone());
     let answer = state.users.user(user_id).instrument(span.clone()).await;
     match answer {
         Ok(Some(_)) => {
@@ -310,9 +322,8 @@ async fn fetch_user(state: &AppState, user_id: &UserId, cx: &Context) -> Result<
 /// The `check-inventory` span. Refuses the order when stock is known to be
 /// short; when inventory-service cannot answer, the order goes ahead
 /// (reservation decides later) and the span says why the check did not run.
-async fn check_inventory(state: &AppState, order: &NewOrder, cx: &Context) -> Result<(), AppError> {
+async fn check_inventory(state: &AppState, order: &NewOrder) -> Result<(), AppError> {
     let span = tracing::info_span!(names::CHECK_INVENTORY);
-    tracing_common::spans::set_parent(&span, cx.clone());
     let request = StockCheckRequest {
         items: order
             .lines
@@ -370,10 +381,8 @@ async fn write_order(
     order: &NewOrder,
     idempotency_key: Option<&str>,
     event: &db::OutboxEvent,
-    cx: &Context,
 ) -> Result<db::Inserted, AppError> {
     let span = tracing::info_span!(names::CREATE_ORDER_DB, db.system.name = "postgresql");
-    tracing_common::spans::set_parent(&span, cx.clone());
     Ok(
         db::insert_order(&state.db, order_id, order, idempotency_key, event)
             .instrument(span)
@@ -384,17 +393,19 @@ async fn write_order(
 /// The `publish-order-event` span: publishes right after commit (PRODUCER
 /// span `send order-events`, `names::SEND_ORDER_EVENTS`); on failure the event
 /// stays in the outbox for the relay, and the order is still created.
-async fn publish(state: &AppState, event: &db::OutboxEvent, cx: &Context) {
+async fn publish(state: &AppState, event: &db::OutboxEvent) {
     let span = tracing::info_span!(names::PUBLISH_ORDER_EVENT);
-    tracing_common::spans::set_parent(&span, cx.clone());
     let payload = serde_json::to_vec(&event.payload).expect("a JSON value serialises");
-    let sent = service_runtime::kafka::send_traced(
-        &state.producer,
-        &tracing_common::spans::context_of(&span),
-        event.topic,
-        &event.key,
-        &payload,
-    )
+    let sent = async {
+        service_runtime::kafka::send_traced(
+            &state.producer,
+            &Context::current(),
+            event.topic,
+            &event.key,
+            &payload,
+        )
+        .await
+    }
     .instrument(span.clone())
     .await;
     async {

@@ -26,7 +26,7 @@ pub fn error_response(
     tracing::error!(%error, "database error");
     let failure = Failure::of(error);
     let (status, code) = failure.status();
-    tracing_common::spans::record_error(&tracing::Span::current(), code, &error.to_string());
+    tracing_common::spans::record_current_error(code, &error.to_string());
     let message = match failure {
         Failure::Unavailable => format!("the {database} database is unavailable"),
         Failure::Internal => "internal error".to_owned(),

@@ -27,7 +27,6 @@ use futures::future::BoxFuture;
 use http::{HeaderMap, Request, StatusCode};
 use opentelemetry::KeyValue;
 use tower::{Layer, Service};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::settings::{env_millis, env_or};
 use tracing_common::ConfigError;
@@ -136,13 +135,15 @@ fn header_bytes(headers: &HeaderMap) -> usize {
 
 /// Says on the current (SERVER) span why a request was refused.
 fn refused(code: &str, reason: &str) {
-    tracing::Span::current().add_event(
-        "request_refused",
-        vec![
-            KeyValue::new("reason", reason.to_owned()),
-            KeyValue::new("refusal.code", code.to_owned()),
-        ],
-    );
+    opentelemetry::trace::get_active_span(|server| {
+        server.add_event(
+            "request_refused",
+            vec![
+                KeyValue::new("reason", reason.to_owned()),
+                KeyValue::new("refusal.code", code.to_owned()),
+            ],
+        );
+    });
 }
 
 impl<S, ReqBody> Service<Request<ReqBody>> for EdgeLimited<S>
@@ -187,11 +188,7 @@ where
                         "the request took longer than {} ms and was abandoned",
                         limits.request_timeout.as_millis()
                     );
-                    tracing_common::spans::record_error(
-                        &tracing::Span::current(),
-                        "timeout",
-                        &message,
-                    );
+                    tracing_common::spans::record_current_error("timeout", &message);
                     Ok(error_response(
                         StatusCode::REQUEST_TIMEOUT,
                         "request_timeout",

@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use tracing_common::ConfigError;
 
@@ -163,10 +162,10 @@ impl Faults {
             tokio::time::sleep(fault.delay).instrument(span).await;
         }
         if fault.error_rate > 0.0 && self.draw() < fault.error_rate {
-            let current = tracing::Span::current();
-            current.set_attribute("fault.injected", true);
-            tracing_common::spans::record_error(
-                &current,
+            opentelemetry::trace::get_active_span(|span| {
+                span.set_attribute(opentelemetry::KeyValue::new("fault.injected", true));
+            });
+            tracing_common::spans::record_current_error(
                 "injected_fault",
                 &format!("fault injected into {step} (FAULTS)"),
             );

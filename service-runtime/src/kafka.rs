@@ -7,6 +7,8 @@
 //! `tracing_common::kafka`'s; this module only drives rdkafka.
 
 use opentelemetry::Context;
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::TraceContextExt as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -14,8 +16,7 @@ use rdkafka::consumer::StreamConsumer;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tracing::Instrument;
-use tracing_common::kafka::consumer_span;
+use tracing_common::kafka::consumer_context;
 
 /// An idempotent producer: retries never duplicate or reorder a partition's
 /// records. `message.timeout.ms` bounds how long a send waits for a broker that
@@ -313,7 +314,7 @@ impl Outage {
 const POLL_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Consumes `topic` until `shutdown` flips to `true`: each record is handled
-/// under its CONSUMER span ([`consumer_span`]), and its offset is stored only
+/// under its CONSUMER span ([`consumer_context`]), and its offset is stored only
 /// once `handle` succeeded, that is after the handler's database transaction
 /// committed (at-least-once). A failed record is recorded on its span, then
 /// re-read after a pause, so an outage of the database is not a hot loop.
@@ -375,16 +376,22 @@ pub async fn consume<F, Fut, E>(
             }
         };
         let consumer = &consumer.current;
-        let span = consumer_span(&message, group);
-        match handle(message.detach()).instrument(span.clone()).await {
+        let cx = consumer_context(&message, group);
+        let outcome = handle(message.detach()).with_context(cx.clone()).await;
+        match outcome {
             Ok(()) => {
+                cx.span().end();
                 if let Err(e) = consumer.store_offset_from_message(&message) {
                     tracing::warn!(error = %e, "cannot store offset");
                 }
             }
             Err(e) => {
-                tracing_common::spans::record_error(&span, "processing", &e.to_string());
-                tracing::error!(parent: &span, error = %e, %topic, "record not processed; it will be read again");
+                {
+                    let _current = cx.clone().attach();
+                    tracing_common::spans::record_current_error("processing", &e.to_string());
+                    tracing::error!(error = %e, %topic, "record not processed; it will be read again");
+                }
+                cx.span().end();
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 if let Err(e) = consumer.seek(
                     message.topic(),

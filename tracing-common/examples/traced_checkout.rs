@@ -5,8 +5,8 @@
 //! POST /checkout                       SERVER    (ServerTracingLayer)
 //! ├── GET                              CLIENT    (client::http_client)
 //! │   └── GET /price/{id}              SERVER    (same process, over HTTP)
-//! └── send checkout-events             PRODUCER  (kafka::producer_span + inject)
-//!     └── process checkout-events      CONSUMER  (kafka::consumer_span: parent and
+//! └── send checkout-events             PRODUCER  (kafka::send_traced: context in headers)
+//!     └── process checkout-events      CONSUMER  (kafka::consumer_context: parent and
 //!                                                 link from the record's headers)
 //! ```
 //!
@@ -33,21 +33,19 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::TraceContextExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::message::{Message, OwnedHeaders};
+use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, mocking::MockCluster};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
-use tracing::Instrument;
 use tracing_common::client::{TracedClient, http_client};
-use tracing_common::{
-    ServerTracingLayer, TelemetryConfig, TelemetryGuard, TrustPolicy, kafka, spans,
-};
+use tracing_common::{ServerTracingLayer, TelemetryConfig, TelemetryGuard, TrustPolicy, kafka};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -237,37 +235,25 @@ async fn checkout(
         .map_err(|e| e.to_string())?;
 
     let order_id = uuid::Uuid::new_v4().to_string();
-    // A child of the current (SERVER) span; its context travels in the headers.
-    // `spans::context_of`, not the bridge's `span.context()`: below an
-    // unsampled request the span is kept out of the bridge, and only
-    // `context_of` knows the trace it belongs to.
-    let span = kafka::producer_span(TOPIC, &order_id);
+    // A PRODUCER span, child of the current (SERVER) span; its context
+    // travels in the record's headers.
     let payload = json!({"order_id": order_id, "item": item, "price": price}).to_string();
     let record = FutureRecord::to(TOPIC)
-        .key(&order_id)
-        .payload(&payload)
-        .headers(kafka::inject(
-            &spans::context_of(&span),
-            OwnedHeaders::new(),
-        ));
-    let delivery = match app
-        .producer
-        .send(record, Duration::from_secs(5))
-        .instrument(span.clone())
-        .await
-    {
-        Ok(delivery) => delivery,
-        Err((e, _)) => {
-            tracing_common::spans::record_error(&span, kafka::error_type(&e), &e.to_string());
-            return Err(format!("sending to {TOPIC}: {e}"));
-        }
-    };
-    kafka::record_delivery(&span, delivery.partition, delivery.offset);
+        .key(order_id.as_str())
+        .payload(payload.as_bytes());
+    let (partition, offset) = kafka::send_traced(
+        &app.producer,
+        &opentelemetry::Context::current(),
+        record,
+        Duration::from_secs(5),
+    )
+    .await
+    .map_err(|e| format!("sending to {TOPIC}: {e}"))?;
     Ok(Json(json!({
         "order_id": order_id,
         "price_cents": price["cents"],
-        "partition": delivery.partition,
-        "offset": delivery.offset,
+        "partition": partition,
+        "offset": offset,
     })))
 }
 
@@ -305,7 +291,7 @@ async fn consume(
                 continue;
             }
         };
-        let span = kafka::consumer_span(&message, GROUP);
+        let cx = kafka::consumer_context(&message, GROUP);
         let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
         // What the headers carried: the producer's span (the parent and link above).
         let producer = kafka::extract(message.headers())
@@ -313,15 +299,11 @@ async fn consume(
             .span_context()
             .span_id();
         async { tracing::info!(order.id = %key, %producer, "checkout processed") }
-            .instrument(span.clone())
+            .with_context(cx.clone())
             .await;
-        let trace_id = spans::context_of(&span)
-            .span()
-            .span_context()
-            .trace_id()
-            .to_string();
+        let trace_id = cx.span().span_context().trace_id().to_string();
         // The span ends here, before main is told (and flushes).
-        drop(span);
+        cx.span().end();
         let _ = handled.send((key, trace_id));
     }
 }

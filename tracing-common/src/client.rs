@@ -11,11 +11,14 @@
 use std::time::Duration;
 
 use http::Extensions;
+use opentelemetry::trace::{
+    Span as _, SpanKind, SpanRef, Status, TraceContextExt as _, Tracer as _,
+};
+use opentelemetry::{Context, KeyValue};
 use opentelemetry_http::HeaderInjector;
+use opentelemetry_semantic_conventions::attribute as semconv;
 use reqwest::{Request, Response};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Error, Middleware, Next, Result};
-use tracing::{Instrument, Span};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub use reqwest_middleware::ClientWithMiddleware as TracedClient;
 
@@ -31,8 +34,9 @@ pub fn http_client(timeout: Duration) -> reqwest::Result<ClientWithMiddleware> {
 }
 
 /// The middleware: a CLIENT span `{method}` (the semantic-convention name when
-/// no URL template is known) around each request, the span's context injected
-/// into the request headers, the outcome recorded on the span.
+/// no URL template is known) around each request, a child of the current
+/// context (`Context::current()`), its context injected into the request
+/// headers, the outcome recorded on the span.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ClientTracing;
 
@@ -44,57 +48,74 @@ impl Middleware for ClientTracing {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> Result<Response> {
-        let span = client_span(&request);
-        let cx = crate::spans::context_of(&span);
+        let cx = client_context(&request);
         opentelemetry::global::get_text_map_propagator(|p| {
             p.inject_context(&cx, &mut HeaderInjector(request.headers_mut()));
         });
-        let outcome = next.run(request, extensions).instrument(span.clone()).await;
+        let outcome = next.run(request, extensions).await;
+        let span = cx.span();
         record_outcome(&span, &outcome);
+        span.end();
         outcome
     }
 }
 
-fn client_span(request: &Request) -> Span {
-    let url = request.url();
+/// The current context with the CLIENT span started in it; attributes are
+/// written only when the span is recorded.
+fn client_context(request: &Request) -> Context {
     let method = crate::spans::known_method(request.method());
-    tracing::info_span!(
-        "http.client.request",
-        otel.name = method,
-        otel.kind = "client",
-        http.request.method = method,
-        url.full = %RedactedUrl(url),
-        url.scheme = url.scheme(),
-        server.address = url.host_str().unwrap_or_default(),
-        server.port = url.port_or_known_default().map(i64::from),
-        http.response.status_code = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-    )
+    let tracer = crate::spans::tracer();
+    let parent = Context::current();
+    let mut span = tracer.build_with_context(
+        tracer.span_builder(method).with_kind(SpanKind::Client),
+        &parent,
+    );
+    if span.is_recording() {
+        let url = request.url();
+        let mut attributes = vec![
+            KeyValue::new(semconv::HTTP_REQUEST_METHOD, method),
+            KeyValue::new(semconv::URL_FULL, RedactedUrl(url).to_string()),
+            KeyValue::new(semconv::URL_SCHEME, url.scheme().to_owned()),
+            KeyValue::new(
+                semconv::SERVER_ADDRESS,
+                url.host_str().unwrap_or_default().to_owned(),
+            ),
+        ];
+        if let Some(port) = url.port_or_known_default() {
+            attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
+        }
+        span.set_attributes(attributes);
+    }
+    parent.with_span(span)
 }
 
 /// 4xx and 5xx are errors on a CLIENT span (the call did not do what the
 /// caller wanted); a transport failure says what kind it was.
-fn record_outcome(span: &Span, outcome: &Result<Response>) {
+fn record_outcome(span: &SpanRef<'_>, outcome: &Result<Response>) {
+    let status = match outcome {
+        Ok(response) => Some(response.status()),
+        Err(Error::Reqwest(e)) => e.status(),
+        Err(_) => None,
+    };
+    if let Some(status) = status {
+        span.set_attribute(KeyValue::new(
+            semconv::HTTP_RESPONSE_STATUS_CODE,
+            i64::from(status.as_u16()),
+        ));
+    }
     match outcome {
-        Ok(response) => {
-            let status = response.status();
-            span.record("http.response.status_code", i64::from(status.as_u16()));
-            if status.is_client_error() || status.is_server_error() {
-                span.record("otel.status_code", "ERROR");
-                span.set_attribute(
-                    opentelemetry_semantic_conventions::attribute::ERROR_TYPE,
-                    status.as_str().to_owned(),
-                );
-            }
-        }
-        Err(error) => {
-            if let Error::Reqwest(e) = error
-                && let Some(status) = e.status()
+        Ok(_) => {
+            if let Some(status) = status
+                && (status.is_client_error() || status.is_server_error())
             {
-                span.record("http.response.status_code", i64::from(status.as_u16()));
+                span.set_status(Status::error(""));
+                span.set_attribute(KeyValue::new(
+                    semconv::ERROR_TYPE,
+                    status.as_str().to_owned(),
+                ));
             }
-            crate::spans::record_error(span, error_kind(error), &error.to_string());
         }
+        Err(error) => crate::spans::record_error_on(span, error_kind(error), &error.to_string()),
     }
 }
 
@@ -110,9 +131,8 @@ pub fn error_kind(error: &Error) -> &'static str {
 }
 
 /// `url.full` without credentials, query or fragment: they may carry secrets
-/// or personal data. Written only when a layer records the field (never for
-/// a span below an unsampled one), straight from the parsed parts: no copy of
-/// the URL, no string made to be formatted again.
+/// or personal data. Written straight from the parsed parts, only for a
+/// recorded span.
 struct RedactedUrl<'a>(&'a reqwest::Url);
 
 impl std::fmt::Display for RedactedUrl<'_> {

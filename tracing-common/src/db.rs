@@ -20,8 +20,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The statement is traced when the current span is sampled, with that span
-//! as its parent; otherwise it runs on the pool untouched, so a request the
+//! The statement is traced when the current span (`Context::current()`) is
+//! sampled, with that span as its parent; otherwise it runs on the pool untouched, so a request the
 //! sampler dropped builds nothing for its statements, and a statement outside
 //! any trace (a poller, a migration) starts no trace of its own. In a
 //! transaction ([`Db::begin`]) the decision is made once, where it began.
@@ -113,11 +113,9 @@ impl Db {
     }
 }
 
-/// The current span's context if it is sampled: [`crate::spans::current_context`],
-/// which sees through spans below an unsampled entry.
+/// The current context (`Context::current()`) if its span is sampled.
 fn sampled_context() -> Option<Context> {
-    let cx = crate::spans::current_context();
-    cx.span().span_context().is_sampled().then_some(cx)
+    Context::map_current(|cx| cx.span().span_context().is_sampled().then(|| cx.clone()))
 }
 
 /// A transaction begun by [`Db::begin`]. Dropping it without

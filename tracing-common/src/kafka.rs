@@ -8,14 +8,13 @@
 //! processed long after it was sent, or more than once.
 
 use opentelemetry::propagation::{Extractor, Injector};
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{Link, Span as _, SpanKind, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue};
+use opentelemetry_semantic_conventions::attribute as semconv;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Collects header pairs produced by a propagator.
 #[derive(Debug, Default)]
@@ -81,107 +80,93 @@ pub fn extract<H: Headers>(headers: Option<&H>) -> Context {
     }
 }
 
-/// A PRODUCER span `send {topic}`. Inject `span.context()` into the record's
-/// headers, then call [`record_delivery`] when the broker acknowledges.
-pub fn producer_span(topic: &str, key: &str) -> tracing::Span {
-    tracing::info_span!(
-        "messaging.send",
-        otel.name = %format_args!("send {topic}"),
-        otel.kind = "producer",
-        messaging.system = "kafka",
-        messaging.operation.type = "send",
-        messaging.operation.name = "send",
-        messaging.destination.name = topic,
-        messaging.kafka.message.key = key,
-        messaging.destination.partition.id = tracing::field::Empty,
-        messaging.kafka.offset = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-    )
-}
-
-/// Records where the broker stored the message.
-pub fn record_delivery(span: &tracing::Span, partition: i32, offset: i64) {
-    span.record("messaging.destination.partition.id", partition.to_string());
-    span.record("messaging.kafka.offset", offset);
-}
-
-/// A CONSUMER span `process {topic}` for `message`: child of the context in
-/// its headers, plus a link to that same producer span.
-pub fn consumer_span<M: Message>(message: &M, consumer_group: &str) -> tracing::Span {
-    let key = message
-        .key()
-        .and_then(|k| std::str::from_utf8(k).ok())
-        .unwrap_or("");
+/// A CONSUMER span `process {topic}` for `message`, started: child of the
+/// context in its headers, plus a link to that same producer span. Returns
+/// that context (with its baggage) holding the span; run the record's
+/// handler with it current (`opentelemetry::context::FutureExt::with_context`)
+/// so the handler's spans are its children, then end the span.
+pub fn consumer_context<M: Message>(message: &M, consumer_group: &str) -> Context {
     let parent = extract(message.headers());
     let producer = parent.span().span_context().clone();
-    crate::spans::with_parent(parent, || {
-        consumer_span_of(message, key, consumer_group, producer)
-    })
-}
-
-fn consumer_span_of<M: Message>(
-    message: &M,
-    key: &str,
-    consumer_group: &str,
-    producer: opentelemetry::trace::SpanContext,
-) -> tracing::Span {
-    let span = tracing::info_span!(
-        "messaging.process",
-        otel.name = %format_args!("process {}", message.topic()),
-        otel.kind = "consumer",
-        messaging.system = "kafka",
-        messaging.operation.type = "process",
-        messaging.operation.name = "process",
-        messaging.destination.name = message.topic(),
-        messaging.consumer.group.name = consumer_group,
-        messaging.destination.partition.id = %message.partition(),
-        messaging.kafka.offset = message.offset(),
-        messaging.kafka.message.key = key,
-        messaging.message.body.size = message.payload().map_or(0, <[u8]>::len) as i64,
-        otel.status_code = tracing::field::Empty,
-        error.type = tracing::field::Empty,
-    );
-    // The link before the parent: below an unsampled or absent parent,
-    // setting it makes the sampling decision, which starts the span.
+    let tracer = crate::spans::tracer();
+    let mut builder = tracer
+        .span_builder(format!("process {}", message.topic()))
+        .with_kind(SpanKind::Consumer);
     if producer.is_valid() {
-        span.add_link_with_attributes(
+        builder = builder.with_links(vec![Link::new(
             producer,
-            vec![KeyValue::new(
-                opentelemetry_semantic_conventions::attribute::MESSAGING_OPERATION_TYPE,
-                "send",
-            )],
-        );
+            vec![KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "send")],
+            0,
+        )]);
     }
-    span
+    let mut span = tracer.build_with_context(builder, &parent);
+    if span.is_recording() {
+        let key = message
+            .key()
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .unwrap_or("");
+        span.set_attributes([
+            KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
+            KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "process"),
+            KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "process"),
+            KeyValue::new(
+                semconv::MESSAGING_DESTINATION_NAME,
+                message.topic().to_owned(),
+            ),
+            KeyValue::new(
+                semconv::MESSAGING_CONSUMER_GROUP_NAME,
+                consumer_group.to_owned(),
+            ),
+            KeyValue::new(
+                semconv::MESSAGING_DESTINATION_PARTITION_ID,
+                message.partition().to_string(),
+            ),
+            KeyValue::new(semconv::MESSAGING_KAFKA_OFFSET, message.offset()),
+            KeyValue::new(semconv::MESSAGING_KAFKA_MESSAGE_KEY, key.to_owned()),
+            KeyValue::new(
+                semconv::MESSAGING_MESSAGE_BODY_SIZE,
+                message.payload().map_or(0, <[u8]>::len) as i64,
+            ),
+        ]);
+    }
+    parent.with_span(span)
 }
 
-/// Sends one record with `producer` under a PRODUCER span that is a child of
-/// `parent`, with the span's context (and `parent`'s baggage) in the record
-/// headers. Returns the partition and offset the broker stored it at; a
-/// failure is recorded on the span. `timeout` bounds the wait (set it a little
-/// above the producer's `message.timeout.ms`).
+/// Sends one record with `producer` under a PRODUCER span `send {topic}`
+/// that is a child of `parent`, with the span's context (and `parent`'s
+/// baggage) in the record headers. Returns the partition and offset the
+/// broker stored it at; a failure is recorded on the span. `timeout` bounds
+/// the wait (set it a little above the producer's `message.timeout.ms`).
 pub async fn send_traced(
     producer: &FutureProducer,
     parent: &Context,
     record: FutureRecord<'_, str, [u8]>,
     timeout: std::time::Duration,
 ) -> Result<(i32, i64), KafkaError> {
-    let span = crate::spans::with_parent(parent.clone(), || {
-        producer_span(record.topic, record.key.unwrap_or_default())
-    });
-    let mut record = record;
-    let headers = inject(
-        &crate::spans::context_of(&span),
-        record.headers.take().unwrap_or_default(),
+    let tracer = crate::spans::tracer();
+    let mut span = tracer.build_with_context(
+        tracer
+            .span_builder(format!("send {}", record.topic))
+            .with_kind(SpanKind::Producer),
+        parent,
     );
+    if span.is_recording() {
+        span.set_attributes([
+            KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
+            KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "send"),
+            KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "send"),
+            KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, record.topic.to_owned()),
+            KeyValue::new(
+                semconv::MESSAGING_KAFKA_MESSAGE_KEY,
+                record.key.unwrap_or_default().to_owned(),
+            ),
+        ]);
+    }
+    let cx = parent.with_span(span);
+    let mut record = record;
+    let headers = inject(&cx, record.headers.take().unwrap_or_default());
     let record = record.headers(headers);
-    let sent = tokio::time::timeout(
-        timeout,
-        producer
-            .send(record, Timeout::Never)
-            .instrument(span.clone()),
-    )
-    .await;
+    let sent = tokio::time::timeout(timeout, producer.send(record, Timeout::Never)).await;
     let result = match sent {
         Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
         Ok(Err((error, _))) => Err(error),
@@ -189,10 +174,18 @@ pub async fn send_traced(
             RDKafkaErrorCode::MessageTimedOut,
         )),
     };
+    let span = cx.span();
     match &result {
-        Ok((partition, offset)) => record_delivery(&span, *partition, *offset),
-        Err(error) => crate::spans::record_error(&span, error_type(error), &error.to_string()),
+        Ok((partition, offset)) => span.set_attributes([
+            KeyValue::new(
+                semconv::MESSAGING_DESTINATION_PARTITION_ID,
+                partition.to_string(),
+            ),
+            KeyValue::new(semconv::MESSAGING_KAFKA_OFFSET, *offset),
+        ]),
+        Err(error) => crate::spans::record_error_on(&span, error_type(error), &error.to_string()),
     }
+    span.end();
     result
 }
 

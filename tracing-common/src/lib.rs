@@ -55,10 +55,7 @@
 //! - [`propagation`]: the composite propagator and map carriers (outbox rows).
 //! - [`trace_context`]: W3C Trace Context Level 1, exactly.
 //! - [`remote_sampling`]: makes Jaeger's sampling answers parseable by the SDK.
-//! - [`spans`]: parents and sampling decisions ([`spans::with_parent`] where a
-//!   trace enters), [`spans::context_of`] for
-//!   injection, recording errors; the attributes typed as integers.
-//! - [`unsampled`]: spans below an unsampled entry stay out of the bridge.
+//! - [`spans`]: recording errors; the attributes typed as integers.
 //! - [`logging`]: JSON log lines with `trace_id`/`span_id`.
 
 pub mod baggage;
@@ -79,7 +76,6 @@ pub mod spans;
 mod stats;
 pub mod telemetry;
 pub mod trace_context;
-pub mod unsampled;
 pub mod w3c_baggage;
 
 pub use config::{ConfigError, TelemetryConfig};

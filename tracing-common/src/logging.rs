@@ -2,16 +2,13 @@
 //! log line found in a log search leads to its trace in Jaeger and back.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
 
 use opentelemetry::trace::TraceContextExt;
 use serde_json::{Map, Value};
-use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
 use tracing::{Dispatch, Event, Subscriber, span};
-use tracing_subscriber::Layer as _;
 use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::filter::{Filtered, LevelFilter};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::Context;
@@ -33,35 +30,15 @@ impl<'w> FormatFields<'w> for SpanNamesOnly {
 /// event's fields, the names of the enclosing spans, and the OpenTelemetry ids
 /// of the current span when there is one.
 ///
-/// The ids come from the OpenTelemetry layer's data on the span, through the
-/// subscriber it is part of: register [`JsonWithTraceIds::dispatch_hook`] as
-/// a layer of the same subscriber. (The layer does not make a span's context
-/// `Context::current()`, see `telemetry::otel_layer`.)
-#[derive(Debug, Default, Clone)]
-pub struct JsonWithTraceIds {
-    dispatch: Arc<OnceLock<WeakDispatch>>,
-}
+/// The ids are those of the current OpenTelemetry context
+/// (`Context::current()`): the span an adapter made current (SERVER,
+/// CONSUMER), or the `tracing` span entered inside it, which the
+/// OpenTelemetry layer makes current while it is entered. A request the
+/// sampler dropped has ids too.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct JsonWithTraceIds;
 
 impl JsonWithTraceIds {
-    /// A layer that tells this formatter which subscriber it is part of.
-    ///
-    /// It sees no span and no event: it comes behind a per-layer filter that
-    /// enables nothing. A layer without a filter of its own would want every
-    /// callsite, so each callsite the other layers' filters reject would
-    /// become "sometimes": asked again on every use, its events dispatched to
-    /// every layer. In order-service that was about 20 events and 20
-    /// filter evaluations per order of hyper's, sqlx's and rdkafka's
-    /// debug and trace callsites.
-    ///
-    /// Nor does it pass entering and leaving a span to that filter (see
-    /// [`WithoutEnterExit`]).
-    pub fn dispatch_hook<S>(&self) -> DispatchHook<S>
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
-        WithoutEnterExit::new(SubscriberHook(self.dispatch.clone()).with_filter(LevelFilter::OFF))
-    }
-
     /// `layer` (the log layer this formatter formats for, with its filter)
     /// as [`crate::telemetry::init`] installs it: entering and leaving a
     /// span reach it only when `filter` has span or field directives
@@ -75,30 +52,15 @@ impl JsonWithTraceIds {
     }
 }
 
-/// What [`JsonWithTraceIds::dispatch_hook`] returns.
-pub type DispatchHook<S> = WithoutEnterExit<Filtered<SubscriberHook, LevelFilter, S>>;
-
-/// Records the subscriber the formatter is part of. See
-/// [`JsonWithTraceIds::dispatch_hook`].
-#[derive(Debug)]
-pub struct SubscriberHook(Arc<OnceLock<WeakDispatch>>);
-
-impl<S: Subscriber> tracing_subscriber::Layer<S> for SubscriberHook {
-    fn on_register_dispatch(&self, subscriber: &Dispatch) {
-        let _ = self.0.set(subscriber.downgrade());
-    }
-}
-
 /// A layer to which entering and leaving a span are not passed on.
 ///
 /// A span is entered and left on every poll of an instrumented future, and a
 /// layer behind a per-layer filter (`Filtered`) looks the span up in the
 /// registry each time to see whether its filter enabled it, even when the
-/// layer then does nothing with it: the log formatter's dispatch hook (whose
-/// filter enables nothing) and the fmt layer (which does nothing on them
-/// unless it logs span events) each cost order-service about 30,000
-/// instructions per order that way, with tracing on or off. The registry
-/// keeps track of the current span by itself.
+/// layer then does nothing with it: the fmt layer (which does nothing on them
+/// unless it logs span events) cost order-service about 30,000 instructions
+/// per order that way, with tracing on or off. The registry keeps track of
+/// the current span by itself.
 pub struct WithoutEnterExit<L> {
     inner: L,
     pass_enter_exit: bool,
@@ -189,7 +151,7 @@ where
         self.inner.on_id_change(old, new, cx);
     }
 
-    // As in `unsampled::SkipUnsampled`: `Layered` finds out that a layer
+    // `Layered` finds out that a layer
     // has a per-layer filter by downcasting it, so the wrapper must answer
     // for the `Filtered` it wraps; without that, the filter's interest would
     // count as this layer wanting every callsite.
@@ -238,19 +200,14 @@ where
                 line.insert("spans".into(), Value::Array(spans));
             }
         }
-        // The current span's context, from the OpenTelemetry layer's data on
-        // it. Unsampled spans have ids too.
-        let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade);
-        if let (Some(current), Some(dispatch)) = (ctx.lookup_current(), dispatch)
-            && let Some(cx) = crate::unsampled::context_by_id(&current.id(), &dispatch)
-        {
+        opentelemetry::Context::map_current(|cx| {
             let span = cx.span();
             let sc = span.span_context();
             if sc.is_valid() {
                 line.insert("trace_id".into(), Value::String(sc.trace_id().to_string()));
                 line.insert("span_id".into(), Value::String(sc.span_id().to_string()));
             }
-        }
+        });
 
         let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
         writeln!(writer, "{text}")
@@ -291,6 +248,7 @@ mod tests {
     use super::*;
     use opentelemetry::trace::TracerProvider as _;
     use std::sync::{Arc, Mutex};
+    use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt;
 
     #[derive(Clone, Default)]
@@ -311,13 +269,11 @@ mod tests {
     ) -> (impl tracing::Subscriber + Send + Sync, Buffer) {
         let buffer = Buffer::default();
         let writer = buffer.clone();
-        let format = JsonWithTraceIds::default();
         let subscriber = tracing_subscriber::registry()
             .with(crate::telemetry::otel_layer(provider.tracer("test")))
-            .with(format.dispatch_hook())
             .with(
                 tracing_subscriber::fmt::layer()
-                    .event_format(format)
+                    .event_format(JsonWithTraceIds)
                     .with_writer(move || writer.clone()),
             );
         (subscriber, buffer)
@@ -358,15 +314,13 @@ mod tests {
     callsite!(HyperWarn, HYPER_WARN, "hyper::proto", tracing::Level::WARN);
 
     #[test]
-    fn what_no_layer_enables_stays_disabled_with_the_dispatch_hook_in_place() {
+    fn what_no_layer_enables_stays_disabled() {
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-        let format = JsonWithTraceIds::default();
         let subscriber = tracing_subscriber::registry()
             .with(crate::telemetry::otel_layer(provider.tracer("test")))
-            .with(format.dispatch_hook())
             .with(
                 tracing_subscriber::fmt::layer()
-                    .event_format(format)
+                    .event_format(JsonWithTraceIds)
                     .with_writer(std::io::sink)
                     .with_filter(tracing_subscriber::EnvFilter::new("warn")),
             );
@@ -466,20 +420,6 @@ mod tests {
     }
 
     #[test]
-    fn the_dispatch_hook_looks_no_span_up_when_spans_are_entered() {
-        let (registry, lookups) = counting();
-        let subscriber = registry
-            .with(JsonWithTraceIds::default().dispatch_hook())
-            // A layer without a filter, which wants the span (as the log
-            // layer does) and looks nothing up.
-            .with(tracing_subscriber::layer::Identity::new());
-        // A `Filtered` layer looks the span up on every enter and exit: 200.
-        let polls =
-            tracing::subscriber::with_default(subscriber, || lookups_over_100_polls(&lookups));
-        assert_eq!(polls, 0, "span look-ups");
-    }
-
-    #[test]
     fn the_log_layer_looks_no_span_up_when_spans_are_entered_unless_its_filter_names_spans() {
         for (filter, expected) in [("info,sqlx=warn", 0), ("info,[checkout]=debug", 200)] {
             let (registry, lookups) = counting();
@@ -503,7 +443,7 @@ mod tests {
         let writer = buffer.clone();
         let subscriber = tracing_subscriber::registry().with(JsonWithTraceIds::log_layer(
             tracing_subscriber::fmt::layer()
-                .event_format(JsonWithTraceIds::default())
+                .event_format(JsonWithTraceIds)
                 .with_writer(move || writer.clone())
                 .with_filter(tracing_subscriber::EnvFilter::new(filter)),
             filter,
@@ -557,29 +497,25 @@ mod tests {
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let (subscriber, buffer) = json_logs(&provider);
         let trace_id = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
-        let entry_span_id = tracing::subscriber::with_default(subscriber, || {
-            let remote = opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
-                trace_id,
-                SpanId::from_hex("00f067aa0ba902b7").unwrap(),
-                TraceFlags::default(),
-                true,
-                TraceState::default(),
-            ));
-            let entry = tracing::info_span!("entry");
-            crate::spans::set_parent(&entry, remote);
-            let _e = entry.enter();
+        let entry_span_id = SpanId::from_hex("00f067aa0ba902b7").unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            // As a server adapter leaves it: an unsampled span current.
+            let _entry = opentelemetry::Context::new()
+                .with_remote_span_context(SpanContext::new(
+                    trace_id,
+                    entry_span_id,
+                    TraceFlags::default(),
+                    false,
+                    TraceState::default(),
+                ))
+                .attach();
             let _w = tracing::info_span!("work").entered();
             tracing::info!("inside");
-            crate::spans::context_of(&entry)
-                .span()
-                .span_context()
-                .span_id()
-                .to_string()
         });
         let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(line["trace_id"], trace_id.to_string().as_str());
-        assert_eq!(line["span_id"], entry_span_id.as_str());
-        assert_eq!(line["spans"], serde_json::json!(["entry", "work"]));
+        assert_eq!(line["span_id"], entry_span_id.to_string().as_str());
+        assert_eq!(line["spans"], serde_json::json!(["work"]));
     }
 }

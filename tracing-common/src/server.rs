@@ -17,12 +17,14 @@ use axum::extract::MatchedPath;
 use futures::future::BoxFuture;
 use http::{HeaderValue, Request, Response};
 use opentelemetry::baggage::BaggageExt;
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::{
+    Link, Span as _, SpanContext, SpanKind, SpanRef, Status, TraceContextExt, Tracer as _,
+};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_http::HeaderExtractor;
+use opentelemetry_semantic_conventions::attribute as semconv;
 use tower::{Layer, Service};
-use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// What a server does with a trace context arriving from its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -117,7 +119,10 @@ impl<S> Layer<S> for ServerTracingLayer {
     }
 }
 
-/// The service produced by [`ServerTracingLayer`].
+/// The service produced by [`ServerTracingLayer`]: the request's handler runs
+/// with the SERVER span's context current (`Context::current()`), so the
+/// `tracing` spans it opens are children of the SERVER span and the calls it
+/// makes carry its trace.
 #[derive(Debug, Clone)]
 pub struct ServerTracing<S> {
     inner: S,
@@ -139,40 +144,38 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let span = server_span(&request, self.policy);
+        let cx = server_context(&request, self.policy);
         // The service that was polled ready must be the one called.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let future = span.in_scope(|| inner.call(request));
-        Box::pin(
-            async move {
-                let mut result = future.await;
-                let span = tracing::Span::current();
-                if let Ok(response) = &mut result {
-                    record_status(&span, response.status().as_u16());
-                    insert_traceparent(&span, response.headers_mut());
-                }
-                result
+        let future = {
+            let _current = cx.clone().attach();
+            inner.call(request)
+        };
+        Box::pin(async move {
+            let mut result = future.with_context(cx.clone()).await;
+            let span = cx.span();
+            if let Ok(response) = &mut result {
+                record_status(&span, response.status().as_u16());
+                insert_traceparent(span.span_context(), response.headers_mut());
             }
-            .instrument(span),
-        )
+            span.end();
+            result
+        })
     }
 }
 
 const MAX_HOST_LEN: usize = 255;
 
-fn server_span<B>(request: &Request<B>, policy: TrustPolicy) -> tracing::Span {
+/// The caller's context as the policy trusts it, with the SERVER span
+/// started in it. The sampler sees the name, the kind and the link; the
+/// attributes are written only when the span is recorded.
+fn server_context<B>(request: &Request<B>, policy: TrustPolicy) -> Context {
     let method = crate::spans::known_method(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(MatchedPath::as_str);
-    let host = request
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.split(':').next())
-        .filter(|h| h.len() <= MAX_HOST_LEN);
     let incoming = opentelemetry::global::get_text_map_propagator(|p| {
         p.extract(&HeaderExtractor(request.headers()))
     });
@@ -180,67 +183,61 @@ fn server_span<B>(request: &Request<B>, policy: TrustPolicy) -> tracing::Span {
         IncomingBaggage::Keep => incoming,
         IncomingBaggage::Drop => incoming.with_cleared_baggage(),
     };
-    let span = || {
-        tracing::info_span!(
-            "http.server.request",
-            otel.name = %SpanName { method, route },
-            otel.kind = "server",
-            http.request.method = method,
-            http.route = route,
-            url.path = request.uri().path(),
-            url.scheme = "http",
-            server.address = host,
-            http.response.status_code = tracing::field::Empty,
-            otel.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-        )
+    let name = match route {
+        Some(route) => format!("{method} {route}"),
+        None => method.to_owned(),
     };
-    match policy.trace {
-        IncomingTrace::Continue => crate::spans::with_parent(incoming, span),
+    let tracer = crate::spans::tracer();
+    let builder = tracer.span_builder(name).with_kind(SpanKind::Server);
+    let (parent, builder) = match policy.trace {
+        IncomingTrace::Continue => (incoming, builder),
         IncomingTrace::NewRootWithLink => {
             let caller = incoming.span().span_context().clone();
             let root = Context::new().with_baggage(crate::baggage::copy(incoming.baggage()));
-            crate::spans::with_parent(root, || {
-                let span = span();
-                // The link first: setting the parent starts the span (the
-                // sampling decision is made there), and the sampler sees links.
-                if caller.is_valid() {
-                    span.add_link_with_attributes(
-                        caller,
-                        vec![KeyValue::new("link.reason", "untrusted-caller")],
-                    );
-                }
-                span
-            })
+            let links = caller.is_valid().then(|| {
+                vec![Link::new(
+                    caller,
+                    vec![KeyValue::new("link.reason", "untrusted-caller")],
+                    0,
+                )]
+            });
+            (root, builder.with_links(links.unwrap_or_default()))
         }
-    }
-}
-
-/// `{method} {route}`, or the method alone when no route matched; written
-/// only by the layers that record it.
-struct SpanName<'a> {
-    method: &'static str,
-    route: Option<&'a str>,
-}
-
-impl std::fmt::Display for SpanName<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.method)?;
-        if let Some(route) = self.route {
-            f.write_str(" ")?;
-            f.write_str(route)?;
+    };
+    let mut span = tracer.build_with_context(builder, &parent);
+    if span.is_recording() {
+        let mut attributes = vec![
+            KeyValue::new(semconv::HTTP_REQUEST_METHOD, method),
+            KeyValue::new(semconv::URL_PATH, request.uri().path().to_owned()),
+            KeyValue::new(semconv::URL_SCHEME, "http"),
+        ];
+        if let Some(route) = route {
+            attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route.to_owned()));
         }
-        Ok(())
+        if let Some(host) = request
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.split(':').next())
+            .filter(|h| h.len() <= MAX_HOST_LEN)
+        {
+            attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, host.to_owned()));
+        }
+        span.set_attributes(attributes);
     }
+    parent.with_span(span)
 }
 
 /// 5xx is an error on a server span; 4xx is the caller's problem, not the
 /// server's (the client span of the caller records it).
-fn record_status(span: &tracing::Span, status: u16) {
-    span.record("http.response.status_code", i64::from(status));
+fn record_status(span: &SpanRef<'_>, status: u16) {
+    span.set_attribute(KeyValue::new(
+        semconv::HTTP_RESPONSE_STATUS_CODE,
+        i64::from(status),
+    ));
     if status >= 500 {
-        span.record("otel.status_code", "ERROR");
-        span.record("error.type", status.to_string());
+        span.set_status(Status::error(""));
+        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, status.to_string()));
     }
 }
 
@@ -248,27 +245,23 @@ fn record_status(span: &tracing::Span, status: u16) {
 /// can find the trace in Jaeger. Written straight from the span context:
 /// a propagator, its map carrier and a header check cost several thousand
 /// instructions per request for these 55 bytes.
-fn insert_traceparent(span: &tracing::Span, headers: &mut http::HeaderMap) {
-    let cx = crate::spans::context_of(span);
-    let span_ref = cx.span();
-    let sc = span_ref.span_context();
-    if !sc.is_valid() {
-        return;
-    }
-    if let Some(value) = traceparent_value(sc) {
+fn insert_traceparent(sc: &SpanContext, headers: &mut http::HeaderMap) {
+    if sc.is_valid()
+        && let Some(value) = traceparent_value(sc)
+    {
         headers.insert("traceparent", value);
     }
 }
 
 /// `00-{trace id}-{span id}-{flags}`, W3C Trace Context version 00.
-fn traceparent_value(sc: &opentelemetry::trace::SpanContext) -> Option<HeaderValue> {
+fn traceparent_value(sc: &SpanContext) -> Option<HeaderValue> {
     HeaderValue::try_from(crate::trace_context::traceparent(sc)).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use opentelemetry::trace::{SpanId, TraceFlags, TraceId, TraceState};
 
     #[test]
     fn the_response_traceparent_is_w3c_version_00_with_the_sampled_flag() {

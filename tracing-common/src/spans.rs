@@ -1,93 +1,60 @@
-//! Recording failures on spans the way Jaeger and the semantic conventions
-//! expect: status ERROR, an `error.type` attribute, and an `exception` event.
+//! What the adapters share: the tracer they build spans with, recording a
+//! failure the way Jaeger and the semantic conventions expect (status ERROR,
+//! an `error.type` attribute and an `exception` event), and the attribute
+//! types.
 
 use opentelemetry::KeyValue;
-use opentelemetry::trace::Status;
+use opentelemetry::trace::{SpanRef, Status};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// Marks `span` as failed. `error_type` is low-cardinality (a class of error,
-/// such as `timeout` or `503`); `message` is for humans and must not carry
-/// personal data or secrets.
+/// Marks the `tracing` span `span` (a service's own INTERNAL span) as
+/// failed. `error_type` is low-cardinality (a class of error, such as
+/// `timeout` or `503`); `message` is for humans and must not carry personal
+/// data or secrets.
 pub fn record_error(span: &tracing::Span, error_type: &str, message: &str) {
     span.set_status(Status::error(message.to_owned()));
     span.set_attribute(semconv::ERROR_TYPE, error_type.to_owned());
-    span.add_event(
-        "exception",
-        vec![
-            KeyValue::new(semconv::EXCEPTION_TYPE, error_type.to_owned()),
-            KeyValue::new(semconv::EXCEPTION_MESSAGE, message.to_owned()),
-        ],
-    );
+    span.add_event("exception", exception(error_type, message));
 }
 
-pub use crate::unsampled::{context_of, current_context};
+/// Marks the active span (the innermost span of `Context::current()`: the
+/// SERVER span in a handler, an INTERNAL span inside its scope) as failed,
+/// as [`record_error`] does.
+pub fn record_current_error(error_type: &str, message: &str) {
+    opentelemetry::trace::get_active_span(|span| record_error_on(&span, error_type, message));
+}
+
+/// [`record_error`] for a span of the OpenTelemetry API.
+pub(crate) fn record_error_on(span: &SpanRef<'_>, error_type: &str, message: &str) {
+    span.set_status(Status::error(message.to_owned()));
+    span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type.to_owned()));
+    span.add_event("exception", exception(error_type, message));
+}
+
+fn exception(error_type: &str, message: &str) -> Vec<KeyValue> {
+    vec![
+        KeyValue::new(semconv::EXCEPTION_TYPE, error_type.to_owned()),
+        KeyValue::new(semconv::EXCEPTION_MESSAGE, message.to_owned()),
+    ]
+}
 
 /// The tracer the adapters build their spans with: the global provider's,
 /// so a provider installed by [`crate::init`] (or by a test) is the one used.
-#[cfg(feature = "postgres")]
+#[cfg(any(
+    feature = "axum",
+    feature = "reqwest",
+    feature = "kafka",
+    feature = "postgres"
+))]
 pub(crate) fn tracer() -> opentelemetry::global::BoxedTracer {
     opentelemetry::global::tracer(crate::telemetry::tracer_scope())
 }
 
-/// Opens the span `make` returns with the parent context `cx`, and makes the
-/// sampling decision there, as [`set_parent`] does; but where the configured
-/// sampler's answer is known without asking it (an unsampled parent under a
-/// parent-based sampler, see [`crate::unsampled::KnownDrops`]) the span gets
-/// its unsampled context at once and the OpenTelemetry layer never sees it.
-/// Use it where a trace enters: `with_parent(cx, || tracing::info_span!(...))`.
-pub fn with_parent(
-    cx: opentelemetry::Context,
-    make: impl FnOnce() -> tracing::Span,
-) -> tracing::Span {
-    use opentelemetry::trace::TraceContextExt as _;
-    if cx.span().span_context().is_sampled() {
-        let span = make();
-        set_parent(&span, cx);
-        return span;
-    }
-    let (span, marked) = crate::unsampled::open_entry(&cx, make);
-    if !marked {
-        set_parent(&span, cx);
-    }
-    span
-}
-
-/// Gives `span`, not yet started, the parent context `cx`, and makes the
-/// sampling decision for it there (see [`crate::unsampled`]): a span the
-/// sampler drops, and everything below it, stays out of the OpenTelemetry
-/// layer. Use it where a trace enters (an extracted context) and wherever a
-/// span's parent is given explicitly; pass contexts from [`context_of`].
-///
-/// Where a parent cannot be set by design it is quiet: a span filtered out,
-/// or no OpenTelemetry layer (tracing switched off), has no trace to join. A
-/// span opened below an unsampled one stays unsampled, and propagates `cx`
-/// if it is unsampled too (the trace with baggage added, say). A span
-/// already started is a mistake in the caller and is logged.
-pub fn set_parent(span: &tracing::Span, cx: opentelemetry::Context) {
-    use opentelemetry::trace::TraceContextExt as _;
-    use tracing_opentelemetry::SetParentError;
-    // Below a sampled parent the parent-based samplers keep the span, so it
-    // is not decided (started) here; a sampler that is not parent-based
-    // still decides when the bridge starts it, as it would without this.
-    let parent_sampled = cx.span().span_context().is_sampled();
-    let unsampled_parent = (!parent_sampled).then(|| cx.clone());
-    match span.set_parent(cx) {
-        Ok(()) if let Some(cx) = unsampled_parent => crate::unsampled::decide(span, cx),
-        Ok(()) => {}
-        Err(SetParentError::SpanDisabled | SetParentError::LayerNotFound) => {}
-        Err(e @ SetParentError::AlreadyStarted) => tracing::warn!(
-            error = %e,
-            span = span.metadata().map_or("", |m| m.name()),
-            "parent context not set"
-        ),
-    }
-}
-
 /// Attributes the semantic conventions (and this project) type as integers.
 ///
-/// Record them as `i64`: the `tracing` bridge exports `u16`, `u32`, `u64` and
-/// `usize` fields as text, which Jaeger then stores as string tags.
+/// Record them as `i64`: on a `tracing` span the bridge exports `u16`, `u32`,
+/// `u64` and `usize` fields as text, which Jaeger then stores as string tags.
 pub const INTEGER_ATTRIBUTES: &[&str] = &[
     semconv::HTTP_RESPONSE_STATUS_CODE,
     semconv::SERVER_PORT,

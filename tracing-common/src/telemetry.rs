@@ -154,22 +154,18 @@ pub fn init_with(
             reason: e.to_string(),
         })
     })?;
-    let format = JsonWithTraceIds::default();
-    let dispatch_hook = format.dispatch_hook();
     let fmt_layer = match config.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .fmt_fields(SpanNamesOnly)
-            .event_format(format)
+            .event_format(JsonWithTraceIds)
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer().pretty().boxed(),
     };
-    let otel_layer = provider.as_ref().map(|p| {
-        otel_layer(p.tracer(tracer_scope()))
-            .knowing(crate::unsampled::KnownDrops::of(&config.sampler))
-    });
+    let otel_layer = provider
+        .as_ref()
+        .map(|p| otel_layer(p.tracer(tracer_scope())));
     tracing_subscriber::registry()
         .with(otel_layer)
-        .with(dispatch_hook)
         .with(JsonWithTraceIds::log_layer(
             fmt_layer.with_filter(filter),
             &config.log_filter,
@@ -201,16 +197,16 @@ pub fn init_local(
     })
 }
 
-/// The `tracing` -> OpenTelemetry bridge with the settings this stack uses,
-/// filtered by [`span_filter`], behind [`crate::unsampled::SkipUnsampled`]:
-/// spans below an unsampled entry never reach it.
+/// The `tracing` -> OpenTelemetry bridge for the services' own INTERNAL
+/// spans (`#[instrument]`, `info_span!`), filtered by [`span_filter`] and
+/// [`BelowSampled`].
 ///
-/// The filter is the bridge's own (a per-layer filter): without one it would
-/// enable every TRACE callsite of hyper, h2, tokio and sqlx for the whole
-/// subscriber, and turn their events into span events. It sits inside
-/// `SkipUnsampled`, which does not pass entering and leaving a span on, so
-/// spans end when they close (not at their last exit) and neither the
-/// filter nor the bridge looks a span up on every poll.
+/// A `tracing` span's parent is the current OpenTelemetry context
+/// (`Context::current()`): the SERVER or CONSUMER span the adapters made
+/// current, or the `tracing` span entered around it, which the bridge makes
+/// current while it is entered (context activation). So an INTERNAL span in
+/// a handler is the SERVER span's child, and a CLIENT or database span in an
+/// INTERNAL span's scope is the INTERNAL span's child.
 ///
 /// Busy/idle timings, thread and source-location attributes are off: they add
 /// work to every span and nothing a trace reader needs here.
@@ -218,35 +214,62 @@ pub fn otel_layer<S>(tracer: opentelemetry_sdk::trace::SdkTracer) -> OtelLayer<S
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    crate::unsampled::SkipUnsampled::new::<S>(bridge(tracer).with_filter(span_filter()))
-}
-
-/// What [`otel_layer`] returns.
-pub type OtelLayer<S> = crate::unsampled::SkipUnsampled<
-    tracing_subscriber::filter::Filtered<
-        tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>,
-        tracing_subscriber::filter::Targets,
-        S,
-    >,
->;
-
-fn bridge<S>(
-    tracer: opentelemetry_sdk::trace::SdkTracer,
-) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
+    use tracing_subscriber::filter::FilterExt as _;
     tracing_opentelemetry::layer()
         .with_tracer(tracer)
-        // Nothing reads `Context::current()`: the adapters take their parent
-        // from the current `tracing` span (`spans::current_context`), so no
-        // span attaches a context on every poll.
-        .with_context_activation(false)
         .with_tracked_inactivity(false)
         .with_threads(false)
         .with_location(false)
         .with_level(false)
         .with_target(false)
+        .with_filter(span_filter().and(BelowSampled))
+}
+
+/// What [`otel_layer`] returns.
+pub type OtelLayer<S> = tracing_subscriber::filter::Filtered<
+    tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>,
+    tracing_subscriber::filter::combinator::And<
+        tracing_subscriber::filter::Targets,
+        BelowSampled,
+        S,
+    >,
+    S,
+>;
+
+/// Keeps a `tracing` span out of the bridge when the current context's span
+/// is unsampled: the sampler would drop it anyway (a parent-based sampler
+/// keeps an unsampled parent's decision), and the bridge would first build
+/// its OpenTelemetry span, attributes and all. Spans below it stay out too,
+/// since the context stays the unsampled one. A span with no trace around it
+/// (a root) and every event go through.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BelowSampled;
+
+impl<S> tracing_subscriber::layer::Filter<S> for BelowSampled {
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        !meta.is_span()
+            || opentelemetry::Context::map_current(|cx| {
+                use opentelemetry::trace::TraceContextExt as _;
+                let span = cx.span();
+                let sc = span.span_context();
+                !sc.is_valid() || sc.is_sampled()
+            })
+    }
+
+    fn callsite_enabled(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if meta.is_span() {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::always()
+        }
+    }
 }
 
 /// What reaches the OpenTelemetry layer: the application's INFO-and-above

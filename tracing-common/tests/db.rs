@@ -98,18 +98,16 @@ async fn db() -> Db {
     )
 }
 
-/// `span` entering with a remote parent, as the server layer opens one.
+/// `span` entering with a remote parent.
 fn enter(span: tracing::Span, flags: TraceFlags, trace_id: &str) -> tracing::Span {
-    tracing_common::spans::set_parent(
-        &span,
-        Context::new().with_remote_span_context(SpanContext::new(
-            TraceId::from_hex(trace_id).unwrap(),
-            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
-            flags,
-            true,
-            TraceState::default(),
-        )),
-    );
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let _ = span.set_parent(Context::new().with_remote_span_context(SpanContext::new(
+        TraceId::from_hex(trace_id).unwrap(),
+        SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+        flags,
+        true,
+        TraceState::default(),
+    )));
     span
 }
 

@@ -413,26 +413,53 @@ async fn client_span_says_why_a_call_failed() {
 
 #[tokio::test]
 async fn kafka_consumer_span_is_child_of_and_linked_to_the_producer_span() {
+    use opentelemetry::context::FutureExt as _;
     let capture = capture();
-    let producer = tracing_common::kafka::producer_span("order-events", "order-1");
-    let cx = baggage::with_entries(&producer.context(), [(baggage::ORDER_ID, "order-1")]);
-    let trace_id = cx.span().span_context().trace_id();
-    let headers = tracing_common::kafka::inject(&cx, OwnedHeaders::new());
-    tracing_common::kafka::record_delivery(&producer, 2, 41);
-    drop(producer);
+    // librdkafka's in-process mock broker stores the record at partition 2.
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic("order-events", 3, 1).unwrap();
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .create()
+        .unwrap();
+    let publish = tracing::info_span!("publish-order-event");
+    let trace_id = publish.context().span().span_context().trace_id();
+    let parent = baggage::with_entries(&publish.context(), [(baggage::ORDER_ID, "order-1")]);
+    let record = rdkafka::producer::FutureRecord::to("order-events")
+        .key("order-1")
+        .payload(&b"{}"[..])
+        .partition(2);
+    let (partition, offset) =
+        tracing_common::kafka::send_traced(&producer, &parent, record, Duration::from_secs(10))
+            .await
+            .unwrap();
+    drop(publish);
+    assert_eq!(partition, 2);
+    // The record as a consumer reads it back, headers and all.
+    let message = {
+        use rdkafka::consumer::{BaseConsumer, Consumer as _};
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("group.id", "inventory-service")
+            .create()
+            .unwrap();
+        let mut assignment = rdkafka::TopicPartitionList::new();
+        assignment
+            .add_partition_offset("order-events", 2, rdkafka::Offset::Offset(offset))
+            .unwrap();
+        consumer.assign(&assignment).unwrap();
+        let received = (0..50)
+            .find_map(|_| consumer.poll(Duration::from_millis(200)))
+            .expect("the record within 10 s")
+            .unwrap();
+        received.detach()
+    };
 
-    let message = OwnedMessage::new(
-        Some(b"{}".to_vec()),
-        Some(b"order-1".to_vec()),
-        "order-events".into(),
-        Timestamp::now(),
-        2,
-        41,
-        Some(headers),
-    );
-    let consumer = tracing_common::kafka::consumer_span(&message, "inventory-service");
-    consumer.in_scope(|| tracing::info_span!("reserve-stock").in_scope(|| {}));
-    drop(consumer);
+    let cx = tracing_common::kafka::consumer_context(&message, "inventory-service");
+    async { tracing::info_span!("reserve-stock").in_scope(|| {}) }
+        .with_context(cx.clone())
+        .await;
+    cx.span().end();
 
     let spans = capture.trace(trace_id);
     let send = only(&spans, "send order-events");
@@ -465,7 +492,10 @@ async fn kafka_consumer_span_is_child_of_and_linked_to_the_producer_span() {
             attr_str(span, semconv::MESSAGING_DESTINATION_PARTITION_ID).as_deref(),
             Some("2")
         );
-        assert_eq!(attr_i64(span, semconv::MESSAGING_KAFKA_OFFSET), Some(41));
+        assert_eq!(
+            attr_i64(span, semconv::MESSAGING_KAFKA_OFFSET),
+            Some(offset)
+        );
     }
     assert_eq!(
         attr_str(process, semconv::MESSAGING_CONSUMER_GROUP_NAME).as_deref(),
@@ -500,9 +530,9 @@ async fn kafka_message_without_or_with_garbage_headers_gets_a_root_consumer_span
             7,
             headers,
         );
-        let span = tracing_common::kafka::consumer_span(&message, "order-service");
-        let trace_id = span.context().span().span_context().trace_id();
-        drop(span);
+        let cx = tracing_common::kafka::consumer_context(&message, "order-service");
+        let trace_id = cx.span().span_context().trace_id();
+        cx.span().end();
         let spans = capture.trace(trace_id);
         let process = only(&spans, "process inventory-events");
         assert_eq!(

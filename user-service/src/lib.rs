@@ -18,7 +18,6 @@ use order_contract::http::{UserFound, paths};
 use service_runtime::faults::Faults;
 use tracing_common::db::Db;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use service_runtime::lifecycle::{Background, Running, Started};
 
@@ -87,12 +86,13 @@ async fn get_user(
     let user = db::find_user(&state.db, &id)
         .await?
         .ok_or(AppError::UserNotFound)?;
-    let span = tracing::Span::current();
-    span.set_attribute("user.found", true);
-    span.add_event(
-        "user_retrieved",
-        vec![KeyValue::new("user.id", user.id.clone())],
-    );
+    opentelemetry::trace::get_active_span(|server| {
+        server.set_attribute(KeyValue::new("user.found", true));
+        server.add_event(
+            "user_retrieved",
+            vec![KeyValue::new("user.id", user.id.clone())],
+        );
+    });
     Ok(Json(UserFound {
         success: true,
         user,
