@@ -193,8 +193,8 @@ async fn the_example_exports_one_trace_across_http_and_a_real_kafka() {
     assert_eq!(offset, 0, "the first record of a topic the example created");
     assert_str(process, "messaging.consumer.group.name", "traced-checkout");
     assert!(process.integers.contains("messaging.message.body.size"));
-    // The example's handler logs the producer span id `kafka::extract` read
-    // from the record's headers.
+    // The example's handler records, as an event of the CONSUMER span, the
+    // producer span id `kafka::extract` read from the record's headers.
     assert!(
         process.event_attributes.contains(&(
             "checkout processed".to_owned(),

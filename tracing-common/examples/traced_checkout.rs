@@ -298,9 +298,22 @@ async fn consume(
             .span()
             .span_context()
             .span_id();
-        async { tracing::info!(order.id = %key, %producer, "checkout processed") }
-            .with_context(cx.clone())
-            .await;
+        // The handler's work, with the CONSUMER span current: its event
+        // says what was processed, and the log line carries the trace ids.
+        async {
+            opentelemetry::trace::get_active_span(|span| {
+                span.add_event(
+                    "checkout processed",
+                    vec![
+                        opentelemetry::KeyValue::new("order.id", key.clone()),
+                        opentelemetry::KeyValue::new("producer", producer.to_string()),
+                    ],
+                );
+            });
+            tracing::info!(order.id = %key, %producer, "checkout processed");
+        }
+        .with_context(cx.clone())
+        .await;
         let trace_id = cx.span().span_context().trace_id().to_string();
         // The span ends here, before main is told (and flushes).
         cx.span().end();
