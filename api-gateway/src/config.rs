@@ -5,7 +5,7 @@ use std::time::Duration;
 use service_runtime::edge::EdgeLimits;
 use service_runtime::settings::{env_millis, env_or, env_url};
 use tracing_common::ConfigError;
-use tracing_common::server::{IncomingBaggage, IncomingTrace};
+use tracing_common::axum::{IncomingBaggage, IncomingTrace};
 
 #[derive(Debug, Clone)]
 pub struct Config {

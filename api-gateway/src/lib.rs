@@ -13,7 +13,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use service_runtime::edge;
 use service_runtime::lifecycle::{Background, Running};
-use tracing_common::client::TracedClient;
+use tracing_common::reqwest::TracedClient;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 
 use crate::config::Config;
@@ -53,7 +53,7 @@ pub fn app(state: AppState) -> Router {
 /// Serves the gateway on `listener` with the settings of `config`.
 pub fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
     let state = AppState {
-        http: tracing_common::client::http_client(config.http_timeout)?,
+        http: tracing_common::reqwest::http_client(config.http_timeout)?,
         user_service_url: config.user_service_url.clone(),
         order_service_url: config.order_service_url.clone(),
         inventory_service_url: config.inventory_service_url.clone(),
@@ -175,7 +175,7 @@ async fn forward(request: reqwest_middleware::RequestBuilder, service: &'static 
             }
         }
         Err(e) => {
-            let status = if tracing_common::client::error_kind(&e) == "timeout" {
+            let status = if tracing_common::reqwest::error_kind(&e) == "timeout" {
                 StatusCode::GATEWAY_TIMEOUT
             } else {
                 StatusCode::BAD_GATEWAY

@@ -9,7 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let telemetry = tracing_common::init("api-gateway", env!("CARGO_PKG_VERSION"))?;
+    let telemetry = service_runtime::telemetry("api-gateway", env!("CARGO_PKG_VERSION"))?;
     let config = Config::from_env()?;
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port))
         .await

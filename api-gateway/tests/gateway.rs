@@ -7,8 +7,14 @@ use api_gateway::config::Config;
 use opentelemetry::trace::{SpanKind, Status, TraceId};
 use serde_json::Value;
 use service_runtime::lifecycle::Running;
-use tracing_common::server::{IncomingBaggage, IncomingTrace};
-use tracing_common_testing::{attr_str, capture, fresh_database_url, is_child_of, only};
+use tracing_common::axum::{IncomingBaggage, IncomingTrace};
+use tracing_common_testing::{attr_str, fresh_database_url, is_child_of, only};
+
+/// The span capture, copying the order's baggage onto spans as the services'
+/// telemetry does.
+fn capture() -> &'static tracing_common_testing::SpanCapture {
+    tracing_common_testing::capture_with_span_baggage(order_contract::trace::baggage::ON_SPANS)
+}
 
 async fn listener() -> tokio::net::TcpListener {
     tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()

@@ -1,6 +1,6 @@
 //! Queries of the `inventory` database, one function each.
 
-use tracing_common::db::Db;
+use tracing_common::sqlx::Db;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]

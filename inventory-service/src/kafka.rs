@@ -9,7 +9,7 @@ use order_contract::{OrderCreated, StockDecision, StockDecisionKind};
 use rdkafka::Message;
 use service_runtime::kafka::Producer;
 use tracing::Instrument;
-use tracing_common::db::Db;
+use tracing_common::sqlx::Db;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::db::{self, Outcome};

@@ -25,7 +25,7 @@ use order_contract::topics;
 use serde_json::{Value, json};
 use service_runtime::edge;
 use service_runtime::faults::Faults;
-use tracing_common::db::Db;
+use tracing_common::sqlx::Db;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 
 use service_runtime::lifecycle::{Background, Running, Started};

@@ -13,9 +13,14 @@ use serde_json::{Value, json};
 use service_runtime::lifecycle::Running;
 use sqlx::PgPool;
 use tracing_common_testing::{
-    assert_attribute_types, attr_i64, attr_str, capture, fresh_database_url, is_child_of, only,
-    records,
+    assert_attribute_types, attr_i64, attr_str, fresh_database_url, is_child_of, only, records,
 };
+
+/// The span capture, copying the order's baggage onto spans as the services'
+/// telemetry does.
+fn capture() -> &'static tracing_common_testing::SpanCapture {
+    tracing_common_testing::capture_with_span_baggage(order_contract::trace::baggage::ON_SPANS)
+}
 
 struct Inventory {
     _kafka: MockCluster<'static, DefaultProducerContext>,

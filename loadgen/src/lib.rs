@@ -1,7 +1,7 @@
 //! loadgen: load for the order flow, and what tracing costs under it.
 //!
 //! - [`load`]: a steady-rate, mixed-route load generator for demos.
-//! - [`bench`]: telemetry modes, the load the benchmark drives, its figures
+//! - [`bench`](mod@bench): telemetry modes, the load the benchmark drives, its figures
 //!   pooled over rounds.
 //! - [`runner`]: each mode of each round on a freshly started stack
 //!   (`tracectl`'s runner and receiver), then the report.

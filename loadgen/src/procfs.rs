@@ -15,7 +15,7 @@ pub fn memory_kb(pid: u32) -> Option<(u64, u64)> {
 }
 
 /// CPU time (user + system, ms) a process has used so far, from
-/// /proc/<pid>/stat; `None` for `pid` means this process.
+/// `/proc/<pid>/stat`; `None` for `pid` means this process.
 pub fn cpu_ms(pid: Option<u32>) -> Option<u64> {
     let path = pid.map_or("/proc/self/stat".to_owned(), |p| format!("/proc/{p}/stat"));
     let stat = std::fs::read_to_string(path).ok()?;

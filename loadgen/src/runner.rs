@@ -251,7 +251,7 @@ impl BenchRun<'_> {
             "RUST_LOG".into(),
             // The services' own crates at info for the `listening`
             // line that names each one's port.
-            "warn,tracing_common::telemetry=info,user_service=info,order_service=info,inventory_service=info,api_gateway=info".into(),
+            "warn,tracing_common::setup=info,user_service=info,order_service=info,inventory_service=info,api_gateway=info".into(),
         ));
         // The SDK's default batch delay; the runner's 200 ms is for demos.
         env.push(("OTEL_BSP_SCHEDULE_DELAY".into(), "5000".into()));

@@ -1,11 +1,11 @@
 //! Typed clients for the services order-service calls, as HotROD's services
 //! offer them: a caller names what it wants, the client knows the route, the
 //! body and the answer. Each call is one CLIENT span (`GET` or `POST`, by
-//! `tracing_common::client`) with the current context injected, under the
+//! `tracing_common::reqwest`) with the current context injected, under the
 //! caller's current span.
 
 use reqwest::StatusCode;
-use tracing_common::client::TracedClient;
+use tracing_common::reqwest::TracedClient;
 
 use crate::http::{StockCheckAnswer, StockCheckRequest, User, UserFound};
 use crate::ids::UserId;
@@ -30,7 +30,7 @@ pub enum CallError {
 impl CallError {
     fn transport(error: reqwest_middleware::Error) -> Self {
         Self::Transport {
-            kind: tracing_common::client::error_kind(&error),
+            kind: tracing_common::reqwest::error_kind(&error),
             message: error.to_string(),
         }
     }

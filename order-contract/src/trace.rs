@@ -6,9 +6,27 @@
 //! Business spans are created with these constants (`info_span!(names::VALIDATE_ORDER)`).
 //! The others are named by the instrumentation: SERVER spans `{method} {route}`
 //! by `tracing_common::ServerTracingLayer` from the route a service registers,
-//! CLIENT spans `{method}` by `tracing_common::client`, database spans
-//! `{operation} {table}` by `tracing_common::db` from the statement's executor, messaging
-//! spans `{operation} {topic}` by `tracing_common::kafka`.
+//! CLIENT spans `{method}` by `tracing_common::reqwest`, database spans
+//! `{operation} {table}` by `tracing_common::sqlx` from the statement's executor, messaging
+//! spans `{operation} {topic}` by `tracing_common::rdkafka`.
+
+/// The baggage order-service adds to an order's context: every span below
+/// it, in every service, carries these as attributes
+/// (`TelemetryConfig::with_span_baggage(baggage::ON_SPANS)`), so Jaeger finds
+/// all spans of one user or one order by tag.
+pub mod baggage {
+    /// The user an operation acts for.
+    pub const USER_ID: &str = "user.id";
+    /// The order an operation concerns.
+    pub const ORDER_ID: &str = "order.id";
+    /// The keys copied from baggage onto spans.
+    pub const ON_SPANS: &[&str] = &[USER_ID, ORDER_ID];
+}
+
+/// This application's attributes that are integers (beside the semantic
+/// conventions' own, `tracing_common::spans::INTEGER_ATTRIBUTES`); its
+/// identifiers and the decimal `order.total_amount` are strings.
+pub const INTEGER_ATTRIBUTES: &[&str] = &["order.item_count", "fault.delay_ms"];
 
 /// Who emits a span.
 pub mod services {

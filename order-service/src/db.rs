@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use sqlx::Postgres;
-use tracing_common::db::Db;
+use tracing_common::sqlx::Db;
 use uuid::Uuid;
 
 use order_contract::{EventId, OrderId, OrderStatus};

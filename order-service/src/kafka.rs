@@ -9,7 +9,7 @@ use order_contract::topics::INVENTORY_EVENTS;
 use rdkafka::Message;
 use service_runtime::kafka::Producer;
 use sqlx::PgPool;
-use tracing_common::db::Db;
+use tracing_common::sqlx::Db;
 
 use crate::db;
 

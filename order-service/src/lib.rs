@@ -22,11 +22,11 @@ use axum::{Json, Router};
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::{Context, KeyValue};
+use order_contract::trace::baggage;
 use service_runtime::edge;
 use service_runtime::kafka::Producer;
 use tracing::Instrument;
-use tracing_common::baggage;
-use tracing_common::db::Db;
+use tracing_common::sqlx::Db;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -90,7 +90,7 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
     let producer =
         service_runtime::kafka::producer(&config.kafka_brokers, config.kafka_send_timeout)?;
     let consumer = service_runtime::kafka::consumer(&config.kafka_brokers, kafka::CONSUMER_GROUP)?;
-    let http = tracing_common::client::http_client(config.http_timeout)?;
+    let http = tracing_common::reqwest::http_client(config.http_timeout)?;
     let database_url = config.database_url.clone();
     let config = config.clone();
     Ok(Running::serve_when_connected(
@@ -250,7 +250,7 @@ fn with_order_baggage(server: &Context, order: &NewOrder, order_id: OrderId) -> 
         KeyValue::new(baggage::USER_ID, order.user_id.to_string()),
         KeyValue::new(baggage::ORDER_ID, order_id.clone()),
     ]);
-    baggage::with_entries(
+    tracing_common::propagation::with_baggage(
         server,
         [
             (baggage::USER_ID, order.user_id.as_str()),
@@ -426,7 +426,7 @@ async fn publish(state: &AppState, event: &db::OutboxEvent) {
             Err(e) => {
                 tracing_common::spans::record_error(
                     &span,
-                    tracing_common::kafka::error_type(&e),
+                    tracing_common::rdkafka::error_type(&e),
                     &format!("left in outbox for the relay: {e}"),
                 );
                 tracing::warn!(error = %e, event_id = %event.id, "publish failed; the outbox relay will retry");

@@ -13,9 +13,15 @@ use serde_json::{Value, json};
 use service_runtime::lifecycle::Running;
 use sqlx::PgPool;
 use tracing_common_testing::{
-    assert_attribute_types, attr_i64, attr_str, capture, fresh_database_url, is_child_of, only,
+    assert_attribute_types, attr_i64, attr_str, fresh_database_url, is_child_of, only,
     record_count, records,
 };
+
+/// The span capture, copying the order's baggage onto spans as the services'
+/// telemetry does.
+fn capture() -> &'static tracing_common_testing::SpanCapture {
+    tracing_common_testing::capture_with_span_baggage(order_contract::trace::baggage::ON_SPANS)
+}
 
 struct Stack {
     kafka: MockCluster<'static, DefaultProducerContext>,
@@ -260,7 +266,7 @@ async fn the_seed_order_is_created_published_reserved_and_confirmed_in_one_trace
         Duration::from_secs(5),
     );
     assert_eq!(published.len(), 1);
-    let headers_cx = tracing_common::kafka::extract(rdkafka::Message::headers(&published[0]));
+    let headers_cx = tracing_common::rdkafka::extract(rdkafka::Message::headers(&published[0]));
     use opentelemetry::trace::TraceContextExt;
     assert_eq!(headers_cx.span().span_context().trace_id(), trace_id);
 

@@ -3,7 +3,7 @@
 //! probes and pollers); the `/readyz` check; and the HTTP answer for a
 //! failed statement.
 
-use tracing_common::db::Db;
+use tracing_common::sqlx::Db;
 
 /// A service's database: connected (created first if missing), migrated.
 pub async fn connect(

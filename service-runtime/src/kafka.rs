@@ -4,7 +4,7 @@
 //! work committed), topic creation and the producer's flush at stop.
 //!
 //! The trace context itself (headers, PRODUCER and CONSUMER spans) is
-//! `tracing_common::kafka`'s; this module only drives rdkafka.
+//! `tracing_common::rdkafka`'s; this module only drives rdkafka.
 
 use opentelemetry::Context;
 use opentelemetry::context::FutureExt as _;
@@ -16,7 +16,7 @@ use rdkafka::consumer::StreamConsumer;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tracing_common::kafka::consumer_context;
+use tracing_common::rdkafka::consumer_context;
 
 /// An idempotent producer: retries never duplicate or reorder a partition's
 /// records. `message.timeout.ms` bounds how long a send waits for a broker that
@@ -487,7 +487,7 @@ pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> K
     Ok(())
 }
 
-/// Sends one record through `tracing_common::kafka::send_traced` (a
+/// Sends one record through `tracing_common::rdkafka::send_traced` (a
 /// PRODUCER span under `parent`, its context in the headers) and replaces the
 /// producer if the failure was fatal. Returns the partition and offset.
 pub async fn send_traced(
@@ -499,7 +499,7 @@ pub async fn send_traced(
 ) -> Result<(i32, i64), KafkaError> {
     let used = producer.get();
     let record = FutureRecord::to(topic).key(key).payload(payload);
-    let result = tracing_common::kafka::send_traced(
+    let result = tracing_common::rdkafka::send_traced(
         &used,
         parent,
         record,
@@ -528,7 +528,7 @@ pub async fn broker_reachable(brokers: &str) -> KafkaResult<()> {
     .unwrap_or_else(|_| Err(KafkaError::Canceled))
 }
 
-/// [`flush`] of `producer`, for [`crate::service::Started::flush`].
+/// [`flush`] of `producer`, for [`crate::lifecycle::Started::flush`].
 pub fn flush_at_stop(producer: &Producer) -> crate::lifecycle::Flush {
     let producer = producer.clone();
     Box::new(move || flush(&producer))

@@ -27,3 +27,17 @@ pub mod lifecycle;
 pub mod settings;
 
 pub use lifecycle::{Background, Flush, Running, Started};
+
+/// Telemetry for a service of the order flow: [`tracing_common::init`] with
+/// what the application adds to the `OTEL_*` variables, the order's baggage
+/// keys copied onto every span and the `local` deployment environment
+/// (`OTEL_RESOURCE_ATTRIBUTES=deployment.environment.name=...` overrides it).
+pub fn telemetry(
+    service_name: &str,
+    service_version: &str,
+) -> Result<tracing_common::TelemetryGuard, tracing_common::InitError> {
+    let config = tracing_common::TelemetryConfig::from_env(service_name)?
+        .with_span_baggage(order_contract::trace::baggage::ON_SPANS)
+        .with_environment("local");
+    tracing_common::init_with(&config, service_version)
+}

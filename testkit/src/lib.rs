@@ -4,7 +4,7 @@
 //! - [`installed`]: where `scripts/test.sh` put Kafka's jars and Jaeger's binary.
 //! - [`kafka`]: Apache Kafka as a single-node KRaft broker of one test's own.
 //! - [`jaeger`]: Jaeger v2 with the repository's own config, on ports of its own.
-//! - [`env`]: the four service binaries on fresh databases, wired to a broker
+//! - [`env`](mod@env): the four service binaries on fresh databases, wired to a broker
 //!   and an OTLP endpoint, and the counts the tests check afterwards.
 //! - [`otlp`]: a tee in front of Jaeger's OTLP endpoint, and a Jaeger without v3.
 //! - [`receiver`]: an OTLP receiver with TLS of a test CA, a required bearer

@@ -86,7 +86,10 @@ pub fn problems(trace: &Trace, expected: &[Expected]) -> Vec<String> {
         }
     }
     for span in &trace.spans {
-        for key in tracing_common::spans::INTEGER_ATTRIBUTES {
+        for key in tracing_common::spans::INTEGER_ATTRIBUTES
+            .iter()
+            .chain(order_contract::trace::INTEGER_ATTRIBUTES)
+        {
             if let Some(value) = span.attr(key)
                 && !span.integers.contains(*key)
             {

@@ -20,7 +20,7 @@ use tracing_common::config::{
     ConfigError, ExporterConfig, OtlpCompression, OtlpConfig, OtlpProtocol, SamplerConfig,
     TelemetryConfig,
 };
-use tracing_common::otlp::{ErrorKind, ExportError, OtlpClient};
+use tracing_common::export::{ErrorKind, ExportError, OtlpClient};
 
 /// How a finding weighs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

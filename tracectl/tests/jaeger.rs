@@ -251,7 +251,7 @@ fn provider(service: &str, jaeger: &Jaeger) -> SdkTracerProvider {
     })
     .expect("a valid parentbased_jaeger_remote configuration");
     SdkTracerProvider::builder()
-        .with_sampler(tracing_common::telemetry::sampler(&config).unwrap())
+        .with_sampler(tracing_common::sampling::sampler(&config).unwrap())
         .build()
 }
 

@@ -21,8 +21,8 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use tracing_common::baggage::BaggageSpanProcessor;
 use tracing_common::config::PropagatorKind;
+use tracing_common::propagation::BaggageSpanProcessor;
 
 /// Finished spans of this test process.
 #[derive(Debug)]
@@ -35,12 +35,20 @@ static CAPTURE: OnceLock<SpanCapture> = OnceLock::new();
 
 /// Installs the capture on first use and returns it.
 pub fn capture() -> &'static SpanCapture {
+    capture_with_span_baggage(&[])
+}
+
+/// [`capture`], copying the baggage entries `keys` onto every span as the
+/// application's telemetry does (`TelemetryConfig::with_span_baggage`). The
+/// first call in a test process decides the keys.
+pub fn capture_with_span_baggage(keys: &'static [&'static str]) -> &'static SpanCapture {
     CAPTURE.get_or_init(|| {
         let exporter = InMemorySpanExporter::default();
         let provider = SdkTracerProvider::builder()
-            .with_span_processor(BaggageSpanProcessor::new(SimpleSpanProcessor::new(
-                exporter.clone(),
-            )))
+            .with_span_processor(BaggageSpanProcessor::new(
+                SimpleSpanProcessor::new(exporter.clone()),
+                keys,
+            ))
             .build();
         opentelemetry::global::set_tracer_provider(provider.clone());
         opentelemetry::global::set_text_map_propagator(tracing_common::propagation::propagator(&[
@@ -53,9 +61,7 @@ pub fn capture() -> &'static SpanCapture {
                 .with_filter(tracing_subscriber::EnvFilter::new("info"))
         });
         let _ = tracing_subscriber::registry()
-            .with(tracing_common::telemetry::otel_layer(
-                provider.tracer("test"),
-            ))
+            .with(tracing_common::otel_layer(provider.tracer("test")))
             .with(logs)
             .try_init();
         SpanCapture {

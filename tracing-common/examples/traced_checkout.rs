@@ -3,10 +3,10 @@
 //!
 //! ```text
 //! POST /checkout                       SERVER    (ServerTracingLayer)
-//! ├── GET                              CLIENT    (client::http_client)
+//! ├── GET                              CLIENT    (http_client)
 //! │   └── GET /price/{id}              SERVER    (same process, over HTTP)
-//! └── send checkout-events             PRODUCER  (kafka::send_traced: context in headers)
-//!     └── process checkout-events      CONSUMER  (kafka::consumer_context: parent and
+//! └── send checkout-events             PRODUCER  (send_traced: context in headers)
+//!     └── process checkout-events      CONSUMER  (consumer_context: parent and
 //!                                                 link from the record's headers)
 //! ```
 //!
@@ -44,8 +44,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, mocking::MockCluster};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
-use tracing_common::client::{TracedClient, http_client};
-use tracing_common::{ServerTracingLayer, TelemetryConfig, TelemetryGuard, TrustPolicy, kafka};
+use tracing_common::reqwest::{TracedClient, http_client};
+use tracing_common::{ServerTracingLayer, TelemetryConfig, TelemetryGuard, TrustPolicy};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -241,7 +241,7 @@ async fn checkout(
     let record = FutureRecord::to(TOPIC)
         .key(order_id.as_str())
         .payload(payload.as_bytes());
-    let (partition, offset) = kafka::send_traced(
+    let (partition, offset) = tracing_common::send_traced(
         &app.producer,
         &opentelemetry::Context::current(),
         record,
@@ -291,10 +291,10 @@ async fn consume(
                 continue;
             }
         };
-        let cx = kafka::consumer_context(&message, GROUP);
+        let cx = tracing_common::consumer_context(&message, GROUP);
         let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
         // What the headers carried: the producer's span (the parent and link above).
-        let producer = kafka::extract(message.headers())
+        let producer = tracing_common::rdkafka::extract(message.headers())
             .span()
             .span_context()
             .span_id();

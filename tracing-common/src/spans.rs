@@ -48,7 +48,7 @@ fn exception(error_type: &str, message: &str) -> Vec<KeyValue> {
     feature = "postgres"
 ))]
 pub(crate) fn tracer() -> opentelemetry::global::BoxedTracer {
-    opentelemetry::global::tracer(crate::telemetry::tracer_scope())
+    opentelemetry::global::tracer(crate::setup::tracer_scope())
 }
 
 /// Attributes the semantic conventions (and this project) type as integers.
@@ -65,22 +65,17 @@ pub const INTEGER_ATTRIBUTES: &[&str] = &[
     semconv::MESSAGING_BATCH_MESSAGE_COUNT,
     semconv::DB_RESPONSE_RETURNED_ROWS,
     "db.response.affected_rows",
-    "order.item_count",
-    "fault.delay_ms",
 ];
 
 /// Attributes typed as strings although their values may look like numbers:
-/// a partition id and an error class such as `503` (the conventions say so),
-/// identifiers and a decimal amount (text on purpose: no float rounding).
+/// a partition id, an error class such as `503` and a SQLSTATE (the
+/// conventions say so), and message ids and keys.
 pub const STRING_ATTRIBUTES: &[&str] = &[
     semconv::MESSAGING_DESTINATION_PARTITION_ID,
     semconv::ERROR_TYPE,
     semconv::DB_RESPONSE_STATUS_CODE,
-    "user.id",
-    "order.id",
     semconv::MESSAGING_MESSAGE_ID,
     semconv::MESSAGING_KAFKA_MESSAGE_KEY,
-    "order.total_amount",
 ];
 
 /// Semantic conventions: unknown methods are reported as `_OTHER`, which also

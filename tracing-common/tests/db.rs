@@ -1,4 +1,4 @@
-//! `db::Db` against a real Postgres: statements of sampled work are CLIENT
+//! `sqlx::Db` against a real Postgres: statements of sampled work are CLIENT
 //! spans with the database conventions, children of the span they run in;
 //! statements of unsampled work, or of no trace, start no span at all.
 //!
@@ -18,7 +18,7 @@ use opentelemetry_sdk::trace::{
 };
 use opentelemetry_semantic_conventions::attribute as semconv;
 use tracing::Instrument;
-use tracing_common::db::Db;
+use tracing_common::sqlx::Db;
 use tracing_common_testing::{assert_attribute_types, attr_i64, attr_str, is_child_of, only};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -63,7 +63,7 @@ impl Setup {
 }
 
 /// The services' stack: the parent-based sampler, the `tracing` bridge
-/// behind `SkipUnsampled`, and a global provider (`db::Db` builds its spans with it).
+/// behind its `BelowSampled` filter, and a global provider (`Db` builds its spans with it).
 fn setup() -> &'static Setup {
     static SETUP: OnceLock<Setup> = OnceLock::new();
     SETUP.get_or_init(|| {
@@ -76,9 +76,7 @@ fn setup() -> &'static Setup {
             .build();
         opentelemetry::global::set_tracer_provider(provider.clone());
         tracing_subscriber::registry()
-            .with(tracing_common::telemetry::otel_layer(
-                provider.tracer("test"),
-            ))
+            .with(tracing_common::otel_layer(provider.tracer("test")))
             .try_init()
             .expect("no other subscriber in this test binary");
         Setup {

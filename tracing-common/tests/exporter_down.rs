@@ -54,7 +54,7 @@ async fn requests_succeed_while_the_otlp_endpoint_is_a_closed_port() {
     let stats = guard.shutdown();
     let took = started.elapsed();
     assert!(
-        took < tracing_common::telemetry::SHUTDOWN_TIMEOUT + Duration::from_secs(2),
+        took < tracing_common::SHUTDOWN_TIMEOUT + Duration::from_secs(2),
         "shutdown took {took:?}"
     );
     assert_eq!(stats.ended, requests);

@@ -83,7 +83,7 @@ fn provider(service: &str, endpoint: &str) -> SdkTracerProvider {
     })
     .expect("a valid jaeger_remote configuration");
     SdkTracerProvider::builder()
-        .with_sampler(tracing_common::telemetry::sampler(&config).unwrap())
+        .with_sampler(tracing_common::sampling::sampler(&config).unwrap())
         .build()
 }
 

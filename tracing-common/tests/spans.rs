@@ -11,11 +11,20 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 use rdkafka::message::{OwnedHeaders, OwnedMessage, Timestamp};
 use tower::ServiceExt;
 use tracing::Instrument;
-use tracing_common::baggage;
-use tracing_common::server::{IncomingBaggage, IncomingTrace, ServerTracingLayer, TrustPolicy};
+use tracing_common::axum::{IncomingBaggage, IncomingTrace, ServerTracingLayer, TrustPolicy};
 use tracing_common_testing::{
-    assert_attribute_types, attr_i64, attr_str, capture, is_child_of, only, span_id_of, trace_id_of,
+    assert_attribute_types, attr_i64, attr_str, is_child_of, only, span_id_of, trace_id_of,
 };
+
+/// The baggage keys these tests have copied onto spans.
+mod baggage {
+    pub const USER_ID: &str = "user.id";
+    pub const ORDER_ID: &str = "order.id";
+}
+
+fn capture() -> &'static tracing_common_testing::SpanCapture {
+    tracing_common_testing::capture_with_span_baggage(&[baggage::USER_ID, baggage::ORDER_ID])
+}
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 // Each test uses a trace id of its own: tests of one binary share the
@@ -237,7 +246,7 @@ async fn future_traceparent_versions_and_bad_tracestate_keep_the_parent() {
 async fn allow_listed_baggage_becomes_span_attributes_and_other_keys_do_not() {
     let parent = "00-4bf92f3577b34da6a3ce929d0e0e4706-00f067aa0ba902b7-01".to_owned();
     let capture = capture();
-    let long = "x".repeat(baggage::MAX_VALUE_LEN + 1);
+    let long = "x".repeat(tracing_common::propagation::MAX_SPAN_BAGGAGE_LEN + 1);
     let header = format!("user.id=user123,order.id={long},session=secret");
     let response = call(
         TrustPolicy::INTERNAL,
@@ -325,11 +334,14 @@ async fn client_span_is_a_child_of_the_current_span_and_its_context_reaches_the_
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, echo).await.unwrap() });
 
-    let client = tracing_common::client::http_client(Duration::from_secs(2)).unwrap();
+    let client = tracing_common::reqwest::http_client(Duration::from_secs(2)).unwrap();
     // Baggage is added to the context a new span starts from (a started span's
     // context cannot change), as order-service does below its SERVER span.
     let handler = tracing::info_span!("POST /orders");
-    let cx = baggage::with_entries(&handler.context(), [(baggage::USER_ID, "user123")]);
+    let cx = tracing_common::propagation::with_baggage(
+        &handler.context(),
+        [(baggage::USER_ID, "user123")],
+    );
     let parent = tracing::info_span!("fetch-user-data");
     parent.set_parent(cx).expect("span not started yet");
     let trace_id = parent.context().span().span_context().trace_id();
@@ -391,7 +403,7 @@ async fn client_span_says_why_a_call_failed() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let client = tracing_common::client::http_client(Duration::from_secs(2)).unwrap();
+    let client = tracing_common::reqwest::http_client(Duration::from_secs(2)).unwrap();
     let parent = tracing::info_span!("check-inventory");
     let trace_id = parent.context().span().span_context().trace_id();
     let result = client
@@ -424,13 +436,16 @@ async fn kafka_consumer_span_is_child_of_and_linked_to_the_producer_span() {
         .unwrap();
     let publish = tracing::info_span!("publish-order-event");
     let trace_id = publish.context().span().span_context().trace_id();
-    let parent = baggage::with_entries(&publish.context(), [(baggage::ORDER_ID, "order-1")]);
+    let parent = tracing_common::propagation::with_baggage(
+        &publish.context(),
+        [(baggage::ORDER_ID, "order-1")],
+    );
     let record = rdkafka::producer::FutureRecord::to("order-events")
         .key("order-1")
         .payload(&b"{}"[..])
         .partition(2);
     let (partition, offset) =
-        tracing_common::kafka::send_traced(&producer, &parent, record, Duration::from_secs(10))
+        tracing_common::rdkafka::send_traced(&producer, &parent, record, Duration::from_secs(10))
             .await
             .unwrap();
     drop(publish);
@@ -455,7 +470,7 @@ async fn kafka_consumer_span_is_child_of_and_linked_to_the_producer_span() {
         received.detach()
     };
 
-    let cx = tracing_common::kafka::consumer_context(&message, "inventory-service");
+    let cx = tracing_common::rdkafka::consumer_context(&message, "inventory-service");
     async { tracing::info_span!("reserve-stock").in_scope(|| {}) }
         .with_context(cx.clone())
         .await;
@@ -530,7 +545,7 @@ async fn kafka_message_without_or_with_garbage_headers_gets_a_root_consumer_span
             7,
             headers,
         );
-        let cx = tracing_common::kafka::consumer_context(&message, "order-service");
+        let cx = tracing_common::rdkafka::consumer_context(&message, "order-service");
         let trace_id = cx.span().span_context().trace_id();
         cx.span().end();
         let spans = capture.trace(trace_id);

@@ -1,6 +1,6 @@
 //! W3C Trace Context Level 1 and W3C Baggage at the HTTP level: a request
 //! with the given headers goes into a service built on `ServerTracingLayer`
-//! whose handler makes one call with `client::http_client`; the test reads the
+//! whose handler makes one call with `http_client`; the test reads the
 //! headers of that outgoing call. The cases follow the specification's
 //! processing model and the W3C test suite's cases (w3c/trace-context
 //! `test/test.py` at acab820, whose key grammar lets `@` appear anywhere
@@ -12,7 +12,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use tracing_common::server::{ServerTracingLayer, TrustPolicy};
+use tracing_common::axum::{ServerTracingLayer, TrustPolicy};
 use tracing_common_testing::capture;
 
 const TRACE: &str = "12345678901234567890123456789012";
@@ -79,13 +79,13 @@ impl Harness {
             }),
         );
         let echo_addr = serve(echo).await;
-        let client = tracing_common::client::http_client(Duration::from_secs(5)).unwrap();
+        let client = tracing_common::reqwest::http_client(Duration::from_secs(5)).unwrap();
         let app = Router::new()
             .route(
                 "/call",
                 get(
                     |State((client, url)): State<(
-                        tracing_common::client::TracedClient,
+                        tracing_common::reqwest::TracedClient,
                         String,
                     )>| async move {
                         client.get(url).send().await.unwrap().text().await.unwrap()

@@ -2,7 +2,7 @@
 
 use order_contract::UserId;
 use order_contract::http::User;
-use tracing_common::db::Db;
+use tracing_common::sqlx::Db;
 
 #[derive(sqlx::FromRow)]
 struct UserRow {

@@ -3,7 +3,7 @@
 //! - [`config`]: settings from the environment.
 //! - [`db`]: the SQL, one function per query.
 //! - [`error`]: the error type and its HTTP mapping.
-//! - [`app`] builds the router; [`run`] serves it until shutdown.
+//! - [`app`] builds the router; [`start`] serves it until shutdown.
 
 pub mod config;
 pub mod db;
@@ -16,7 +16,7 @@ use opentelemetry::KeyValue;
 use order_contract::UserId;
 use order_contract::http::{UserFound, paths};
 use service_runtime::faults::Faults;
-use tracing_common::db::Db;
+use tracing_common::sqlx::Db;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
 
 use service_runtime::lifecycle::{Background, Running, Started};

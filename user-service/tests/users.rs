@@ -4,9 +4,13 @@ use axum::body::Body;
 use http::{Request, StatusCode};
 use opentelemetry::trace::SpanKind;
 use tower::ServiceExt;
-use tracing_common_testing::{
-    attr_str, capture, fresh_database_url, is_child_of, only, trace_id_of,
-};
+use tracing_common_testing::{attr_str, fresh_database_url, is_child_of, only, trace_id_of};
+
+/// The span capture, copying the order's baggage onto spans as the services'
+/// telemetry does.
+fn capture() -> &'static tracing_common_testing::SpanCapture {
+    tracing_common_testing::capture_with_span_baggage(order_contract::trace::baggage::ON_SPANS)
+}
 use user_service::AppState;
 
 /// A fresh database per test, so tests never see each other's rows.

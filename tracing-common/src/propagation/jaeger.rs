@@ -27,7 +27,7 @@ const DEBUG_FLAG: TraceFlags = TraceFlags::new(0x04);
 
 /// The `uber-trace-id` propagator (see the module documentation).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct JaegerPropagator;
+pub(crate) struct JaegerPropagator;
 
 impl TextMapPropagator for JaegerPropagator {
     fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {

@@ -1,6 +1,10 @@
 //! Process-wide telemetry set-up: provider, exporters, sampler, propagators and
 //! the `tracing` subscriber, and the guard that flushes them at shutdown.
 
+pub mod config;
+pub(crate) mod logging;
+pub(crate) mod stats;
+
 use opentelemetry_semantic_conventions::attribute as semconv;
 use std::time::Duration;
 
@@ -8,16 +12,16 @@ use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanExporter,
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanExporter,
 };
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::baggage::BaggageSpanProcessor;
-use crate::config::{ConfigError, ExporterConfig, LogFormat, SamplerConfig, TelemetryConfig};
-use crate::logging::{JsonWithTraceIds, SpanNamesOnly};
-use crate::stats::{CountingExporter, CountingProcessor, ExportStats, SharedCounters};
+use crate::config::{ConfigError, ExporterConfig, LogFormat, TelemetryConfig};
+use crate::propagation::BaggageSpanProcessor;
+use crate::setup::logging::{JsonWithTraceIds, SpanNamesOnly};
+use crate::setup::stats::{CountingExporter, CountingProcessor, ExportStats, SharedCounters};
 
 /// Telemetry could not start. Each variant names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -198,8 +202,9 @@ pub fn init_local(
 }
 
 /// The `tracing` -> OpenTelemetry bridge for the services' own INTERNAL
-/// spans (`#[instrument]`, `info_span!`), filtered by [`span_filter`] and
-/// [`BelowSampled`].
+/// spans (`#[instrument]`, `info_span!`): the application's INFO-and-above spans
+/// (library internals stay out), and none below an unsampled span
+/// ([`BelowSampled`](crate::sampling::BelowSampled)).
 ///
 /// A `tracing` span's parent is the current OpenTelemetry context
 /// (`Context::current()`): the SERVER or CONSUMER span the adapters made
@@ -222,7 +227,7 @@ where
         .with_location(false)
         .with_level(false)
         .with_target(false)
-        .with_filter(span_filter().and(BelowSampled))
+        .with_filter(span_filter().and(crate::sampling::BelowSampled))
 }
 
 /// What [`otel_layer`] returns.
@@ -230,53 +235,17 @@ pub type OtelLayer<S> = tracing_subscriber::filter::Filtered<
     tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>,
     tracing_subscriber::filter::combinator::And<
         tracing_subscriber::filter::Targets,
-        BelowSampled,
+        crate::sampling::BelowSampled,
         S,
     >,
     S,
 >;
 
-/// Keeps a `tracing` span out of the bridge when the current context's span
-/// is unsampled: the sampler would drop it anyway (a parent-based sampler
-/// keeps an unsampled parent's decision), and the bridge would first build
-/// its OpenTelemetry span, attributes and all. Spans below it stay out too,
-/// since the context stays the unsampled one. A span with no trace around it
-/// (a root) and every event go through.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct BelowSampled;
-
-impl<S> tracing_subscriber::layer::Filter<S> for BelowSampled {
-    fn enabled(
-        &self,
-        meta: &tracing::Metadata<'_>,
-        _: &tracing_subscriber::layer::Context<'_, S>,
-    ) -> bool {
-        !meta.is_span()
-            || opentelemetry::Context::map_current(|cx| {
-                use opentelemetry::trace::TraceContextExt as _;
-                let span = cx.span();
-                let sc = span.span_context();
-                !sc.is_valid() || sc.is_sampled()
-            })
-    }
-
-    fn callsite_enabled(
-        &self,
-        meta: &'static tracing::Metadata<'static>,
-    ) -> tracing::subscriber::Interest {
-        if meta.is_span() {
-            tracing::subscriber::Interest::sometimes()
-        } else {
-            tracing::subscriber::Interest::always()
-        }
-    }
-}
-
 /// What reaches the OpenTelemetry layer: the application's INFO-and-above
 /// spans and events. Library internals (connection pool chatter, HTTP/2
 /// frames, the exporter's own gRPC calls) would be noise in every trace, and
 /// the exporter's spans would feed back into the exporter.
-pub fn span_filter() -> tracing_subscriber::filter::Targets {
+pub(crate) fn span_filter() -> tracing_subscriber::filter::Targets {
     use tracing::level_filters::LevelFilter;
     tracing_subscriber::filter::Targets::new()
         .with_default(LevelFilter::INFO)
@@ -296,16 +265,22 @@ pub(crate) fn tracer_scope() -> &'static str {
 }
 
 /// The resource: `service.name`, `service.version`, `service.instance.id`,
-/// `deployment.environment.name`, then `OTEL_RESOURCE_ATTRIBUTES`, which wins.
-pub fn resource(config: &TelemetryConfig, service_version: &str) -> Resource {
+/// `deployment.environment.name` (when the application names one), then
+/// `OTEL_RESOURCE_ATTRIBUTES`, which wins.
+pub(crate) fn resource(config: &TelemetryConfig, service_version: &str) -> Resource {
     let mut attributes = vec![
         KeyValue::new(semconv::SERVICE_VERSION, service_version.to_owned()),
         KeyValue::new(
             semconv::SERVICE_INSTANCE_ID,
             uuid::Uuid::new_v4().to_string(),
         ),
-        KeyValue::new(semconv::DEPLOYMENT_ENVIRONMENT_NAME, "local"),
     ];
+    if let Some(environment) = &config.environment {
+        attributes.push(KeyValue::new(
+            semconv::DEPLOYMENT_ENVIRONMENT_NAME,
+            environment.clone(),
+        ));
+    }
     attributes.retain(|kv| !config.resource_attributes.contains_key(kv.key.as_str()));
     attributes.extend(
         config
@@ -326,12 +301,12 @@ fn tracer_provider(
 ) -> Result<SdkTracerProvider, InitError> {
     let mut builder = SdkTracerProvider::builder()
         .with_resource(resource(config, service_version))
-        .with_sampler(sampler(config)?);
+        .with_sampler(crate::sampling::sampler(config)?);
     for (i, exporter) in config.exporters.iter().enumerate() {
         let processor = match exporter {
             ExporterConfig::Otlp(otlp) => {
                 let built =
-                    crate::otlp::OtlpExporter::new(otlp).map_err(|e| InitError::Exporter {
+                    crate::export::OtlpExporter::new(otlp).map_err(|e| InitError::Exporter {
                         exporter: "otlp",
                         reason: e.to_string(),
                     })?;
@@ -370,7 +345,7 @@ fn tracer_provider(
         // rather than registering it beside the pipeline spares a copy of every
         // finished span (see `BaggageSpanProcessor`).
         builder = if i == 0 {
-            builder.with_span_processor(BaggageSpanProcessor::new(processor))
+            builder.with_span_processor(BaggageSpanProcessor::new(processor, config.span_baggage))
         } else {
             builder.with_span_processor(processor)
         };
@@ -397,40 +372,4 @@ fn counted_batch<E: SpanExporter + 'static>(
         inner: batch,
         counters: counters.clone(),
     }
-}
-
-/// The sampler `config` asks for. Public so a service that builds its own
-/// provider gets the same `OTEL_TRACES_SAMPLER` semantics; the Jaeger remote
-/// sampler polls its endpoint on the Tokio runtime, so call this inside one.
-pub fn sampler(config: &TelemetryConfig) -> Result<Sampler, InitError> {
-    let parent_based = |s| Sampler::ParentBased(Box::new(s));
-    Ok(match &config.sampler {
-        SamplerConfig::AlwaysOn => Sampler::AlwaysOn,
-        SamplerConfig::AlwaysOff => Sampler::AlwaysOff,
-        SamplerConfig::TraceIdRatio(r) => Sampler::TraceIdRatioBased(*r),
-        SamplerConfig::ParentBasedAlwaysOn => parent_based(Sampler::AlwaysOn),
-        SamplerConfig::ParentBasedAlwaysOff => parent_based(Sampler::AlwaysOff),
-        SamplerConfig::ParentBasedTraceIdRatio(r) => parent_based(Sampler::TraceIdRatioBased(*r)),
-        SamplerConfig::JaegerRemote(remote) => {
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .map_err(|e| InitError::Sampler(e.to_string()))?;
-            let sampler = Sampler::jaeger_remote(
-                opentelemetry_sdk::runtime::Tokio,
-                crate::remote_sampling::JaegerSamplingClient::new(client),
-                Sampler::TraceIdRatioBased(remote.initial_sampling_rate),
-                config.service_name.clone(),
-            )
-            .with_endpoint(remote.endpoint.clone())
-            .with_update_interval(remote.polling_interval)
-            .build()
-            .map_err(|e| InitError::Sampler(e.to_string()))?;
-            if remote.parent_based {
-                parent_based(sampler)
-            } else {
-                sampler
-            }
-        }
-    })
 }

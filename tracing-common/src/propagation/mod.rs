@@ -3,12 +3,20 @@
 
 use std::collections::HashMap;
 
+mod baggage;
 mod jaeger;
+mod trace_context;
+mod w3c_baggage;
 
-pub use jaeger::JaegerPropagator;
+#[cfg(feature = "axum")]
+pub(crate) use baggage::copy as copy_baggage;
+pub use baggage::{BaggageSpanProcessor, MAX_SPAN_BAGGAGE_LEN, with_baggage};
+use jaeger::JaegerPropagator;
+use trace_context::W3cTraceContext;
+#[cfg(feature = "axum")]
+pub(crate) use trace_context::traceparent;
+use w3c_baggage::W3cBaggage;
 
-use crate::trace_context::W3cTraceContext;
-use crate::w3c_baggage::W3cBaggage;
 use opentelemetry::Context;
 use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
 

@@ -18,7 +18,7 @@ use rdkafka::util::Timeout;
 
 /// Collects header pairs produced by a propagator.
 #[derive(Debug, Default)]
-pub struct HeaderInjector(Vec<(String, String)>);
+pub(crate) struct HeaderInjector(Vec<(String, String)>);
 
 impl Injector for HeaderInjector {
     fn set(&mut self, key: &str, value: String) {
@@ -43,7 +43,7 @@ impl HeaderInjector {
 /// Reads propagation headers from a record. Values that are not UTF-8 are
 /// treated as absent (propagators then ignore them).
 #[derive(Debug)]
-pub struct HeaderExtractor<'a, H>(pub &'a H);
+pub(crate) struct HeaderExtractor<'a, H>(pub &'a H);
 
 impl<H: Headers> Extractor for HeaderExtractor<'_, H> {
     fn get(&self, key: &str) -> Option<&str> {

@@ -18,7 +18,7 @@ use tracing_subscriber::registry::LookupSpan;
 /// repeat their fields (the trace holds them), so the fmt layer is spared
 /// formatting every field of every span into a string it would never print.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct SpanNamesOnly;
+pub(crate) struct SpanNamesOnly;
 
 impl<'w> FormatFields<'w> for SpanNamesOnly {
     fn format_fields<R: RecordFields>(&self, _writer: Writer<'w>, _fields: R) -> fmt::Result {
@@ -36,11 +36,11 @@ impl<'w> FormatFields<'w> for SpanNamesOnly {
 /// OpenTelemetry layer makes current while it is entered. A request the
 /// sampler dropped has ids too.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct JsonWithTraceIds;
+pub(crate) struct JsonWithTraceIds;
 
 impl JsonWithTraceIds {
     /// `layer` (the log layer this formatter formats for, with its filter)
-    /// as [`crate::telemetry::init`] installs it: entering and leaving a
+    /// as [`crate::setup::init`] installs it: entering and leaving a
     /// span reach it only when `filter` has span or field directives
     /// (`[...]`), the only ones `EnvFilter` needs them for. The fmt layer
     /// itself does nothing on them unless it logs span events, which this
@@ -61,7 +61,7 @@ impl JsonWithTraceIds {
 /// unless it logs span events) cost order-service about 30,000 instructions
 /// per order that way, with tracing on or off. The registry keeps track of
 /// the current span by itself.
-pub struct WithoutEnterExit<L> {
+pub(crate) struct WithoutEnterExit<L> {
     inner: L,
     pass_enter_exit: bool,
 }
@@ -270,7 +270,7 @@ mod tests {
         let buffer = Buffer::default();
         let writer = buffer.clone();
         let subscriber = tracing_subscriber::registry()
-            .with(crate::telemetry::otel_layer(provider.tracer("test")))
+            .with(crate::setup::otel_layer(provider.tracer("test")))
             .with(
                 tracing_subscriber::fmt::layer()
                     .event_format(JsonWithTraceIds)
@@ -317,7 +317,7 @@ mod tests {
     fn what_no_layer_enables_stays_disabled() {
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let subscriber = tracing_subscriber::registry()
-            .with(crate::telemetry::otel_layer(provider.tracer("test")))
+            .with(crate::setup::otel_layer(provider.tracer("test")))
             .with(
                 tracing_subscriber::fmt::layer()
                     .event_format(JsonWithTraceIds)

@@ -1,10 +1,13 @@
-//! Business keys carried in W3C baggage and copied onto every span.
+//! Baggage entries copied onto every span.
 //!
-//! order-service puts `user.id` and `order.id` into the baggage once; every span
-//! started beneath that context, in any service the context reaches over HTTP
-//! or Kafka, gets them as attributes, so Jaeger can find all spans of one user
-//! or one order by tag. Only allow-listed keys are copied: baggage arrives from
-//! callers and must not become an attribute-injection channel.
+//! A service puts business keys (in this stack, order-service's `user.id` and
+//! `order.id`) into the baggage once; every span started beneath that
+//! context, in any service the context reaches over HTTP or Kafka, gets them
+//! as attributes, so Jaeger can find all spans of one user or one order by
+//! tag. Only the keys the application names
+//! ([`TelemetryConfig::with_span_baggage`](crate::TelemetryConfig::with_span_baggage))
+//! are copied: baggage arrives from callers and must not become an
+//! attribute-injection channel.
 
 use opentelemetry::baggage::{Baggage, BaggageExt, KeyValueMetadata};
 use opentelemetry::{Context, KeyValue};
@@ -13,14 +16,8 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use std::time::Duration;
 
-/// Baggage key for the user an operation acts for.
-pub const USER_ID: &str = "user.id";
-/// Baggage key for the order an operation concerns.
-pub const ORDER_ID: &str = "order.id";
-/// The keys copied from baggage onto spans.
-pub const ALLOWED_KEYS: &[&str] = &[USER_ID, ORDER_ID];
 /// Longer values are not copied: an id is short, anything longer is noise or abuse.
-pub const MAX_VALUE_LEN: usize = 128;
+pub const MAX_SPAN_BAGGAGE_LEN: usize = 128;
 
 /// Copies allow-listed baggage entries of the parent context onto each new
 /// span, then hands the span to the processor it wraps.
@@ -36,13 +33,8 @@ pub struct BaggageSpanProcessor<P> {
 }
 
 impl<P: SpanProcessor> BaggageSpanProcessor<P> {
-    /// Copies [`ALLOWED_KEYS`] onto spans handed to `inner`.
-    pub fn new(inner: P) -> Self {
-        Self::with_keys(inner, ALLOWED_KEYS)
-    }
-
     /// Copies `keys` onto spans handed to `inner`.
-    pub fn with_keys(inner: P, keys: &'static [&'static str]) -> Self {
+    pub fn new(inner: P, keys: &'static [&'static str]) -> Self {
         Self { keys, inner }
     }
 }
@@ -54,7 +46,7 @@ impl<P: SpanProcessor> SpanProcessor for BaggageSpanProcessor<P> {
         if !baggage.is_empty() {
             for key in self.keys {
                 if let Some(value) = baggage.get(*key)
-                    && value.as_str().len() <= MAX_VALUE_LEN
+                    && value.as_str().len() <= MAX_SPAN_BAGGAGE_LEN
                 {
                     span.set_attribute(KeyValue::new(*key, value.clone()));
                 }
@@ -81,7 +73,7 @@ impl<P: SpanProcessor> SpanProcessor for BaggageSpanProcessor<P> {
 }
 
 /// `cx` with `entries` added to (or replacing) its baggage.
-pub fn with_entries<'a>(
+pub fn with_baggage<'a>(
     cx: &Context,
     entries: impl IntoIterator<Item = (&'static str, &'a str)>,
 ) -> Context {

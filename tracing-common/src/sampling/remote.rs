@@ -13,7 +13,7 @@ use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use serde_json::Value;
 
 #[derive(Debug, Clone)]
-pub struct JaegerSamplingClient {
+pub(crate) struct JaegerSamplingClient {
     inner: reqwest::Client,
 }
 
@@ -25,7 +25,7 @@ impl JaegerSamplingClient {
 
 /// The response body with `strategyType` made parseable; bodies that are not
 /// a JSON object pass through unchanged (the SDK reports them).
-pub fn normalise(body: Bytes) -> Bytes {
+pub(crate) fn normalise(body: Bytes) -> Bytes {
     let Ok(Value::Object(mut response)) = serde_json::from_slice::<Value>(&body) else {
         return body;
     };

@@ -193,7 +193,8 @@ fn server_context<B>(request: &Request<B>, policy: TrustPolicy) -> Context {
         IncomingTrace::Continue => (incoming, builder),
         IncomingTrace::NewRootWithLink => {
             let caller = incoming.span().span_context().clone();
-            let root = Context::new().with_baggage(crate::baggage::copy(incoming.baggage()));
+            let root =
+                Context::new().with_baggage(crate::propagation::copy_baggage(incoming.baggage()));
             let links = caller.is_valid().then(|| {
                 vec![Link::new(
                     caller,
@@ -255,7 +256,7 @@ fn insert_traceparent(sc: &SpanContext, headers: &mut http::HeaderMap) {
 
 /// `00-{trace id}-{span id}-{flags}`, W3C Trace Context version 00.
 fn traceparent_value(sc: &SpanContext) -> Option<HeaderValue> {
-    HeaderValue::try_from(crate::trace_context::traceparent(sc)).ok()
+    HeaderValue::try_from(crate::propagation::traceparent(sc)).ok()
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub fn http_client(timeout: Duration) -> reqwest::Result<ClientWithMiddleware> {
 /// context (`Context::current()`), its context injected into the request
 /// headers, the outcome recorded on the span.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ClientTracing;
+pub(crate) struct ClientTracing;
 
 #[async_trait::async_trait]
 impl Middleware for ClientTracing {

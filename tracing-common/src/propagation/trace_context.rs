@@ -37,15 +37,15 @@ const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
 
 /// Most list members a `tracestate` may have.
-pub const MAX_MEMBERS: usize = 32;
+pub(crate) const MAX_MEMBERS: usize = 32;
 /// Length past which a `tracestate` is truncated before it is passed on.
-pub const MAX_PROPAGATED_LEN: usize = 512;
+pub(crate) const MAX_PROPAGATED_LEN: usize = 512;
 /// Members longer than this are the first to go when truncating.
 const LONG_MEMBER: usize = 128;
 
 /// The propagator; see the module documentation for the rules.
 #[derive(Debug)]
-pub struct W3cTraceContext {
+pub(crate) struct W3cTraceContext {
     fields: [String; 2],
 }
 
@@ -66,7 +66,7 @@ impl Default for W3cTraceContext {
 /// `00-{trace id}-{span id}-{flags}` for a valid `sc`: version 00, which
 /// defines only the sampled flag. Written digit by digit, without the
 /// formatting machinery: every injection and response header pays for it.
-pub fn traceparent(sc: &SpanContext) -> String {
+pub(crate) fn traceparent(sc: &SpanContext) -> String {
     fn push_hex(out: &mut String, bytes: &[u8]) {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         for b in bytes {

@@ -580,7 +580,7 @@ fn classify_tls(error: &rustls::Error) -> ErrorKind {
 /// The span exporter the batch processor drives: converts spans to OTLP and
 /// sends them with an [`OtlpClient`].
 #[derive(Debug)]
-pub struct OtlpExporter {
+pub(crate) struct OtlpExporter {
     client: OtlpClient,
     resource: wire::EncodedResource,
     /// The last request's size per span, to size the next one's buffer.

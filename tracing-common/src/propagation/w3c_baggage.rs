@@ -32,13 +32,13 @@ use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 const BAGGAGE: &str = "baggage";
 
 /// Longest `baggage` list read, in bytes.
-pub const MAX_LENGTH: usize = 8192;
+pub(crate) const MAX_LENGTH: usize = 8192;
 /// Most list members read.
-pub const MAX_MEMBERS: usize = 64;
+pub(crate) const MAX_MEMBERS: usize = 64;
 
 /// The W3C `baggage` propagator (see the module documentation).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct W3cBaggage;
+pub(crate) struct W3cBaggage;
 
 impl TextMapPropagator for W3cBaggage {
     fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {

@@ -12,7 +12,7 @@
 //! `db.response.status_code` (the SQLSTATE) and an `exception` event:
 //!
 //! ```no_run
-//! # async fn find(db: &tracing_common::db::Db) -> Result<(), sqlx::Error> {
+//! # async fn find(db: &tracing_common::Db) -> Result<(), sqlx::Error> {
 //! let name: Option<(String,)> = sqlx::query_as("SELECT name FROM users WHERE id = $1")
 //!     .bind("u-1")
 //!     .fetch_optional(db.statement("SELECT", "users"))
