@@ -70,11 +70,21 @@ pub async fn bench(options: &BenchOptions) -> anyhow::Result<()> {
     let rounds = options.rounds.max(1);
     let runs = run_rounds(options, rounds, &bin_dir, &receiver, &closed).await?;
     let results = bench::merge(&runs);
+    let external = std::env::var("KAFKA_BROKERS").is_ok_and(|b| !b.trim().is_empty());
     let command = format!(
-        "scripts/bench.sh --requests {} --concurrency {} --rounds {rounds} --instruction-requests {}",
-        options.requests, options.concurrency, options.instruction_requests
+        "scripts/bench.sh{} --requests {} --concurrency {} --rounds {rounds} --instruction-requests {}",
+        if external { " --apache-kafka" } else { "" },
+        options.requests,
+        options.concurrency,
+        options.instruction_requests
     );
-    let mut text = crate::report::report(&results, &runs, &machine_description(), &command);
+    let kafka = if external {
+        "a broker outside the benchmark's process (KAFKA_BROKERS; `--apache-kafka` starts Apache Kafka)"
+    } else {
+        "librdkafka's mock cluster, inside the benchmark's process"
+    };
+    let machine = format!("{}\n\nKafka: {kafka}", machine_description());
+    let mut text = crate::report::report(&results, &runs, &machine, &command);
     if options.instruction_requests > 0 {
         let counts = crate::instructions::count_all(&crate::instructions::InstructionOptions {
             requests: options.instruction_requests,
