@@ -60,11 +60,12 @@ kafka_java kafka.tools.StorageTool format -t MkU3OEVBNTcwNTJENDM2Qk -c "$kafka_d
 kafka_java kafka.Kafka "$kafka_dir/server.properties" >"$kafka_dir/kafka.log" 2>&1 &
 kafka_pid=$!
 trap 'kill $kafka_pid 2>/dev/null; wait $kafka_pid 2>/dev/null; rm -rf "$kafka_dir"' EXIT
+broker_answers() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 for _ in $(seq 1 90); do
-  grep -q "Kafka Server started" "$kafka_dir/kafka.log" && break
+  broker_answers && break
   kill -0 $kafka_pid 2>/dev/null || { tail -20 "$kafka_dir/kafka.log" >&2; exit 1; }
   sleep 1
 done
-grep -q "Kafka Server started" "$kafka_dir/kafka.log" || { echo "Kafka did not start within 90 s" >&2; exit 1; }
+broker_answers || { echo "Kafka did not listen on 127.0.0.1:$port within 90 s" >&2; exit 1; }
 say "Apache Kafka $KAFKA_VERSION on 127.0.0.1:$port"
 KAFKA_BROKERS="127.0.0.1:$port" "$loadgen" bench "${extra[@]}" "${args[@]}"
