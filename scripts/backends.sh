@@ -13,37 +13,12 @@ source scripts/lib.sh
 ensure_kafka || exit 1
 ensure_jaeger || exit 1
 dir="$PWD/target/backends"
-mkdir -p "$dir/kafka-data"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT INT TERM
 
-cat >"$dir/server.properties" <<PROPS
-# docker-compose.yml's kafka service, on loopback.
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:9093
-listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093
-advertised.listeners=PLAINTEXT://127.0.0.1:9092
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=false
-log.dirs=$dir/kafka-data
-PROPS
-kafka() { java -Xmx512m -Dlog4j.configuration="file:$dir/log4j.properties" -cp "$KAFKA_LIBS/*" "$@"; }
-printf 'log4j.rootLogger=WARN, stdout\nlog4j.appender.stdout=org.apache.log4j.ConsoleAppender\nlog4j.appender.stdout.layout=org.apache.log4j.PatternLayout\nlog4j.appender.stdout.layout.ConversionPattern=[%%d] %%p %%m (%%c)%%n\nlog4j.logger.kafka.server.KafkaRaftServer=INFO\n' >"$dir/log4j.properties"
-if [ ! -f "$dir/kafka-data/meta.properties" ]; then
-  kafka kafka.tools.StorageTool format -t MkU3OEVBNTcwNTJENDM2Qk -c "$dir/server.properties" >/dev/null
-fi
 say "starting Apache Kafka $KAFKA_VERSION on 127.0.0.1:9092 (log: $dir/kafka.log)"
-kafka kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 300); do grep -q "Kafka Server started" "$dir/kafka.log" && break; sleep 0.2; done
-grep -q "Kafka Server started" "$dir/kafka.log" || { tail -20 "$dir/kafka.log" >&2; echo "Kafka did not start" >&2; exit 1; }
+start_kafka "$dir" 9092 9093 || exit 1
+pids+=("$KAFKA_PID")
 
 say "starting Jaeger $JAEGER_VERSION (query API http://127.0.0.1:16686, log: $dir/jaeger.log)"
 JAEGER_SAMPLING_STRATEGIES_FILE="$PWD/deploy/jaeger/sampling-strategies.json" \

@@ -74,6 +74,50 @@ ensure_kafka() {
   KAFKA_LIBS="$dir/libs"
 }
 
+# A single-node Apache Kafka in KRaft mode with docker-compose.yml's
+# settings, in the background: start_kafka DIR PORT CONTROLLER_PORT. Data,
+# configuration and log (DIR/kafka.log) in DIR; storage formatted the first
+# time. Waits (at most 90 s) until it says it started; sets KAFKA_PID. Needs
+# KAFKA_LIBS (ensure_kafka).
+start_kafka() {
+  local dir=$1 port=$2 controller=$3
+  mkdir -p "$dir/kafka-data"
+  cat >"$dir/server.properties" <<PROPS
+# docker-compose.yml's kafka service, on loopback.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$controller
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+log.dirs=$dir/kafka-data
+PROPS
+  printf 'log4j.rootLogger=WARN, stdout\nlog4j.appender.stdout=org.apache.log4j.ConsoleAppender\nlog4j.appender.stdout.layout=org.apache.log4j.PatternLayout\nlog4j.appender.stdout.layout.ConversionPattern=[%%d] %%p %%m (%%c)%%n\nlog4j.logger.kafka.server.KafkaRaftServer=INFO\n' >"$dir/log4j.properties"
+  local java=(java -Xmx1g -Dlog4j.configuration="file:$dir/log4j.properties" -cp "$KAFKA_LIBS/*")
+  if [ ! -f "$dir/kafka-data/meta.properties" ]; then
+    "${java[@]}" kafka.tools.StorageTool format -t MkU3OEVBNTcwNTJENDM2Qk -c "$dir/server.properties" >/dev/null \
+      || { echo "formatting Kafka's storage in $dir failed" >&2; return 1; }
+  fi
+  "${java[@]}" kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 &
+  KAFKA_PID=$!
+  local _
+  for _ in $(seq 1 450); do
+    grep -q "Kafka Server started" "$dir/kafka.log" && return 0
+    kill -0 "$KAFKA_PID" 2>/dev/null || break
+    sleep 0.2
+  done
+  tail -20 "$dir/kafka.log" >&2
+  echo "Kafka did not start on 127.0.0.1:$port (log: $dir/kafka.log)" >&2
+  return 1
+}
+
 go_at_least() { # go_at_least 1.24.6
   local have
   have=$(go env GOVERSION 2>/dev/null | sed 's/^go//') || return 1

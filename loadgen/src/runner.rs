@@ -408,6 +408,6 @@ fn machine_description() -> String {
         })
         .map_or(0, |kb| kb / 1024 / 1024);
     format!(
-        "{cpu}, {cores} cores, {mem_gib} GiB; services, load generator, Kafka mock and Postgres on the same machine"
+        "{cpu}, {cores} cores, {mem_gib} GiB; services, load generator, Kafka and Postgres on the same machine"
     )
 }
