@@ -33,7 +33,7 @@ ensure_postgres() {
 # cache outside the work tree (a fresh clone reuses them). The versions are
 # the ones docker-compose.yml and k8s/ pin; they must stay
 # in step (scripts/validate-deploy.sh checks).
-KAFKA_VERSION=3.9.1
+KAFKA_VERSION=4.4.0
 JAEGER_VERSION=2.13.0
 # Jaeger tags every release twice; the Go module version of 2.13.0 is v1.76.0.
 JAEGER_MODULE_VERSION=v1.76.0
@@ -99,8 +99,11 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 log.dirs=$dir/kafka-data
 PROPS
-  printf 'log4j.rootLogger=WARN, stdout\nlog4j.appender.stdout=org.apache.log4j.ConsoleAppender\nlog4j.appender.stdout.layout=org.apache.log4j.PatternLayout\nlog4j.appender.stdout.layout.ConversionPattern=[%%d] %%p %%m (%%c)%%n\nlog4j.logger.kafka.server.KafkaRaftServer=INFO\n' >"$dir/log4j.properties"
-  local java=(java -Xmx1g -Dlog4j.configuration="file:$dir/log4j.properties" -cp "$KAFKA_LIBS/*")
+  printf '%s\n' 'status = error' 'appender.out.type = Console' 'appender.out.name = OUT' \
+    'appender.out.layout.type = PatternLayout' 'appender.out.layout.pattern = [%d] %p %m (%c)%n' \
+    'rootLogger.level = warn' 'rootLogger.appenderRef.out.ref = OUT' \
+    'logger.server.name = kafka.server.KafkaRaftServer' 'logger.server.level = info' >"$dir/log4j2.properties"
+  local java=(java -Xmx1g -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$KAFKA_LIBS/*")
   if [ ! -f "$dir/kafka-data/meta.properties" ]; then
     "${java[@]}" kafka.tools.StorageTool format -t MkU3OEVBNTcwNTJENDM2Qk -c "$dir/server.properties" >/dev/null \
       || { echo "formatting Kafka's storage in $dir failed" >&2; return 1; }

@@ -12,7 +12,10 @@ pub struct Config {
     pub port: u16,
     pub database_url: String,
     pub kafka_brokers: String,
-    /// Upper bound on waiting for the broker to acknowledge a reply.
+    /// Upper bound on waiting for the broker to acknowledge a reply: above a
+    /// broker failover (a dead broker is fenced after Kafka's
+    /// `broker.session.timeout.ms`, 9 s by default), so a failover delays
+    /// replies instead of failing them.
     pub kafka_send_timeout: Duration,
     /// Demo fault injection (`FAULTS`); none unless set.
     pub faults: Faults,
@@ -30,7 +33,7 @@ impl Config {
                 "postgres://postgres@127.0.0.1:5432/inventory",
             )?,
             kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092".to_owned())?,
-            kafka_send_timeout: env_millis("KAFKA_SEND_TIMEOUT_MS", 5000)?,
+            kafka_send_timeout: env_millis("KAFKA_SEND_TIMEOUT_MS", 30000)?,
             faults: Faults::from_env(crate::FAULT_STEPS)?,
             limits: EdgeLimits::from_env(SERVICE_REQUEST_TIMEOUT)?,
         })

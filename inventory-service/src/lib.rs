@@ -37,7 +37,8 @@ use crate::error::AppError;
 pub struct AppState {
     pub db: Db,
     /// Checked by `/readyz`.
-    pub kafka_brokers: String,
+    /// What the producer knows of the brokers, for `/readyz`.
+    pub kafka: service_runtime::kafka::Watch,
     pub faults: Faults,
     /// Request timeout and header budget (`service_runtime::edge`).
     pub limits: service_runtime::edge::EdgeLimits,
@@ -72,7 +73,7 @@ pub fn app(state: AppState) -> Router {
 /// broker answers; bad settings fail here, at once.
 pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
     let producer =
-        service_runtime::kafka::producer(&config.kafka_brokers, config.kafka_send_timeout)?;
+        service_runtime::kafka::producer(&config.kafka_brokers, Some(config.kafka_send_timeout))?;
     let consumer = service_runtime::kafka::consumer(&config.kafka_brokers, kafka::CONSUMER_GROUP)?;
     if !config.faults.is_empty() {
         tracing::warn!(faults = %config.faults.describe(), "fault injection is ON (FAULTS)");
@@ -102,7 +103,7 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
             ));
             let state = AppState {
                 db,
-                kafka_brokers: config.kafka_brokers.clone(),
+                kafka: producer.watch().clone(),
                 faults: config.faults.clone(),
                 limits: config.limits,
             };
@@ -167,5 +168,5 @@ async fn product(
 }
 
 async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoResponse {
-    service_runtime::database::readiness(state.db.pool(), Some(&state.kafka_brokers)).await
+    service_runtime::database::readiness(state.db.pool(), Some(&state.kafka)).await
 }

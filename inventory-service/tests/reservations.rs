@@ -56,7 +56,7 @@ async fn spawn_inventory() -> Inventory {
     .await
     .expect("Postgres must be running");
     Inventory {
-        producer: service_runtime::kafka::producer(&brokers, Duration::from_secs(5)).unwrap(),
+        producer: service_runtime::kafka::producer(&brokers, Some(Duration::from_secs(5))).unwrap(),
         _kafka: kafka,
         brokers,
         service,

@@ -15,12 +15,14 @@ pub struct Config {
     pub inventory_service_url: String,
     /// Budget of each call to user- and inventory-service.
     pub http_timeout: Duration,
-    /// Upper bound on waiting for the broker to acknowledge an event.
-    pub kafka_send_timeout: Duration,
+    /// How long a request waits for its event's acknowledgement before it
+    /// answers and leaves the event to the outbox relay (which keeps sending
+    /// it: an event is never given up and sent again).
+    pub publish_wait: Duration,
     /// How often the outbox relay looks for events left unpublished.
     pub outbox_interval: Duration,
-    /// Events younger than this are left to the request that wrote them,
-    /// which publishes right after its commit.
+    /// Events younger than this are left to the relay of the replica that
+    /// wrote them (its request wakes it); older ones any replica's relay takes.
     pub outbox_min_age: Duration,
     /// `SERVER_REQUEST_TIMEOUT_MS` (default 9 s, below the gateway's 10 s
     /// upstream budget) and `MAX_REQUEST_HEADER_BYTES` (default 16384).
@@ -39,7 +41,7 @@ impl Config {
             user_service_url: env_url("USER_SERVICE_URL", "http://127.0.0.1:3001")?,
             inventory_service_url: env_url("INVENTORY_SERVICE_URL", "http://127.0.0.1:3004")?,
             http_timeout: env_millis("HTTP_CLIENT_TIMEOUT_MS", 2000)?,
-            kafka_send_timeout: env_millis("KAFKA_SEND_TIMEOUT_MS", 5000)?,
+            publish_wait: env_millis("KAFKA_PUBLISH_WAIT_MS", 1000)?,
             outbox_interval: env_millis("OUTBOX_RELAY_INTERVAL_MS", 2000)?,
             outbox_min_age: env_millis("OUTBOX_RELAY_MIN_AGE_MS", 5000)?,
             limits: EdgeLimits::from_env(SERVICE_REQUEST_TIMEOUT)?,

@@ -156,14 +156,6 @@ pub async fn order(db: &Db, id: OrderId) -> Result<Option<(OrderRow, Vec<ItemRow
     Ok(Some((order, items)))
 }
 
-pub async fn mark_published(db: &Db, event_id: EventId) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE outbox SET published_at = now() WHERE id = $1 AND published_at IS NULL")
-        .bind(event_id.0)
-        .execute(db.statement("UPDATE", "outbox"))
-        .await
-        .map(|_| ())
-}
-
 /// Applies an inventory decision once per event id; only a pending order
 /// changes. Spans `INSERT processed_events` and `UPDATE orders` (`names::UPDATE_ORDERS`).
 pub async fn settle(
@@ -208,21 +200,25 @@ pub struct PendingEvent {
     pub trace_context: sqlx::types::Json<HashMap<String, String>>,
 }
 
-/// Locks up to `limit` events older than `min_age_ms` that nobody published;
-/// other replicas skip the locked rows. Runs on the untraced pool: polling is
+/// Locks up to `limit` events nobody published: those in `ids` whatever
+/// their age, others older than `min_age_ms`; other replicas skip the
+/// locked rows. Runs on the untraced pool: polling is
 /// not part of any request's trace, the publish span joins the original one.
 pub async fn lock_unpublished(
     tx: &mut sqlx::Transaction<'_, Postgres>,
+    ids: &[Uuid],
     min_age_ms: i64,
     limit: i64,
 ) -> Result<Vec<PendingEvent>, sqlx::Error> {
     sqlx::query_as::<_, PendingEvent>(
         "SELECT id, topic, message_key, payload, trace_context FROM outbox \
-         WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $1::double precision / 1000) \
+         WHERE published_at IS NULL \
+           AND (id = ANY($3) OR created_at < now() - make_interval(secs => $1::double precision / 1000)) \
          ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
     )
     .bind(min_age_ms)
     .bind(limit)
+    .bind(ids)
     .fetch_all(&mut **tx)
     .await
 }

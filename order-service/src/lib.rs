@@ -5,7 +5,8 @@
 //! - [`config`]: settings from the environment.
 //! - [`domain`]: parsing an order request into exact values (cents).
 //! - [`db`]: the SQL, one function per query.
-//! - [`kafka`]: publishing, the outbox relay and the `inventory-events` consumer.
+//! - [`outbox`]: the outbox relay, the only sender of `order-events`.
+//! - [`kafka`]: the `inventory-events` consumer.
 //! - [`error`]: the error type and its HTTP mapping.
 
 pub mod config;
@@ -13,6 +14,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod kafka;
+pub mod outbox;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -24,7 +26,6 @@ use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::{Context, KeyValue};
 use order_contract::trace::baggage;
 use service_runtime::edge;
-use service_runtime::kafka::Producer;
 use tracing::Instrument;
 use tracing_common::sqlx::Db;
 use tracing_common::{ServerTracingLayer, TrustPolicy};
@@ -51,8 +52,12 @@ pub struct AppState {
     pub db: Db,
     pub users: UserServiceClient,
     pub inventory: InventoryServiceClient,
-    pub producer: Producer,
-    pub kafka_brokers: String,
+    /// Hands committed events to this replica's outbox relay.
+    pub outbox: outbox::Outbox,
+    /// How long a request waits for its event's acknowledgement.
+    pub publish_wait: std::time::Duration,
+    /// What the producer knows of the brokers, for `/readyz` and spans.
+    pub kafka: service_runtime::kafka::Watch,
     /// Request timeout and header budget (`service_runtime::edge`).
     pub limits: service_runtime::edge::EdgeLimits,
 }
@@ -87,8 +92,9 @@ pub fn app(state: AppState) -> Router {
 /// their events wait in the outbox; the topics are created once a broker
 /// answers. Bad settings (Kafka client options) fail here, at once.
 pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
-    let producer =
-        service_runtime::kafka::producer(&config.kafka_brokers, config.kafka_send_timeout)?;
+    // No send timeout: the relay is the only sender, and a record is retried
+    // until acknowledged rather than given up and sent again.
+    let producer = service_runtime::kafka::producer(&config.kafka_brokers, None)?;
     let consumer = service_runtime::kafka::consumer(&config.kafka_brokers, kafka::CONSUMER_GROUP)?;
     let http = tracing_common::reqwest::http_client(config.http_timeout)?;
     let database_url = config.database_url.clone();
@@ -109,7 +115,8 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
                 background.stopping(),
             ));
             background.spawn(kafka::consume(consumer, db.clone(), background.stopping()));
-            background.spawn(kafka::relay(
+            let outbox = outbox::Outbox::default();
+            background.spawn(outbox.clone().run(
                 db.pool().clone(),
                 producer.clone(),
                 config.outbox_interval,
@@ -120,8 +127,9 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
                 db,
                 users: UserServiceClient::new(http.clone(), config.user_service_url.clone()),
                 inventory: InventoryServiceClient::new(http, config.inventory_service_url.clone()),
-                producer: producer.clone(),
-                kafka_brokers: config.kafka_brokers.clone(),
+                outbox,
+                publish_wait: config.publish_wait,
+                kafka: producer.watch().clone(),
                 limits: config.limits,
             };
             Started {
@@ -390,51 +398,54 @@ async fn write_order(
     )
 }
 
-/// The `publish-order-event` span: publishes right after commit (PRODUCER
-/// span `send order-events`, `names::SEND_ORDER_EVENTS`); on failure the event
-/// stays in the outbox for the relay, and the order is still created.
+/// The `publish-order-event` span: hands the committed event to the outbox
+/// relay, which sends it under a PRODUCER span `send order-events`
+/// (`names::SEND_ORDER_EVENTS`) that is a child of this one, and waits up to
+/// `publish_wait` for the broker's acknowledgement. The order is created
+/// either way; an event not acknowledged in time is the relay's to finish,
+/// and this span says why it waits.
 async fn publish(state: &AppState, event: &db::OutboxEvent) {
     let span = tracing::info_span!(names::PUBLISH_ORDER_EVENT);
-    let payload = serde_json::to_vec(&event.payload).expect("a JSON value serialises");
-    let sent = async {
-        service_runtime::kafka::send_traced(
-            &state.producer,
-            &Context::current(),
-            event.topic,
-            &event.key,
-            &payload,
-        )
-        .await
+    let outcome = async {
+        state
+            .outbox
+            .publish(event.id, Context::current(), state.publish_wait)
+            .await
     }
     .instrument(span.clone())
     .await;
-    async {
-        match sent {
-            Ok((partition, offset)) => {
-                span.add_event(
-                    "message_published",
-                    vec![
-                        KeyValue::new("messaging.destination.partition.id", partition.to_string()),
-                        KeyValue::new("messaging.kafka.offset", offset),
-                    ],
-                );
-                if let Err(e) = db::mark_published(&state.db, event.id).await {
-                    // The relay would publish it again; consumers skip duplicates by event id.
-                    tracing::warn!(error = %e, "published but could not mark the outbox row");
-                }
-            }
-            Err(e) => {
-                tracing_common::spans::record_error(
-                    &span,
-                    tracing_common::rdkafka::error_type(&e),
-                    &format!("left in outbox for the relay: {e}"),
-                );
-                tracing::warn!(error = %e, event_id = %event.id, "publish failed; the outbox relay will retry");
-            }
+    let _entered = span.enter();
+    match outcome {
+        outbox::Published::Sent { partition, offset } => {
+            span.add_event(
+                "message_published",
+                vec![
+                    KeyValue::new("messaging.destination.partition.id", partition.to_string()),
+                    KeyValue::new("messaging.kafka.offset", offset),
+                ],
+            );
+        }
+        outbox::Published::Failed(e) => {
+            tracing_common::spans::record_error(
+                &span,
+                "broker_error",
+                &format!("left in outbox for the relay: {e}"),
+            );
+            tracing::warn!(error = %e, event_id = %event.id, "publish failed; the outbox relay will retry");
+        }
+        outbox::Published::Waiting => {
+            let brokers = state.kafka.describe().1;
+            tracing_common::spans::record_error(
+                &span,
+                "timeout",
+                &format!(
+                    "not acknowledged within {} ms (Kafka {brokers}); the outbox relay keeps sending it",
+                    state.publish_wait.as_millis()
+                ),
+            );
+            tracing::warn!(event_id = %event.id, kafka = %brokers, "event not acknowledged in time; the outbox relay keeps sending it");
         }
     }
-    .instrument(span.clone())
-    .await;
 }
 
 async fn get_order(
@@ -466,5 +477,5 @@ async fn get_order(
 }
 
 async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoResponse {
-    service_runtime::database::readiness(state.db.pool(), Some(&state.kafka_brokers)).await
+    service_runtime::database::readiness(state.db.pool(), Some(&state.kafka)).await
 }

@@ -115,54 +115,59 @@ pub async fn connect_creating_database(
     }
 }
 
-/// The `/readyz` answer: 200 when the database answers, 503 with the reason
-/// otherwise. Kafka's state is reported in the body (and logged when the
-/// brokers do not answer) but does not make the service unready: orders are
-/// still accepted and wait in the outbox, and consumers catch up once the
-/// brokers are back. Pass the untraced pool: probes every few seconds must
-/// not become traces. Takes at most about 3 s per check (the pool's acquire
-/// timeout, the brokers' metadata timeout); probe timeouts must be longer.
+/// How long `/readyz` waits for the database: below any probe's timeout
+/// (the k8s probes allow 2 s), so a probe always gets an answer.
+pub const READINESS_DATABASE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
+
+/// The `/readyz` answer: 200 when the database answers within
+/// [`READINESS_DATABASE_TIMEOUT`], 503 with the reason otherwise. Kafka's
+/// state is reported in the body from what the service's long-lived Kafka
+/// client already knows (`kafka::Watch`), so the answer never waits on a
+/// broker; it does not make the service unready: orders are still accepted
+/// and wait in the outbox, and consumers catch up once the brokers are back.
+/// Pass the untraced pool: probes every few seconds must not become traces.
+#[cfg(feature = "kafka")]
 pub async fn readiness(
     db: &sqlx::PgPool,
-    kafka_brokers: Option<&str>,
+    kafka: Option<&crate::kafka::Watch>,
 ) -> (http::StatusCode, axum::Json<serde_json::Value>) {
+    let (status, mut body) = database_readiness(db).await;
+    if let Some(watch) = kafka {
+        body["kafka"] = serde_json::json!(watch.describe().1);
+    }
+    (status, axum::Json(body))
+}
+
+/// The `/readyz` answer of a service without Kafka: 200 when the database
+/// answers within [`READINESS_DATABASE_TIMEOUT`], 503 with the reason otherwise.
+pub async fn database_readiness(db: &sqlx::PgPool) -> (http::StatusCode, serde_json::Value) {
     use serde_json::json;
-    let kafka = match kafka_brokers {
-        None => None,
-        Some(brokers) => Some(kafka_state(brokers).await),
-    };
-    let (status, ready, database) = match sqlx::query("SELECT 1").execute(db).await {
-        Ok(_) => (http::StatusCode::OK, true, "reachable".to_owned()),
-        Err(e) => (
+    let answer = tokio::time::timeout(
+        READINESS_DATABASE_TIMEOUT,
+        sqlx::query("SELECT 1").execute(db),
+    )
+    .await;
+    let (status, ready, database) = match answer {
+        Ok(Ok(_)) => (http::StatusCode::OK, true, "reachable".to_owned()),
+        Ok(Err(e)) => (
             http::StatusCode::SERVICE_UNAVAILABLE,
             false,
             format!("unreachable: {e}"),
+        ),
+        Err(_) => (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            false,
+            format!(
+                "no answer within {} ms",
+                READINESS_DATABASE_TIMEOUT.as_millis()
+            ),
         ),
     };
     let mut body = json!({ "ready": ready, "database": database });
     if !ready {
         body["reason"] = json!(format!("database: {database}"));
     }
-    if let Some(kafka) = kafka {
-        body["kafka"] = json!(kafka);
-    }
-    (status, axum::Json(body))
-}
-
-#[cfg(feature = "kafka")]
-async fn kafka_state(brokers: &str) -> String {
-    match crate::kafka::broker_reachable(brokers).await {
-        Ok(()) => "reachable".to_owned(),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: Kafka brokers do not answer (still ready: events wait in the outbox)");
-            format!("unreachable: {e}")
-        }
-    }
-}
-
-#[cfg(not(feature = "kafka"))]
-async fn kafka_state(_brokers: &str) -> String {
-    "not checked (service-runtime built without its kafka feature)".to_owned()
+    (status, body)
 }
 
 #[cfg(test)]

@@ -19,24 +19,37 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use tracing_common::rdkafka::consumer_context;
 
 /// An idempotent producer: retries never duplicate or reorder a partition's
-/// records. `message.timeout.ms` bounds how long a send waits for a broker that
-/// is down, so a request never hangs on Kafka.
-pub fn producer(brokers: &str, send_timeout: std::time::Duration) -> KafkaResult<Producer> {
+/// records. With a `send_timeout`, `message.timeout.ms` bounds how long a
+/// send waits for a broker that is down; with `None` a record is retried
+/// until it is acknowledged, through any failover, and never given up and
+/// sent again (order-service's outbox relay, the only sender of its events).
+pub fn producer(brokers: &str, send_timeout: Option<std::time::Duration>) -> KafkaResult<Producer> {
     let config = {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("message.timeout.ms", send_timeout.as_millis().to_string())
-            .set("socket.connection.setup.timeout.ms", "3000");
+            .set(
+                "message.timeout.ms",
+                send_timeout.map_or(0, |t| t.as_millis()).to_string(),
+            )
+            .set("socket.connection.setup.timeout.ms", "3000")
+            .set("statistics.interval.ms", STATS_INTERVAL_MS);
         c
     };
+    let watch = Watch::default();
     Ok(Producer {
-        current: std::sync::Arc::new(std::sync::RwLock::new(config.create()?)),
+        current: std::sync::Arc::new(std::sync::RwLock::new(
+            config.create_with_context(watch.clone())?,
+        )),
         config,
         send_timeout,
+        watch,
     })
 }
+
+/// How often librdkafka reports its brokers' states to [`Watch`].
+const STATS_INTERVAL_MS: &str = "1000";
 
 /// The service's idempotent producer, replaced by a fresh one when it hits a
 /// fatal error. An idempotent producer whose records timed out while the
@@ -45,16 +58,18 @@ pub fn producer(brokers: &str, send_timeout: std::time::Duration) -> KafkaResult
 /// replacement the outbox relay would retry forever and no event would leave.
 #[derive(Clone)]
 pub struct Producer {
-    current: std::sync::Arc<std::sync::RwLock<FutureProducer>>,
+    current: std::sync::Arc<std::sync::RwLock<FutureProducer<Watch>>>,
     config: ClientConfig,
     /// [`send_traced`] never waits longer than this (plus a second), even
     /// when librdkafka holds a record past `message.timeout.ms`.
-    send_timeout: std::time::Duration,
+    send_timeout: Option<std::time::Duration>,
+    /// What the producer's callbacks say of the brokers (kept across replacements).
+    watch: Watch,
 }
 
 impl Producer {
     /// The producer to send with now.
-    pub fn get(&self) -> FutureProducer {
+    pub fn get(&self) -> FutureProducer<Watch> {
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -65,7 +80,7 @@ impl Producer {
     /// longer accepts its producer id (fenced, unknown, or out of sequence),
     /// replace it (once, however many senders saw the failure). Returns
     /// whether it was replaced.
-    pub fn replace_if_fatal(&self, used: &FutureProducer, error: &KafkaError) -> bool {
+    pub fn replace_if_fatal(&self, used: &FutureProducer<Watch>, error: &KafkaError) -> bool {
         use rdkafka::producer::Producer as _;
         use rdkafka::types::RDKafkaErrorCode as Code;
         let (code, reason) = match (used.client().fatal_error(), error.rdkafka_error_code()) {
@@ -85,7 +100,10 @@ impl Producer {
         if !std::ptr::eq(current.client().native_ptr(), used.client().native_ptr()) {
             return false;
         }
-        match self.config.create::<FutureProducer>() {
+        match self
+            .config
+            .create_with_context::<_, FutureProducer<Watch>>(self.watch.clone())
+        {
             Ok(fresh) => {
                 tracing::warn!(?code, %reason, "kafka producer hit a fatal error; replaced it with a new one");
                 *current = fresh;
@@ -96,6 +114,11 @@ impl Producer {
                 false
             }
         }
+    }
+
+    /// What the producer knows of its brokers, for `/readyz` and spans.
+    pub fn watch(&self) -> &Watch {
+        &self.watch
     }
 }
 
@@ -117,8 +140,9 @@ pub fn consumer(brokers: &str, group: &str) -> KafkaResult<Consumer> {
         // rejoin. librdkafka's 5 minutes would stall a restarted consumer for
         // that long behind a member that was killed; handlers here take
         // seconds at most.
-        .set("max.poll.interval.ms", "20000");
-    let watch = GroupWatch::default();
+        .set("max.poll.interval.ms", "20000")
+        .set("statistics.interval.ms", STATS_INTERVAL_MS);
+    let watch = Watch::default();
     Ok(Consumer {
         current: config.create_with_context(watch.clone())?,
         watch,
@@ -126,28 +150,104 @@ pub fn consumer(brokers: &str, group: &str) -> KafkaResult<Consumer> {
     })
 }
 
-/// The consumers' librdkafka context: logs as rdkafka's default does, and
+/// The librdkafka context of the services' clients: logs as rdkafka's
+/// default does, keeps what the statistics callback last said of the brokers
+/// (for `/readyz`, which must answer at once, and for slow sends' spans), and
 /// notes when the group session timed out (librdkafka logs `SESSTMOUT`: the
 /// coordinator did not answer heartbeats for the session timeout, so the
 /// group has dropped this member). A frozen broker shows no receive error
 /// until it is back, so this is the sign [`consume`] goes by.
 #[derive(Clone, Default)]
-pub struct GroupWatch {
-    session_lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+pub struct Watch {
+    inner: std::sync::Arc<WatchState>,
 }
 
-impl GroupWatch {
+#[derive(Default)]
+struct WatchState {
+    session_lost: std::sync::atomic::AtomicBool,
+    brokers: std::sync::Mutex<Brokers>,
+}
+
+/// The brokers as librdkafka last reported them.
+#[derive(Clone, Debug, Default)]
+pub struct Brokers {
+    /// Brokers of the cluster (from its metadata) with a connection up.
+    pub up: usize,
+    /// Brokers of the cluster the client knows of.
+    pub known: usize,
+    /// When librdkafka last reported (every second while the client runs).
+    pub reported_at: Option<std::time::Instant>,
+    /// The last error librdkafka reported, if any since the brokers were last all up.
+    pub last_error: Option<String>,
+}
+
+impl Watch {
     fn take_session_lost(&self) -> bool {
-        self.session_lost
+        self.inner
+            .session_lost
             .swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The brokers as last reported.
+    pub fn brokers(&self) -> Brokers {
+        self.inner
+            .brokers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether some broker is up, and in words: `reachable (3 of 3 brokers
+    /// up)`, `unreachable (0 of 3 brokers up; last error: ...)`, or
+    /// `unknown (...)` before the first report or when reports stopped.
+    pub fn describe(&self) -> (bool, String) {
+        let b = self.brokers();
+        let stale = b
+            .reported_at
+            .is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(5));
+        let error = b
+            .last_error
+            .as_deref()
+            .map(|e| format!("; last error: {e}"))
+            .unwrap_or_default();
+        if stale {
+            (
+                false,
+                format!("unknown (no report from librdkafka yet{error})"),
+            )
+        } else if b.up > 0 {
+            (
+                true,
+                format!("reachable ({} of {} brokers up{error})", b.up, b.known),
+            )
+        } else {
+            (
+                false,
+                format!("unreachable ({} of {} brokers up{error})", b.up, b.known),
+            )
+        }
     }
 }
 
-impl rdkafka::client::ClientContext for GroupWatch {
+/// The part of librdkafka's statistics [`Watch`] reads.
+#[derive(serde::Deserialize)]
+struct Stats {
+    brokers: std::collections::HashMap<String, StatsBroker>,
+}
+
+#[derive(serde::Deserialize)]
+struct StatsBroker {
+    nodeid: i32,
+    source: String,
+    state: String,
+}
+
+impl rdkafka::client::ClientContext for Watch {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
         use rdkafka::config::RDKafkaLogLevel as L;
         if fac == "SESSTMOUT" {
-            self.session_lost
+            self.inner
+                .session_lost
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         match level {
@@ -161,9 +261,48 @@ impl rdkafka::client::ClientContext for GroupWatch {
             L::Debug => tracing::debug!(target: "librdkafka", "librdkafka: {fac} {message}"),
         }
     }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        let Ok(stats) = serde_json::from_slice::<Stats>(statistics) else {
+            return;
+        };
+        // Learned brokers are the cluster's own (node id >= 0); before the
+        // first metadata only the bootstrap addresses are known.
+        let learned: Vec<&StatsBroker> = stats
+            .brokers
+            .values()
+            .filter(|b| b.source == "learned" && b.nodeid >= 0)
+            .collect();
+        let counted: Vec<&StatsBroker> = if learned.is_empty() {
+            stats
+                .brokers
+                .values()
+                .filter(|b| b.source == "configured")
+                .collect()
+        } else {
+            learned
+        };
+        let up = counted.iter().filter(|b| b.state == "UP").count();
+        let mut brokers = self.inner.brokers.lock().unwrap_or_else(|e| e.into_inner());
+        brokers.up = up;
+        brokers.known = counted.len();
+        brokers.reported_at = Some(std::time::Instant::now());
+        if up == counted.len() && up > 0 {
+            brokers.last_error = None;
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", error = %error, "librdkafka: {reason}");
+        self.inner
+            .brokers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_error = Some(reason.to_owned());
+    }
 }
 
-impl rdkafka::consumer::ConsumerContext for GroupWatch {}
+impl rdkafka::consumer::ConsumerContext for Watch {}
 
 /// How long the group coordinator waits for a member's heartbeat before it
 /// gives the member's partitions to others.
@@ -179,12 +318,12 @@ const SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// never applied, and once more after a broker frozen for 25 s (its session
 /// timed out during the freeze; no receive error came until it was back).
 /// So once the brokers answer again after such an outage, or after
-/// librdkafka reported the group session lost ([`GroupWatch`]),
+/// librdkafka reported the group session lost ([`Watch`]),
 /// [`consume`] replaces the consumer with a fresh one, which joins like one
 /// just started; offsets live in the group, so nothing is lost or skipped.
 pub struct Consumer {
-    current: StreamConsumer<GroupWatch>,
-    watch: GroupWatch,
+    current: StreamConsumer<Watch>,
+    watch: Watch,
     config: ClientConfig,
 }
 
@@ -198,8 +337,8 @@ impl Consumer {
     /// waits on the brokers.
     fn rebuild(&mut self, topic: &str) -> KafkaResult<()> {
         use rdkafka::consumer::Consumer as _;
-        let watch = GroupWatch::default();
-        let fresh: StreamConsumer<GroupWatch> = self.config.create_with_context(watch.clone())?;
+        let watch = Watch::default();
+        let fresh: StreamConsumer<Watch> = self.config.create_with_context(watch.clone())?;
         fresh.subscribe(&[topic])?;
         self.watch = watch;
         let old = std::mem::replace(&mut self.current, fresh);
@@ -235,7 +374,7 @@ impl Outage {
         self.down_since.is_some() || self.replaced.is_some()
     }
 
-    /// The group dropped this member (see [`GroupWatch`]): replace the
+    /// The group dropped this member (see [`Watch`]): replace the
     /// consumer once the brokers answer.
     fn session_lost(&mut self) {
         self.down_since.get_or_insert_with(std::time::Instant::now);
@@ -435,8 +574,10 @@ pub async fn ensure_topics_until_done(
 }
 
 /// Creates those of `topics` that do not exist yet (brokers may not
-/// auto-create them); topics that exist are left as they are, so a role
-/// without the right to create topics works once they are provisioned.
+/// auto-create them), with the cluster's default replication factor
+/// (`default.replication.factor`: 3 on a three-broker cluster, 1 on a single
+/// broker); topics that exist are left as they are, so a role without the
+/// right to create topics works once they are provisioned.
 /// Bounded: at most about 10 seconds against a broker that does not answer.
 pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> KafkaResult<()> {
     let existing = {
@@ -462,11 +603,13 @@ pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> K
     let missing: Vec<NewTopic<'_>> = topics
         .iter()
         .filter(|t| !existing.iter().any(|e| e == *t))
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(BROKER_DEFAULT)))
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
+    // -1: the broker's `default.replication.factor` (Kafka 2.4 and later).
+    const BROKER_DEFAULT: i32 = -1;
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;
@@ -488,7 +631,8 @@ pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> K
 }
 
 /// Sends one record through `tracing_common::rdkafka::send_traced` (a
-/// PRODUCER span under `parent`, its context in the headers) and replaces the
+/// PRODUCER span under `parent`, its context in the headers; a slow send
+/// says on its span what the producer knows of the brokers) and replaces the
 /// producer if the failure was fatal. Returns the partition and offset.
 pub async fn send_traced(
     producer: &Producer,
@@ -499,11 +643,15 @@ pub async fn send_traced(
 ) -> Result<(i32, i64), KafkaError> {
     let used = producer.get();
     let record = FutureRecord::to(topic).key(key).payload(payload);
+    let why_slow = || producer.watch.describe().1;
     let result = tracing_common::rdkafka::send_traced(
         &used,
         parent,
         record,
-        producer.send_timeout + std::time::Duration::from_secs(1),
+        producer
+            .send_timeout
+            .map(|t| t + std::time::Duration::from_secs(1)),
+        Some(&why_slow),
     )
     .await;
     if let Err(error) = &result {
@@ -512,8 +660,9 @@ pub async fn send_traced(
     result
 }
 
-/// Whether the brokers answer a metadata request within 3 seconds.
-pub async fn broker_reachable(brokers: &str) -> KafkaResult<()> {
+/// Whether the brokers answer a metadata request within 3 seconds (a
+/// client of its own: for an outage's end, never for a probe).
+async fn broker_reachable(brokers: &str) -> KafkaResult<()> {
     let brokers = brokers.to_owned();
     tokio::task::spawn_blocking(move || {
         use rdkafka::consumer::Consumer as _;

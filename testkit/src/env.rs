@@ -80,6 +80,8 @@ pub struct Env {
 
 /// How to start an [`Env`].
 pub struct Setup {
+    /// Kafka nodes: 1 (compose's single broker) or 3 (`k8s/kafka-cluster`).
+    pub kafka_nodes: usize,
     pub kafka_via_proxy: bool,
     /// Set on the Kafka proxy before the services start (needs
     /// `kafka_via_proxy`): a broker that is not up yet.
@@ -102,6 +104,7 @@ impl Default for Setup {
 impl Setup {
     pub fn new() -> Self {
         Setup {
+            kafka_nodes: 1,
             kafka_via_proxy: false,
             kafka_fault_at_start: Fault::None,
             wait_ready: true,
@@ -127,15 +130,18 @@ impl Setup {
             let kafka = Kafka::start(&log_dir, Some(proxy.addr().port()))
                 .await
                 .expect("Apache Kafka starts");
-            proxy.forward_to(([127, 0, 0, 1], kafka.port).into());
+            proxy.forward_to(([127, 0, 0, 1], kafka.port()).into());
             kafka.create_topics().await.expect("the topics are created");
             proxy.set(self.kafka_fault_at_start);
             let brokers = kafka.bootstrap();
             (kafka, Some(proxy), brokers)
         } else {
-            let kafka = Kafka::start(&log_dir, None)
-                .await
-                .expect("Apache Kafka starts");
+            let kafka = if self.kafka_nodes > 1 {
+                Kafka::cluster(&log_dir, self.kafka_nodes).await
+            } else {
+                Kafka::start(&log_dir, None).await
+            }
+            .expect("Apache Kafka starts");
             kafka.create_topics().await.expect("the topics are created");
             let brokers = kafka.bootstrap();
             (kafka, None, brokers)
@@ -260,23 +266,7 @@ impl Env {
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Option<Answer> {
-        let started = Instant::now();
-        let response = request.send().await.ok()?;
-        let status = response.status().as_u16();
-        let trace_id = tracectl::stack::trace_id_of(response.headers());
-        let traceparent = response
-            .headers()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bytes = response.bytes().await.unwrap_or_default();
-        Some(Answer {
-            status,
-            body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-            trace_id,
-            traceparent,
-            elapsed: started.elapsed(),
-        })
+        send(request).await
     }
 
     /// POSTs an order body to the gateway.
@@ -387,6 +377,27 @@ impl Env {
             let _ = tracectl::stack::drop_database(&self.postgres, db).await;
         }
     }
+}
+
+/// Sends `request`; the answer, or `None` when none came.
+pub async fn send(request: reqwest::RequestBuilder) -> Option<Answer> {
+    let started = Instant::now();
+    let response = request.send().await.ok()?;
+    let status = response.status().as_u16();
+    let trace_id = tracectl::stack::trace_id_of(response.headers());
+    let traceparent = response
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = response.bytes().await.unwrap_or_default();
+    Some(Answer {
+        status,
+        body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        trace_id,
+        traceparent,
+        elapsed: started.elapsed(),
+    })
 }
 
 /// A valid order (the seed's shape), varying by `i`.

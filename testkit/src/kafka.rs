@@ -1,8 +1,10 @@
-//! Apache Kafka as a process: a single-node KRaft broker of one test's own,
-//! with docker-compose.yml's settings (auto topic creation off, replication
-//! factor 1, no initial rebalance delay), its topics created the way
-//! compose's `kafka-init` does. The jars come from `KAFKA_LIBS`, else from
-//! where `scripts/test.sh` installed them from Maven Central ([`crate::installed`]).
+//! Apache Kafka as processes of one test's own: a single KRaft node with
+//! docker-compose.yml's settings, or a cluster of three combined
+//! broker/controller nodes with `k8s/kafka-cluster`'s (replication factor 3,
+//! `min.insync.replicas=2`, unclean leader election off). Topics are created
+//! the way compose's `kafka-init` does, with the cluster's default
+//! replication factor. The jars come from `KAFKA_LIBS`, else from where
+//! `scripts/test.sh` installed them from Maven Central ([`crate::installed`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -11,17 +13,24 @@ use anyhow::{Context, bail};
 
 use crate::process::send_signal as signal;
 
-/// A running broker; killed when dropped.
+/// Running Kafka nodes; killed when dropped.
 pub struct Kafka {
+    nodes: Vec<Node>,
+    libs: PathBuf,
+}
+
+/// One KRaft node (broker and controller in one process).
+struct Node {
+    /// `node.id`, from 1.
+    id: i32,
     process: Option<tokio::process::Child>,
     /// The PLAINTEXT listener.
-    pub port: u16,
+    port: u16,
     /// What the broker tells clients to connect to: its own port, or the
     /// port of a proxy in front of it.
-    pub advertised: u16,
+    advertised: u16,
     controller: u16,
     dir: PathBuf,
-    libs: PathBuf,
 }
 
 /// The directory of Kafka's jars (`KAFKA_LIBS`, else the one installation
@@ -60,57 +69,125 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// Log4j 2 settings for the broker: warnings, plus the lines the tests
+/// wait for or read (started, controller elections, group changes).
+const LOG4J2: &str = "\
+status = error
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = warn
+rootLogger.appenderRef.out.ref = OUT
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = info
+logger.group.name = org.apache.kafka.coordinator.group
+logger.group.level = info
+logger.quorum.name = org.apache.kafka.raft.QuorumState
+logger.quorum.level = info
+";
+
 impl Kafka {
-    /// Formats a data directory under `dir` and starts a broker on it, with
-    /// no topics yet ([`Kafka::create_topics`]).
+    /// One node, with no topics yet ([`Kafka::create_topics`]).
     /// `advertised`: the port clients must use (a proxy's), or None for the
-    /// broker's own. A port taken between choosing and binding it makes the
-    /// broker exit with a bind error; it is then started again on new ports.
+    /// broker's own.
     pub async fn start(dir: &Path, advertised: Option<u16>) -> anyhow::Result<Kafka> {
+        Self::start_nodes(dir, 1, advertised).await
+    }
+
+    /// `size` combined broker/controller nodes forming one cluster, with
+    /// replication factor `size` and `min.insync.replicas` `size - 1`.
+    pub async fn cluster(dir: &Path, size: usize) -> anyhow::Result<Kafka> {
+        anyhow::ensure!(size >= 3, "a cluster needs three nodes or more");
+        Self::start_nodes(dir, size, None).await
+    }
+
+    /// Chooses free ports, formats every node's storage and starts them all
+    /// (a KRaft quorum elects its leader only once a majority runs). A port
+    /// taken between choosing and binding it makes a node exit with a bind
+    /// error; the whole cluster is then started again on new ports.
+    async fn start_nodes(
+        dir: &Path,
+        size: usize,
+        advertised: Option<u16>,
+    ) -> anyhow::Result<Kafka> {
         let libs = libs();
         let mut last = None;
         for attempt in 0..5 {
-            let port = free_port();
             let mut kafka = Kafka {
-                process: None,
-                port,
-                advertised: advertised.unwrap_or(port),
-                controller: free_port(),
-                dir: dir.join(format!("kafka-{attempt}")),
+                nodes: (1..=size as i32)
+                    .map(|id| {
+                        let port = free_port();
+                        Node {
+                            id,
+                            process: None,
+                            port,
+                            advertised: advertised.unwrap_or(port),
+                            controller: free_port(),
+                            dir: dir.join(format!("kafka-{attempt}-node{id}")),
+                        }
+                    })
+                    .collect(),
                 libs: libs.clone(),
             };
-            kafka.format().await?;
-            match kafka.launch().await {
+            for i in 0..size {
+                kafka.format(i).await?;
+            }
+            match kafka.launch_all().await {
                 Ok(()) => return Ok(kafka),
-                Err(e) if kafka.log().contains("Address already in use") => last = Some(e),
+                Err(e)
+                    if kafka
+                        .nodes
+                        .iter()
+                        .any(|n| n.log().contains("Address already in use")) =>
+                {
+                    last = Some(e);
+                }
                 Err(e) => return Err(e),
             }
         }
         Err(last.unwrap()).context("Kafka found its ports taken five times")
     }
 
-    /// `127.0.0.1:<advertised>`, for `KAFKA_BROKERS`.
+    /// Every node's `127.0.0.1:<advertised>`, for `KAFKA_BROKERS`.
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.advertised)
+        self.nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.advertised))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
-    fn log_path(&self) -> PathBuf {
-        self.dir.join("kafka.log")
+    /// The first node's own PLAINTEXT port (what a proxy forwards to).
+    pub fn port(&self) -> u16 {
+        self.nodes[0].port
     }
 
-    /// The broker's output so far.
+    /// Every node's output so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        self.nodes.iter().map(Node::log).collect()
     }
 
-    fn java(&self, main: &str) -> tokio::process::Command {
+    /// The node ids, from 1.
+    pub fn node_ids(&self) -> Vec<i32> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    fn node(&self, id: i32) -> anyhow::Result<&Node> {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .with_context(|| format!("no Kafka node {id}"))
+    }
+
+    fn java(&self, node: &Node, main: &str) -> tokio::process::Command {
         let mut command = tokio::process::Command::new("java");
         command
             .arg("-Xms128m")
             .arg("-Xmx512m")
             .arg(format!(
-                "-Dlog4j.configuration=file:{}",
-                self.dir.join("log4j.properties").display()
+                "-Dlog4j2.configurationFile={}",
+                node.dir.join("log4j2.properties").display()
             ))
             .arg("-cp")
             .arg(format!("{}/*", self.libs.display()))
@@ -119,46 +196,51 @@ impl Kafka {
         command
     }
 
-    async fn format(&self) -> anyhow::Result<()> {
-        std::fs::create_dir_all(self.dir.join("data"))?;
+    async fn format(&self, i: usize) -> anyhow::Result<()> {
+        let node = &self.nodes[i];
+        let size = self.nodes.len();
+        let voters = self
+            .nodes
+            .iter()
+            .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller))
+            .collect::<Vec<_>>()
+            .join(",");
+        let (replication, min_isr) = if size == 1 { (1, 1) } else { (size, size - 1) };
+        std::fs::create_dir_all(node.dir.join("data"))?;
         std::fs::write(
-            self.dir.join("server.properties"),
+            node.dir.join("server.properties"),
             format!(
-                "# docker-compose.yml's kafka service, on loopback ports of this test's own.\n\
+                "# docker-compose.yml's kafka service (one node) or k8s/kafka-cluster's\n\
+                 # (three), on loopback ports of this test's own.\n\
                  process.roles=broker,controller\n\
-                 node.id=1\n\
-                 controller.quorum.voters=1@127.0.0.1:{controller}\n\
+                 node.id={id}\n\
+                 controller.quorum.voters={voters}\n\
                  listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}\n\
                  advertised.listeners=PLAINTEXT://127.0.0.1:{advertised}\n\
                  listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
                  controller.listener.names=CONTROLLER\n\
                  inter.broker.listener.name=PLAINTEXT\n\
-                 offsets.topic.replication.factor=1\n\
-                 transaction.state.log.replication.factor=1\n\
-                 transaction.state.log.min.isr=1\n\
+                 default.replication.factor={replication}\n\
+                 min.insync.replicas={min_isr}\n\
+                 offsets.topic.replication.factor={replication}\n\
+                 transaction.state.log.replication.factor={replication}\n\
+                 transaction.state.log.min.isr={min_isr}\n\
+                 unclean.leader.election.enable=false\n\
                  group.initial.rebalance.delay.ms=0\n\
                  auto.create.topics.enable=false\n\
                  log.dirs={data}\n",
-                controller = self.controller,
-                port = self.port,
-                advertised = self.advertised,
-                data = self.dir.join("data").display(),
+                id = node.id,
+                port = node.port,
+                controller = node.controller,
+                advertised = node.advertised,
+                data = node.dir.join("data").display(),
             ),
         )?;
-        std::fs::write(
-            self.dir.join("log4j.properties"),
-            "log4j.rootLogger=WARN, stdout\n\
-             log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n\
-             log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n\
-             log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n\
-             log4j.logger.kafka.server.KafkaRaftServer=INFO\n\
-             log4j.logger.kafka.coordinator.group=INFO\n\
-             log4j.logger.org.apache.kafka.coordinator.group=INFO\n",
-        )?;
+        std::fs::write(node.dir.join("log4j2.properties"), LOG4J2)?;
         let output = self
-            .java("kafka.tools.StorageTool")
+            .java(node, "kafka.tools.StorageTool")
             .args(["format", "-t", "MkU3OEVBNTcwNTJENDM2Qk", "-c"])
-            .arg(self.dir.join("server.properties"))
+            .arg(node.dir.join("server.properties"))
             .output()
             .await
             .context("running java (Kafka needs Java 17 or later on PATH)")?;
@@ -172,60 +254,93 @@ impl Kafka {
         Ok(())
     }
 
-    /// Starts the broker on its data directory and waits (bounded) until it
-    /// says it started; appends to its log.
-    async fn launch(&mut self) -> anyhow::Result<()> {
+    /// Starts every node, then waits (bounded) until each says it started.
+    async fn launch_all(&mut self) -> anyhow::Result<()> {
+        let mut before = Vec::new();
+        for i in 0..self.nodes.len() {
+            before.push(self.nodes[i].log().matches(STARTED).count());
+            self.spawn(i)?;
+        }
+        for (i, before) in before.into_iter().enumerate() {
+            self.wait_started(i, before).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts node `i` on its data directory; appends to its log.
+    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = &self.nodes[i];
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.log_path())?;
-        let before = self.log().matches("Kafka Server started").count();
-        let mut process = self
-            .java("kafka.Kafka")
-            .arg(self.dir.join("server.properties"))
+            .open(node.log_path())?;
+        let process = self
+            .java(node, "kafka.Kafka")
+            .arg(node.dir.join("server.properties"))
             .stdout(out.try_clone()?)
             .stderr(out)
             .kill_on_drop(true)
             .spawn()
             .context("starting Kafka")?;
+        self.nodes[i].process = Some(process);
+        Ok(())
+    }
+
+    async fn wait_started(&mut self, i: usize, before: usize) -> anyhow::Result<()> {
         let started = Instant::now();
+        let node = &mut self.nodes[i];
         loop {
-            if self.log().matches("Kafka Server started").count() > before {
-                self.process = Some(process);
+            if node.log().matches(STARTED).count() > before {
                 return Ok(());
             }
+            let process = node.process.as_mut().context("Kafka is not running")?;
             if let Some(status) = process.try_wait()? {
+                node.process = None;
                 bail!(
-                    "Kafka exited ({status}) while starting; its log ({}):\n{}",
-                    self.log_path().display(),
-                    tail(&self.log(), 20)
+                    "Kafka node {} exited ({status}) while starting; its log ({}):\n{}",
+                    node.id,
+                    node.log_path().display(),
+                    tail(&node.log(), 20)
                 );
             }
             if started.elapsed() > Duration::from_secs(90) {
                 bail!(
-                    "Kafka did not start within 90 s; see {}",
-                    self.log_path().display()
+                    "Kafka node {} did not start within 90 s; see {}",
+                    node.id,
+                    node.log_path().display()
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    /// Creates the topics (`order_contract::topics`) as compose's `kafka-init` does. Clients bootstrap
-    /// through the advertised port, so a proxy there must forward first.
+    fn admin_config(&self) -> rdkafka::ClientConfig {
+        let mut config = rdkafka::ClientConfig::new();
+        let own: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.process.is_some())
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        config.set("bootstrap.servers", own.join(","));
+        config
+    }
+
+    /// Creates the topics (`order_contract::topics`) as compose's
+    /// `kafka-init` does: the cluster's default replication factor.
+    /// Clients bootstrap through the advertised port, so a proxy there must
+    /// forward first.
     pub async fn create_topics(&self) -> anyhow::Result<()> {
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
         use rdkafka::client::DefaultClientContext;
-        let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", format!("127.0.0.1:{}", self.port))
-            .create()?;
+        let admin: AdminClient<DefaultClientContext> = self.admin_config().create()?;
         let topics: Vec<NewTopic> = order_contract::topics::ALL
             .iter()
             .map(|t| {
                 NewTopic::new(
                     t,
                     order_contract::topics::PARTITIONS,
-                    TopicReplication::Fixed(1),
+                    TopicReplication::Fixed(-1),
                 )
             })
             .collect();
@@ -236,14 +351,51 @@ impl Kafka {
         Ok(())
     }
 
+    /// For each partition of `topic`: its leader's node id and replica
+    /// count (-1 and 0 while it has none), read from the cluster's metadata.
+    pub fn partitions(&self, topic: &str) -> anyhow::Result<Vec<(i32, i32, usize)>> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = self.admin_config().create()?;
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions())
+            .map(|p| (p.id(), p.leader(), p.replicas().len()))
+            .collect())
+    }
+
+    /// The node that leads the KRaft controller quorum now: of the running
+    /// nodes, the one whose log shows the latest election it won.
+    pub fn controller_leader(&self) -> anyhow::Result<i32> {
+        self.nodes
+            .iter()
+            .filter(|n| n.process.is_some())
+            .filter_map(|n| {
+                let log = n.log();
+                let epoch = log
+                    .lines()
+                    .filter(|l| l.contains("Completed transition to Leader"))
+                    .filter_map(|l| {
+                        let rest = &l[l.find("epoch=")? + 6..];
+                        rest.split(|c: char| !c.is_ascii_digit())
+                            .next()?
+                            .parse::<u64>()
+                            .ok()
+                    })
+                    .max()?;
+                Some((epoch, n.id))
+            })
+            .max()
+            .map(|(_, id)| id)
+            .context("no running Kafka node says it leads the controller quorum")
+    }
+
     /// For each partition of `topic`: the offset `group` committed (-1 if
     /// none) and the partition's end, read without joining the group.
     pub fn lag(&self, group: &str, topic: &str) -> anyhow::Result<Vec<(i32, i64, i64)>> {
         use rdkafka::consumer::{BaseConsumer, Consumer};
-        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", format!("127.0.0.1:{}", self.port))
-            .set("group.id", group)
-            .create()?;
+        let consumer: BaseConsumer = self.admin_config().set("group.id", group).create()?;
         let timeout = Duration::from_secs(5);
         let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
         let mut partitions = rdkafka::TopicPartitionList::new();
@@ -259,49 +411,149 @@ impl Kafka {
         Ok(out)
     }
 
-    fn pid(&self) -> anyhow::Result<u32> {
-        self.process
-            .as_ref()
-            .and_then(tokio::process::Child::id)
-            .context("Kafka is not running")
+    /// Every record of `topic` from its start to its end now, as (key,
+    /// payload), read without a group (bounded: 60 s).
+    pub fn records(&self, topic: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        use rdkafka::Message as _;
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = self
+            .admin_config()
+            .set("group.id", "testkit-reader")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let timeout = Duration::from_secs(10);
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        let mut assignment = rdkafka::TopicPartitionList::new();
+        let mut remaining = 0;
+        let mut ends = std::collections::HashMap::new();
+        for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+            if high > low {
+                assignment.add_partition_offset(topic, p.id(), rdkafka::Offset::Offset(low))?;
+                remaining += high - low;
+                ends.insert(p.id(), high);
+            }
+        }
+        consumer.assign(&assignment)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut out = Vec::new();
+        while remaining > 0 {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{remaining} records of {topic} not read within 60 s"
+            );
+            let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+                continue;
+            };
+            let message = message?;
+            if message.offset() < ends[&message.partition()] {
+                remaining -= 1;
+                out.push((
+                    String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+                    message.payload().unwrap_or_default().to_vec(),
+                ));
+            }
+        }
+        Ok(out)
     }
 
-    /// SIGSTOP: the broker keeps its connections open and answers nothing.
+    /// SIGSTOP on every node: they keep their connections open and answer nothing.
     pub async fn freeze(&self) -> anyhow::Result<()> {
-        signal(self.pid()?, "STOP").await
+        for node in &self.nodes {
+            signal(node.pid()?, "STOP").await?;
+        }
+        Ok(())
     }
 
     /// SIGCONT after [`Kafka::freeze`].
     pub async fn thaw(&self) -> anyhow::Result<()> {
-        signal(self.pid()?, "CONT").await
+        for node in &self.nodes {
+            signal(node.pid()?, "CONT").await?;
+        }
+        Ok(())
     }
 
-    /// SIGKILL (no shutdown, no flush by the broker), then waits for it to exit.
+    /// SIGKILL of every node (no shutdown, no flush), waiting for each to exit.
     pub async fn kill(&mut self) -> anyhow::Result<()> {
-        let mut process = self.process.take().context("Kafka is not running")?;
+        for id in self.node_ids() {
+            self.kill_node(id).await?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILL of node `id`, then waits for it to exit.
+    pub async fn kill_node(&mut self, id: i32) -> anyhow::Result<()> {
+        let node = self.nodes.iter_mut().find(|n| n.id == id);
+        let node = node.with_context(|| format!("no Kafka node {id}"))?;
+        let mut process = node.process.take().context("Kafka is not running")?;
         process.kill().await?;
         Ok(())
     }
 
-    /// Starts the broker again on the same ports and data directory. The
-    /// killed broker's listening sockets may linger a moment, so a bind
-    /// failure is retried for up to 30 s.
+    /// Starts every stopped node again on the same ports and data.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.process.is_none(), "Kafka is still running");
+        for id in self.node_ids() {
+            if self.node(id)?.process.is_none() {
+                self.restart_node(id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts node `id` again on the same ports and data directory. The
+    /// killed node's listening sockets may linger a moment, so a bind
+    /// failure is retried for up to 30 s.
+    pub async fn restart_node(&mut self, id: i32) -> anyhow::Result<()> {
+        let i = self
+            .nodes
+            .iter()
+            .position(|n| n.id == id)
+            .with_context(|| format!("no Kafka node {id}"))?;
+        anyhow::ensure!(
+            self.nodes[i].process.is_none(),
+            "Kafka node {id} is still running"
+        );
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let binds_failed = self.log().matches("Address already in use").count();
-            match self.launch().await {
+            let log = self.nodes[i].log();
+            let binds_failed = log.matches("Address already in use").count();
+            let before = log.matches(STARTED).count();
+            self.spawn(i)?;
+            match self.wait_started(i, before).await {
                 Ok(()) => return Ok(()),
                 Err(_)
                     if Instant::now() < deadline
-                        && self.log().matches("Address already in use").count() > binds_failed =>
+                        && self.nodes[i]
+                            .log()
+                            .matches("Address already in use")
+                            .count()
+                            > binds_failed =>
                 {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// What a node logs once it serves.
+const STARTED: &str = "Kafka Server started";
+
+impl Node {
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("kafka.log")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn pid(&self) -> anyhow::Result<u32> {
+        self.process
+            .as_ref()
+            .and_then(tokio::process::Child::id)
+            .context("Kafka is not running")
     }
 }
 

@@ -330,6 +330,46 @@ impl LocalStack {
         killed
     }
 
+    /// Starts one more process of `service` (a replica) with the first
+    /// one's environment plus `overrides`, on a port of its own, its log in
+    /// `<service>-<n>.log` beside the first one's; returns its port once it
+    /// listens. [`LocalStack::service_mut`] and friends keep naming the first.
+    pub async fn add_replica(
+        &mut self,
+        service: &str,
+        overrides: &[(&str, String)],
+    ) -> anyhow::Result<u16> {
+        let n = 1 + self.children.iter().filter(|c| c.name == service).count();
+        let first = self.service_mut(service)?;
+        let (name, binary) = (first.name, first.binary.clone());
+        let mut env = first.env.clone();
+        let log = first.log.with_file_name(format!("{name}-{n}.log"));
+        for (key, value) in [("PORT", "0".to_owned())]
+            .into_iter()
+            .chain(overrides.iter().map(|(k, v)| (*k, v.clone())))
+        {
+            env.retain(|(k, _)| k != key);
+            env.push((key.to_owned(), value));
+        }
+        let mut child = Service {
+            name,
+            process: spawn(&binary, &env, &log, false)?,
+            port: 0,
+            log,
+            binary,
+            env,
+        };
+        child.port = child.listening_port(Duration::from_secs(90)).await?;
+        for (k, v) in child.env.iter_mut() {
+            if k == "PORT" {
+                *v = child.port.to_string();
+            }
+        }
+        let port = child.port;
+        self.children.push(child);
+        Ok(port)
+    }
+
     /// One service, by name, to inspect or control (the test harness
     /// signals, awaits and restarts services through it).
     pub fn service_mut(&mut self, service: &str) -> anyhow::Result<&mut Service> {

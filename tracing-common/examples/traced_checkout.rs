@@ -245,7 +245,8 @@ async fn checkout(
         &app.producer,
         &opentelemetry::Context::current(),
         record,
-        Duration::from_secs(5),
+        Some(Duration::from_secs(5)),
+        None,
     )
     .await
     .map_err(|e| format!("sending to {TOPIC}: {e}"))?;

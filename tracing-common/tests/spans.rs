@@ -444,10 +444,15 @@ async fn kafka_consumer_span_is_child_of_and_linked_to_the_producer_span() {
         .key("order-1")
         .payload(&b"{}"[..])
         .partition(2);
-    let (partition, offset) =
-        tracing_common::rdkafka::send_traced(&producer, &parent, record, Duration::from_secs(10))
-            .await
-            .unwrap();
+    let (partition, offset) = tracing_common::rdkafka::send_traced(
+        &producer,
+        &parent,
+        record,
+        Some(Duration::from_secs(10)),
+        None,
+    )
+    .await
+    .unwrap();
     drop(publish);
     assert_eq!(partition, 2);
     // The record as a consumer reads it back, headers and all.

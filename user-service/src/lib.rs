@@ -100,5 +100,6 @@ async fn get_user(
 }
 
 async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoResponse {
-    service_runtime::database::readiness(state.db.pool(), None).await
+    let (status, body) = service_runtime::database::database_readiness(state.db.pool()).await;
+    (status, Json(body))
 }

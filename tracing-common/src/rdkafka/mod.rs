@@ -132,16 +132,26 @@ pub fn consumer_context<M: Message>(message: &M, consumer_group: &str) -> Contex
     parent.with_span(span)
 }
 
+/// How long a send waits before its PRODUCER span says why (a
+/// `send_waiting` event, see [`send_traced`]).
+pub const SLOW_SEND: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Sends one record with `producer` under a PRODUCER span `send {topic}`
 /// that is a child of `parent`, with the span's context (and `parent`'s
 /// baggage) in the record headers. Returns the partition and offset the
-/// broker stored it at; a failure is recorded on the span. `timeout` bounds
-/// the wait (set it a little above the producer's `message.timeout.ms`).
-pub async fn send_traced(
-    producer: &FutureProducer,
+/// broker stored it at; a failure is recorded on the span.
+///
+/// `timeout` bounds the wait (set it a little above the producer's
+/// `message.timeout.ms`), or `None` to wait as long as the producer retries.
+/// A send not acknowledged after [`SLOW_SEND`] gets a `send_waiting` event
+/// on its span, with `why_slow()` as its `reason` when given (what the
+/// application knows of its brokers).
+pub async fn send_traced<C: rdkafka::client::ClientContext + 'static>(
+    producer: &FutureProducer<C>,
     parent: &Context,
     record: FutureRecord<'_, str, [u8]>,
-    timeout: std::time::Duration,
+    timeout: Option<std::time::Duration>,
+    why_slow: Option<&(dyn Fn() -> String + Sync)>,
 ) -> Result<(i32, i64), KafkaError> {
     let tracer = crate::spans::tracer();
     let mut span = tracer.build_with_context(
@@ -166,7 +176,24 @@ pub async fn send_traced(
     let mut record = record;
     let headers = inject(&cx, record.headers.take().unwrap_or_default());
     let record = record.headers(headers);
-    let sent = tokio::time::timeout(timeout, producer.send(record, Timeout::Never)).await;
+    let delivery = producer.send(record, Timeout::Never);
+    tokio::pin!(delivery);
+    let delivery = async {
+        match tokio::time::timeout(SLOW_SEND, &mut delivery).await {
+            Ok(done) => done,
+            Err(_) => {
+                let reason =
+                    why_slow.map_or_else(|| "not acknowledged yet".to_owned(), |why| why());
+                cx.span()
+                    .add_event("send_waiting", vec![KeyValue::new("reason", reason)]);
+                delivery.await
+            }
+        }
+    };
+    let sent = match timeout {
+        Some(limit) => tokio::time::timeout(limit, delivery).await,
+        None => Ok(delivery.await),
+    };
     let result = match sent {
         Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
         Ok(Err((error, _))) => Err(error),
