@@ -5,8 +5,13 @@ Every variable set for a service must be one that service reads (a typo or a
 variable meant for another service is silently ignored at run time), values
 with a fixed vocabulary must be in it, the variables whose defaults point at
 127.0.0.1 must be set (those defaults cannot work in a container), and URLs
-must name the service and port they are meant for. Also checks the Jaeger
-sampling strategies that the services' remote samplers fetch.
+must name the service and port they are meant for. docker-compose.yml is
+checked as it is and as each variant deploy/*.env makes it (`docker compose
+--env-file deploy/X.env up`: its variables fill the file's ${...}, its
+COMPOSE_PROFILES enables services); in each, KAFKA_BROKERS must name only
+running Kafka nodes, and the nodes must agree on one cluster whose replication
+settings their number can carry. Also checks the Jaeger sampling strategies
+that the services' remote samplers fetch.
 
 Usage: check_deploy_env.py [--root REPO]     (needs PyYAML)
 """
@@ -85,7 +90,7 @@ READS = {
         "USER_SERVICE_URL",
         "INVENTORY_SERVICE_URL",
         "HTTP_CLIENT_TIMEOUT_MS",
-        "KAFKA_SEND_TIMEOUT_MS",
+        "KAFKA_PUBLISH_WAIT_MS",
         "OUTBOX_RELAY_INTERVAL_MS",
         "OUTBOX_RELAY_MIN_AGE_MS",
     },
@@ -137,7 +142,9 @@ LIST_OF = {
 }
 WHOLE_NUMBER = re.compile(r"_MS$|^OTEL_BSP_|^OTEL_EXPORTER_OTLP_(TRACES_)?TIMEOUT$|^PORT$")
 # `$${...}` is compose's escape for a literal `${...}`, not an interpolation.
-INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)((?::?[-?+])([^}]*))?\}")
+INTERPOLATION = re.compile(r"(?<!\$)\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}")
+# Where the Kafka clients find a broker, and where a node's controller listens.
+KAFKA_PORT, CONTROLLER_PORT = 9092, 9093
 
 
 class Report:
@@ -226,32 +233,215 @@ def as_env_dict(environment: object) -> dict[str, str | None]:
     return out
 
 
-def check_compose(report: Report, path: Path) -> int:
+def read_env_file(report: Report, path: Path) -> dict[str, str]:
+    """A compose env file: KEY=VALUE lines, `#` comments, optional quotes."""
+    out: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key.strip()):
+            report.error(f"{path.name}:{number}", f"not a KEY=VALUE line: {line!r}")
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[key.strip()] = value
+    return out
+
+
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:+alt}, ${VAR+alt}."""
+
+    def one(m: re.Match) -> str:
+        name, op, arg = m.group("name"), m.group("op") or "", m.group("arg") or ""
+        present, non_empty = name in variables, bool(variables.get(name))
+        if op in (":-", "-"):
+            return variables[name] if (non_empty if op == ":-" else present) else arg
+        if op in (":+", "+"):
+            return arg if (non_empty if op == ":+" else present) else ""
+        return variables.get(name, "")
+
+    return INTERPOLATION.sub(one, value).replace("$$", "$")
+
+
+class Variant:
+    """docker-compose.yml as `docker compose` sees it: plain, or with an env file."""
+
+    def __init__(self, label: str, variables: dict[str, str]) -> None:
+        self.label = label
+        self.variables = variables
+        self.profiles = {p.strip() for p in variables.get("COMPOSE_PROFILES", "").split(",") if p.strip()}
+
+    def enabled(self, spec: dict) -> bool:
+        profiles = spec.get("profiles") or []
+        return not profiles or bool(self.profiles & set(profiles)) or "*" in self.profiles
+
+    def env(self, spec: dict) -> dict[str, str | None]:
+        return {
+            k: None if v is None else interpolate(v, self.variables)
+            for k, v in as_env_dict(spec.get("environment")).items()
+        }
+
+
+def compose_variants(report: Report, root: Path) -> list[Variant]:
+    """The plain file, then one variant per deploy/*.env."""
+    variants = [Variant("", {})]
+    for path in sorted((root / "deploy").glob("*.env")):
+        variants.append(Variant(f" with deploy/{path.name}", read_env_file(report, path)))
+    return variants
+
+
+def kafka_nodes(services: dict, variant: Variant) -> dict[str, dict[str, str | None]]:
+    """The running Kafka brokers/controllers of a variant: service name to environment."""
+    return {
+        name: variant.env(spec)
+        for name, spec in services.items()
+        if str(spec.get("image", "")).startswith("apache/kafka:")
+        and "KAFKA_PROCESS_ROLES" in as_env_dict(spec.get("environment"))
+        and variant.enabled(spec)
+    }
+
+
+def kafka_summary(root: Path, env_file: str | None = None) -> dict[str, object]:
+    """What one variant runs: the Kafka nodes, the replication settings and the
+    services' KAFKA_BROKERS (for scripts/validate-deploy.sh)."""
+    report = Report()
+    variables = read_env_file(report, root / env_file) if env_file else {}
+    variant = Variant(f" with {env_file}" if env_file else "", variables)
+    services = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]
+    nodes = kafka_nodes(services, variant)
+    first = next(iter(nodes.values()), {})
+    return {
+        "nodes": sorted(nodes),
+        "default.replication.factor": first.get("KAFKA_DEFAULT_REPLICATION_FACTOR"),
+        "min.insync.replicas": first.get("KAFKA_MIN_INSYNC_REPLICAS"),
+        "unclean.leader.election.enable": first.get("KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"),
+        "brokers": {
+            s: variant.env(services[s]).get("KAFKA_BROKERS")
+            for s in PORTS
+            if "KAFKA_BROKERS" in as_env_dict(services[s].get("environment"))
+        },
+    }
+
+
+def check_compose_kafka(report: Report, path: Path, services: dict, variant: Variant) -> None:
+    """One cluster: ids, quorum, listeners and replication that fit the nodes running."""
+    where = f"{path.name}{variant.label}"
+    nodes = kafka_nodes(services, variant)
+    if not nodes:
+        report.error(where, "runs no Kafka node")
+        return
+    ids: dict[str, str] = {}
+    for name, env in nodes.items():
+        node_id = env.get("KAFKA_NODE_ID") or ""
+        if node_id in ids.values():
+            report.error(f"{where} {name}", f"KAFKA_NODE_ID {node_id} is also another node's")
+        ids[name] = node_id
+        advertised = f"PLAINTEXT://{name}:{KAFKA_PORT}"
+        if env.get("KAFKA_ADVERTISED_LISTENERS") != advertised:
+            report.error(f"{where} {name}", f"advertises {env.get('KAFKA_ADVERTISED_LISTENERS')!r}, expected {advertised!r}")
+    voters = sorted(f"{ids[n]}@{n}:{CONTROLLER_PORT}" for n in nodes)
+    for name, env in nodes.items():
+        w = f"{where} {name}"
+        got = sorted(v.strip() for v in (env.get("KAFKA_CONTROLLER_QUORUM_VOTERS") or "").split(",") if v.strip())
+        if got != voters:
+            report.error(w, f"KAFKA_CONTROLLER_QUORUM_VOTERS {','.join(got)!r}, expected the running nodes {','.join(voters)!r}")
+        for other in ("CLUSTER_ID", "KAFKA_DEFAULT_REPLICATION_FACTOR", "KAFKA_MIN_INSYNC_REPLICAS"):
+            if env.get(other) != next(iter(nodes.values())).get(other):
+                report.error(w, f"{other} differs between the nodes")
+        numbers = {}
+        for setting in (
+            "KAFKA_DEFAULT_REPLICATION_FACTOR",
+            "KAFKA_MIN_INSYNC_REPLICAS",
+            "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+            "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+            "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+        ):
+            value = str(env.get(setting) or "")
+            if not value.isdigit() or int(value) < 1:
+                report.error(w, f"{setting}={value!r} is not a whole number of at least 1")
+                continue
+            numbers[setting] = int(value)
+            if setting.endswith("REPLICATION_FACTOR") and numbers[setting] > len(nodes):
+                report.error(w, f"{setting}={value} needs more than the {len(nodes)} node(s) running")
+        for factor, isr in (
+            ("KAFKA_DEFAULT_REPLICATION_FACTOR", "KAFKA_MIN_INSYNC_REPLICAS"),
+            ("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"),
+        ):
+            rf, min_isr = numbers.get(factor), numbers.get(isr)
+            if rf and min_isr and (min_isr > rf or (rf > 1 and min_isr == rf)):
+                report.error(w, f"{isr}={min_isr} with {factor}={rf}: one node down would stop writes")
+    init = services.get("kafka-init", {})
+    depends = init.get("depends_on") or {}
+    for name in nodes:
+        condition = depends.get(name, {}).get("condition") if isinstance(depends, dict) else None
+        if condition != "service_healthy":
+            report.error(f"{where} kafka-init", f"does not wait for {name} to be healthy")
+
+
+def check_brokers(report: Report, where: str, value: str | None, services: dict, variant: Variant) -> None:
+    """KAFKA_BROKERS names only Kafka nodes that run in this variant, and all of them."""
+    if value is None:
+        return
+    nodes = kafka_nodes(services, variant)
+    named = set()
+    for entry in (e.strip() for e in value.split(",")):
+        host, _, port = entry.rpartition(":")
+        if host not in nodes or port != str(KAFKA_PORT):
+            report.error(where, f"KAFKA_BROKERS names {entry!r}, not a running Kafka node's {KAFKA_PORT}: {sorted(nodes)}")
+        named.add(host)
+    if set(nodes) - named:
+        report.error(where, f"KAFKA_BROKERS leaves out {sorted(set(nodes) - named)}: the clients could not start without them")
+
+
+def check_compose(report: Report, path: Path, variants: list[Variant]) -> int:
     doc = yaml.safe_load(path.read_text())
     services = doc.get("services") or {}
     for service in PORTS:
         if service not in services:
             report.error(path.name, f"has no service {service}")
+    # Variables the variants set: knobs of docker-compose.yml, not a service's own.
+    knobs = {k for v in variants for k in v.variables if not k.startswith("COMPOSE_")}
+    for variant in variants:
+        check_compose_kafka(report, path, services, variant)
     for service in PORTS:
         spec = services.get(service)
         if spec is None:
             continue
         where = f"{path.name} {service}"
-        raw = as_env_dict(spec.get("environment"))
-        env: dict[str, str | None] = {}
-        for name, value in raw.items():
-            if value is None:
-                env[name] = None
-                continue
-            # ${VAR} comes from the host: it must be a variable this service
-            # reads, passed through; its default stands in for value checks.
-            for match in INTERPOLATION.finditer(value):
-                if match.group(1) not in READS[service]:
-                    report.error(where, f"{name} interpolates ${{{match.group(1)}}}, which {service} does not read")
-            env[name] = INTERPOLATION.sub(lambda m: m.group(3) or "", value)
+        for name, value in as_env_dict(spec.get("environment")).items():
+            # ${VAR} comes from the host or a variant's env file: a variable
+            # this service reads, passed through, or a variant's knob, which
+            # needs a default for the plain file.
+            for match in INTERPOLATION.finditer(value or ""):
+                var = match.group("name")
+                if var in READS[service]:
+                    continue
+                if var not in knobs:
+                    report.error(where, f"{name} interpolates ${{{var}}}, which {service} does not read and no deploy/*.env sets")
+                elif match.group("op") != ":-":
+                    report.error(where, f"{name} interpolates ${{{var}}} without a :- default")
         if "env_file" in spec:
             report.error(where, "uses env_file, whose variables this check cannot see")
-        check_service_env(report, where, service, env)
+        plain: set[str] = set()
+        for variant in variants:
+            if not variant.enabled(spec):
+                report.error(f"{where}{variant.label}", "is not enabled")
+                continue
+            # Unset variables stand in as their defaults (or empty).
+            env = variant.env(spec)
+            sub = Report()
+            check_service_env(sub, f"{where}{variant.label}", service, env)
+            check_brokers(sub, f"{where}{variant.label}", env.get("KAFKA_BROKERS"), services, variant)
+            for line in sub.errors:
+                message = line.split(": ", 1)[1]
+                if not variant.label:
+                    plain.add(message)
+                if variant.label and message in plain:
+                    continue
+                report.errors.append(line)
     return len([s for s in PORTS if s in services])
 
 
@@ -400,7 +590,8 @@ def main() -> int:
 
     report = Report()
     check_list_matches_sources(report, root)
-    compose = check_compose(report, root / "docker-compose.yml")
+    variants = compose_variants(report, root)
+    compose = check_compose(report, root / "docker-compose.yml", variants)
     k8s = check_k8s(report, root / "k8s")
     for strategies in (root / "deploy/jaeger/sampling-strategies.json", root / "k8s/jaeger/sampling-strategies.json"):
         check_strategies(report, root, strategies)
@@ -408,7 +599,8 @@ def main() -> int:
     for line in report.errors:
         print(f"  {line}")
     print(
-        f"checked the environment of {compose} compose services and {k8s} Kubernetes containers: "
+        f"checked the environment of {compose} compose services (plain and with {len(variants) - 1} deploy/*.env) "
+        f"and {k8s} Kubernetes containers: "
         f"{len(report.errors)} problem(s)"
     )
     return 1 if report.errors else 0

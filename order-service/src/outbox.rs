@@ -122,8 +122,13 @@ impl Outbox {
             let hinted: Vec<Uuid> = self.inner.waiting().keys().copied().collect();
             let (inner, pool, producer) = (self.inner.clone(), pool.clone(), producer.clone());
             passes.spawn(async move {
-                if let Err(e) = pass(&inner, &pool, &producer, &hinted, min_age).await {
-                    tracing::warn!(error = %e, "outbox relay pass failed; its rows will be sent again");
+                match pass(&inner, &pool, &producer, &hinted, min_age).await {
+                    // A full batch: more may wait (a backlog after an outage).
+                    Ok(published) if published as i64 == BATCH => inner.wake.notify_one(),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "outbox relay pass failed; its rows will be sent again");
+                    }
                 }
                 drop(permit);
             });

@@ -80,7 +80,7 @@ pub struct Env {
 
 /// How to start an [`Env`].
 pub struct Setup {
-    /// Kafka nodes: 1 (compose's single broker) or 3 (`k8s/kafka-cluster`).
+    /// Kafka nodes: 1 (compose's single broker) or 3 (`deploy/k8s-kafka-cluster`).
     pub kafka_nodes: usize,
     pub kafka_via_proxy: bool,
     /// Set on the Kafka proxy before the services start (needs

@@ -1,6 +1,6 @@
 //! Apache Kafka as processes of one test's own: a single KRaft node with
 //! docker-compose.yml's settings, or a cluster of three combined
-//! broker/controller nodes with `k8s/kafka-cluster`'s (replication factor 3,
+//! broker/controller nodes with `deploy/k8s-kafka-cluster`'s (replication factor 3,
 //! `min.insync.replicas=2`, unclean leader election off). Topics are created
 //! the way compose's `kafka-init` does, with the cluster's default
 //! replication factor. The jars come from `KAFKA_LIBS`, else from where
@@ -210,7 +210,7 @@ impl Kafka {
         std::fs::write(
             node.dir.join("server.properties"),
             format!(
-                "# docker-compose.yml's kafka service (one node) or k8s/kafka-cluster's\n\
+                "# docker-compose.yml's kafka service (one node) or deploy/k8s-kafka-cluster's\n\
                  # (three), on loopback ports of this test's own.\n\
                  process.roles=broker,controller\n\
                  node.id={id}\n\

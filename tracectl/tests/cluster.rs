@@ -1,4 +1,4 @@
-//! The order flow on a three-node Apache Kafka cluster (`k8s/kafka-cluster`'s
+//! The order flow on a three-node Apache Kafka cluster (`deploy/k8s-kafka-cluster`'s
 //! settings: replication factor 3, `min.insync.replicas=2`, unclean leader
 //! election off), under a steady order load while nodes and service
 //! replicas are killed. Each test prints what was sent, accepted, settled,

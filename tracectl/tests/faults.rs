@@ -152,7 +152,7 @@ async fn orders_accepted_while_kafka_is_unreachable_all_settle_once_it_returns()
     let mut setup = Setup::new();
     setup.kafka_via_proxy = true;
     let env = setup
-        .env("order-service", "KAFKA_SEND_TIMEOUT_MS", "1000")
+        .env("order-service", "KAFKA_PUBLISH_WAIT_MS", "1000")
         .env("order-service", "OUTBOX_RELAY_INTERVAL_MS", "500")
         .env("order-service", "OUTBOX_RELAY_MIN_AGE_MS", "1500")
         .start("kafka-outage")
@@ -648,11 +648,17 @@ async fn broker_outage(outage: Outage) {
     // One order a second for the outage's 20 s, each sent on time however
     // long the earlier ones take.
     let env_ref = &env;
-    let during: Vec<_> = futures::future::join_all((0..N).map(|i| async move {
-        tokio::time::sleep_until((down + Duration::from_secs(i as u64)).into()).await;
-        env_ref.order(&order_body(i)).await
-    }))
-    .await;
+    let (during, readiness) = tokio::join!(
+        futures::future::join_all((0..N).map(|i| async move {
+            tokio::time::sleep_until((down + Duration::from_secs(i as u64)).into()).await;
+            env_ref.order(&order_body(i)).await
+        })),
+        async {
+            // Probes while the broker is away, as a kubelet's would come.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            readiness_timings(env_ref, 10).await
+        }
+    );
     tokio::time::sleep_until((down + Duration::from_secs(N as u64)).into()).await;
     let slowest = during
         .iter()
@@ -675,14 +681,67 @@ async fn broker_outage(outage: Outage) {
             ("answers", format!("{:?}", statuses(&during))),
             ("accepted", ids.len().to_string()),
             ("slowest answer", format!("{slowest:.1?}")),
+            ("/readyz during the outage", readiness.report.clone()),
         ],
         Duration::from_secs(60),
     )
     .await;
+    // A probe never waits on the broker: it answers from what the
+    // long-lived clients know, and stays ready (events wait in the outbox).
+    assert!(
+        readiness.all_ready,
+        "ready while the broker is away: {}",
+        readiness.report
+    );
+    assert!(
+        readiness.slowest < Duration::from_millis(100),
+        "/readyz answers within 100 ms: {}",
+        readiness.report
+    );
     // The outbox keeps the broker out of the request path.
     assert_eq!(ids.len(), N, "{:?}", statuses(&during));
     assert!(slowest < Duration::from_secs(10), "{slowest:?}");
     env.finish().await;
+}
+
+/// What [`readiness_timings`] saw.
+struct Readiness {
+    all_ready: bool,
+    slowest: Duration,
+    report: String,
+}
+
+/// `rounds` probes of order- and inventory-service's `/readyz`, 300 ms apart.
+async fn readiness_timings(env: &Env, rounds: usize) -> Readiness {
+    let mut times = Vec::new();
+    let mut all_ready = true;
+    let mut kafka = Vec::new();
+    for _ in 0..rounds {
+        for port in [env.ports.orders, env.ports.inventory] {
+            let started = Instant::now();
+            let answer = env
+                .send(env.http.get(format!("http://127.0.0.1:{port}/readyz")))
+                .await;
+            times.push(started.elapsed());
+            all_ready &= answer.as_ref().is_some_and(|a| a.status == 200);
+            if let Some(state) = answer.as_ref().and_then(|a| a.body["kafka"].as_str()) {
+                kafka.push(state.split(';').next().unwrap_or_default().to_owned());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    times.sort();
+    kafka.dedup();
+    let slowest = times.last().copied().unwrap_or_default();
+    Readiness {
+        all_ready,
+        slowest,
+        report: format!(
+            "{} probes, median {:.1?}, slowest {slowest:.1?}; kafka: {kafka:?}",
+            times.len(),
+            times[times.len() / 2],
+        ),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
