@@ -34,10 +34,12 @@ ensure_postgres() {
 # the ones docker-compose.yml and k8s/ pin; they must stay
 # in step (scripts/validate-deploy.sh checks).
 KAFKA_VERSION=4.4.0
-JAEGER_VERSION=2.13.0
-# Jaeger tags every release twice; the Go module version of 2.13.0 is v1.76.0.
-JAEGER_MODULE_VERSION=v1.76.0
+JAEGER_VERSION=2.12.0
+# Jaeger tags every release twice; the Go module version of 2.12.0 is v1.75.0.
+JAEGER_MODULE_VERSION=v1.75.0
 PROMETHEUS_VERSION=3.16.0
+# Docker Compose's CLI, for `docker compose config` in scripts/validate-deploy.sh.
+COMPOSE_VERSION=5.6.0
 # Prometheus 3.x's Go module versions are v0.3MM.P for release 3.MM.P.
 PROMETHEUS_MODULE_VERSION=v0.316.0
 CACHE_DIR="${TRACING_REFERENCE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tracing-reference}"
@@ -156,7 +158,7 @@ ensure_jaeger() {
 }
 
 # Prometheus, through tools/prometheus/go.mod (a module of its own: it needs
-# newer modules than Jaeger v1.76.0 builds with), with the version stamped in
+# newer modules than Jaeger v1.75.0 builds with), with the version stamped in
 # as release builds have it; about ten minutes the first time on two cores.
 # Sets PROMETHEUS_BIN.
 ensure_prometheus() {
@@ -165,4 +167,17 @@ ensure_prometheus() {
     github.com/prometheus/prometheus/cmd/prometheus "$bin" \
     -ldflags "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION -X github.com/prometheus/common/version.Revision=$PROMETHEUS_MODULE_VERSION" || return 1
   PROMETHEUS_BIN="$bin"
+}
+
+# Docker Compose's CLI (the docker-compose plugin binary), through
+# tools/compose/go.mod (its own go.mod has exclude directives, which `go
+# install pkg@version` refuses), with its version stamped in as release
+# builds have it. It loads compose files without a container engine.
+# Sets COMPOSE_BIN.
+ensure_compose() {
+  local bin="$CACHE_DIR/compose-$COMPOSE_VERSION/docker-compose"
+  go_tool "Docker Compose" "$COMPOSE_VERSION" "v$COMPOSE_VERSION" 1.26.8 tools/compose \
+    github.com/docker/compose/v5/cmd "$bin" \
+    -trimpath -ldflags "-w -X github.com/docker/compose/v5/internal.Version=v$COMPOSE_VERSION" || return 1
+  COMPOSE_BIN="$bin"
 }

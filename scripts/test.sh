@@ -61,6 +61,12 @@ else
   skipped+=("tracectl/tests/tail_sampling.rs needs Prometheus $PROMETHEUS_VERSION, built with Go 1.26.7 or later: install Go (https://go.dev/dl), then run this again")
   filters+=("not binary(tail_sampling)")
 fi
+if ensure_compose; then
+  export COMPOSE_BIN
+  say "Docker Compose $COMPOSE_VERSION: $COMPOSE_BIN"
+else
+  skipped+=("scripts/validate-deploy.sh's \`docker compose config\` checks need Docker Compose $COMPOSE_VERSION, built with Go 1.26.8 or later: install Go (https://go.dev/dl), then run this again")
+fi
 if [ ${#skipped[@]} -gt 0 ] && [ "${CI:-}" = "true" ]; then
   printf 'CI=true: nothing may be skipped, but:\n' >&2
   printf '  - %s\n' "${skipped[@]}" >&2

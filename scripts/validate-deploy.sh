@@ -384,6 +384,7 @@ sys.exit(images.get(sys.argv[1]) != sys.argv[2])' "$name" "$tag" || { echo "k8s/
   grep -q "<kafka.version>$KAFKA_VERSION</kafka.version>" tools/kafka/pom.xml || { echo "tools/kafka/pom.xml resolves another Kafka than $KAFKA_VERSION"; bad=1; }
   grep -q "github.com/jaegertracing/jaeger $JAEGER_MODULE_VERSION" tools/go.mod || { echo "tools/go.mod builds another Jaeger than $JAEGER_MODULE_VERSION"; bad=1; }
   grep -q "github.com/prometheus/prometheus $PROMETHEUS_MODULE_VERSION" tools/prometheus/go.mod || { echo "tools/prometheus/go.mod builds another Prometheus than $PROMETHEUS_MODULE_VERSION"; bad=1; }
+  grep -q "github.com/docker/compose/v5 v$COMPOSE_VERSION" tools/compose/go.mod || { echo "tools/compose/go.mod builds another Docker Compose than $COMPOSE_VERSION"; bad=1; }
   return $bad
 }
 
@@ -405,14 +406,28 @@ run "yamllint" yamllint --strict -c .yamllint.yaml docker-compose.yml k8s/ deplo
 run "service environments" python scripts/check_deploy_env.py
 run "k8s copies of deploy/ files" copies_match
 run "Jaeger, Prometheus, Kafka" pins_match
-# Compose's own parser, where the CLI plugin exists (it needs no engine).
-if docker compose version >/dev/null 2>&1; then
-  run "docker compose config" docker compose -f docker-compose.yml config --quiet
+# Compose's own loader (interpolation, merges, profiles as `docker compose
+# up` resolves them; it needs no engine): the default, every profile and
+# every env file of deploy/. COMPOSE_BIN is the CLI scripts/test.sh builds
+# (scripts/lib.sh, ensure_compose); else a `docker compose` plugin.
+if [ -n "${COMPOSE_BIN:-}" ] && [ -x "$COMPOSE_BIN" ]; then
+  compose=("$COMPOSE_BIN")
+elif docker compose version >/dev/null 2>&1; then
+  compose=(docker compose)
+else
+  compose=()
+fi
+if [ ${#compose[@]} -gt 0 ]; then
+  compose_config() { "${compose[@]}" -f docker-compose.yml "$@" config --quiet; }
+  run "compose config" compose_config
+  for profile in $("${compose[@]}" -f docker-compose.yml config --profiles); do
+    run "compose config (profile $profile)" compose_config --profile "$profile"
+  done
   for env_file in deploy/*.env; do
-    run "docker compose config ($(basename "$env_file" .env))" docker compose -f docker-compose.yml --env-file "$env_file" config --quiet
+    run "compose config ($(basename "$env_file"))" compose_config --env-file "$env_file"
   done
 else
-  printf 'SKIP  %-28s %s\n' "docker compose config" "(no docker compose plugin here)"
+  printf 'SKIP  %-28s %s\n' "compose config" "(no Docker Compose CLI here; scripts/test.sh builds one)"
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then

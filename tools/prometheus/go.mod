@@ -3,7 +3,7 @@
 // Prometheus 3.16.0 is the Go module version v0.316.0 (Prometheus 3.x tags
 // its Go module v0.3MM.P for release 3.MM.P). A module of its own, not part
 // of ../go.mod: Prometheus needs go >= 1.26.7 and newer OpenTelemetry
-// Collector, otel and prometheus/common modules than Jaeger v1.76.0 builds
+// Collector, otel and prometheus/common modules than Jaeger v1.75.0 builds
 // with (added to ../go.mod, 154 modules move and Jaeger no longer compiles).
 module tracing-reference/tools/prometheus
 

@@ -1,7 +1,7 @@
 //! docker-compose.yml's wiring, proven without Docker: the four service
 //! binaries get exactly the environment the compose file gives them, with
 //! compose host names mapped to loopback and the infrastructure compose runs
-//! run here as processes: Postgres, Apache Kafka 4.4.0 and Jaeger 2.13.0 with
+//! run here as processes: Postgres, Apache Kafka 4.4.0 and Jaeger 2.12.0 with
 //! the compose file's own deploy/jaeger/config.yaml (OTLP gRPC on its 4317,
 //! through a tee that keeps the spans; remote sampling on its 5778). Each
 //! service's `PORT` becomes 0 (it takes a free port and logs it) so runs side

@@ -1,4 +1,4 @@
-//! Against the real Jaeger v2 (2.13.0, built by scripts/test.sh and named by
+//! Against the real Jaeger v2 (2.12.0, built by scripts/test.sh and named by
 //! JAEGER_BIN), running the repository's own `deploy/jaeger/config.yaml` and
 //! strategies, as compose and k8s/ run them: the order flow read back through
 //! Jaeger's query API by the `tracectl` binary, Jaeger's dependency graph,

@@ -1,5 +1,5 @@
 //! Tail sampling and the Monitor tab, against the real backends: Jaeger v2
-//! (2.13.0) running the repository's `deploy/jaeger/config.yaml` with tail
+//! (2.12.0) running the repository's `deploy/jaeger/config.yaml` with tail
 //! sampling switched on the way the README says (`JAEGER_TRACES_PROCESSORS`),
 //! and Prometheus (3.16.0) running `deploy/prometheus/prometheus.yml`, with the
 //! four services exporting every trace and `FAULTS` making some orders slow
