@@ -34,6 +34,8 @@ ensure_postgres() {
 # the ones docker-compose.yml and k8s/ pin; they must stay
 # in step (scripts/validate-deploy.sh checks).
 KAFKA_VERSION=4.4.0
+# Jaeger's trace store in the cassandra profile (tools/cassandra/pom.xml).
+CASSANDRA_VERSION=5.0.6
 JAEGER_VERSION=2.12.0
 # Jaeger tags every release twice; the Go module version of 2.12.0 is v1.75.0.
 JAEGER_MODULE_VERSION=v1.75.0
@@ -74,6 +76,27 @@ ensure_kafka() {
     say "Kafka $KAFKA_VERSION installed in $(( SECONDS - started ))s ($(ls "$dir/libs" | wc -l) jars)"
   fi
   KAFKA_LIBS="$dir/libs"
+}
+
+# Apache Cassandra's jars from Maven Central into
+# $CACHE_DIR/cassandra-$CASSANDRA_VERSION/libs, like ensure_kafka. Sets
+# CASSANDRA_LIBS; returns 1 (with the reason on stderr) when it cannot.
+ensure_cassandra() {
+  local dir="$CACHE_DIR/cassandra-$CASSANDRA_VERSION"
+  if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ] 2>/dev/null; then
+    apt_install openjdk-17-jre-headless || { echo "Cassandra needs Java 17 or later (java not found or too old)" >&2; return 1; }
+  fi
+  if [ ! -f "$dir/.complete" ]; then
+    command -v mvn >/dev/null || apt_install maven || { echo "Cassandra's jars are resolved with Maven (mvn not found)" >&2; return 1; }
+    say "installing Apache Cassandra $CASSANDRA_VERSION from Maven Central into $dir (first time only)"
+    local started=$SECONDS
+    rm -rf "$dir.tmp"
+    mvn -q -B -Dstyle.color=never -f tools/cassandra/pom.xml -Dcassandra.version="$CASSANDRA_VERSION" \
+      dependency:copy-dependencies -DoutputDirectory="$dir.tmp/libs" || { echo "resolving Cassandra $CASSANDRA_VERSION with Maven failed" >&2; return 1; }
+    rm -rf "$dir" && mv "$dir.tmp" "$dir" && touch "$dir/.complete"
+    say "Cassandra $CASSANDRA_VERSION installed in $(( SECONDS - started ))s ($(ls "$dir/libs" | wc -l) jars)"
+  fi
+  CASSANDRA_LIBS="$dir/libs"
 }
 
 # A single-node Apache Kafka in KRaft mode with docker-compose.yml's

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: makes sure Postgres answers,
-# installs Apache Kafka (jars from Maven Central), Jaeger v2 and Prometheus
+# installs Apache Kafka and Apache Cassandra (jars from Maven Central), Jaeger v2, Prometheus and Docker Compose
 # (built from the Go module proxy) once per machine into a cache outside the work tree,
 # validates the deployment files, then runs every test.
 #
@@ -44,15 +44,22 @@ if ensure_kafka; then
   export KAFKA_LIBS
   say "Apache Kafka $KAFKA_VERSION: $KAFKA_LIBS"
 else
-  skipped+=("the process-level tests (tracectl/tests/{e2e,faults,bad_input,jaeger,traced_checkout,sampling,tail_sampling}.rs) need Apache Kafka $KAFKA_VERSION: install Java 17+ and Maven (apt-get install openjdk-17-jre-headless maven), then run this again")
-  filters+=("not (binary(e2e) | binary(faults) | binary(bad_input) | binary(jaeger) | binary(traced_checkout) | binary(sampling) | binary(tail_sampling))")
+  skipped+=("the process-level tests (tracectl/tests/{e2e,faults,cluster,bad_input,jaeger,cassandra,traced_checkout,sampling,tail_sampling}.rs) need Apache Kafka $KAFKA_VERSION: install Java 17+ and Maven (apt-get install openjdk-17-jre-headless maven), then run this again")
+  filters+=("not (binary(e2e) | binary(faults) | binary(cluster) | binary(bad_input) | binary(jaeger) | binary(cassandra) | binary(traced_checkout) | binary(sampling) | binary(tail_sampling))")
+fi
+if ensure_cassandra; then
+  export CASSANDRA_LIBS
+  say "Apache Cassandra $CASSANDRA_VERSION: $CASSANDRA_LIBS"
+else
+  skipped+=("tracectl/tests/cassandra.rs needs Apache Cassandra $CASSANDRA_VERSION: install Java 17+ and Maven (apt-get install openjdk-17-jre-headless maven), then run this again")
+  filters+=("not binary(cassandra)")
 fi
 if ensure_jaeger; then
   export JAEGER_BIN
   say "Jaeger $JAEGER_VERSION: $JAEGER_BIN"
 else
   skipped+=("tracectl/tests/{jaeger,tail_sampling}.rs need Jaeger $JAEGER_VERSION, built with Go 1.24.6 or later: install Go (https://go.dev/dl), then run this again")
-  filters+=("not binary(jaeger)" "not binary(tail_sampling)")
+  filters+=("not binary(jaeger)" "not binary(tail_sampling)" "not binary(cassandra)")
 fi
 if ensure_prometheus; then
   export PROMETHEUS_BIN

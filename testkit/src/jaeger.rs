@@ -78,11 +78,46 @@ impl JaegerPorts {
     }
 }
 
+/// Starts the Jaeger binary with `options` on `ports`, its output to `log`.
+fn spawn(
+    options: &JaegerOptions,
+    ports: &JaegerPorts,
+    log: &Path,
+) -> anyhow::Result<tokio::process::Child> {
+    let out = std::fs::File::create(log)?;
+    let mut command = tokio::process::Command::new(binary());
+    command
+        .arg(format!("--config={}", options.config.display()))
+        .args(
+            options
+                .extra_configs
+                .iter()
+                .map(|c| format!("--config={}", c.display())),
+        )
+        .envs(ports.env())
+        .env("JAEGER_SAMPLING_STRATEGIES_FILE", &options.strategies)
+        .envs(options.env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .kill_on_drop(true);
+    if let Some(every) = options.reload_interval {
+        command.env(
+            "JAEGER_SAMPLING_RELOAD_INTERVAL",
+            format!("{}ms", every.as_millis()),
+        );
+    }
+    command.spawn().context("starting Jaeger")
+}
+
 /// How to start a [`Jaeger`].
 #[derive(Debug, Clone)]
 pub struct JaegerOptions {
     /// The config file (default: the repository's `deploy/jaeger/config.yaml`).
     pub config: PathBuf,
+    /// Config files given after it, whose settings override it (such as
+    /// `deploy/jaeger/cassandra.yaml`).
+    pub extra_configs: Vec<PathBuf>,
     /// The sampling strategies file (default: `deploy/jaeger/sampling-strategies.json`).
     pub strategies: PathBuf,
     /// How often Jaeger re-reads the strategies (default: the config's 10 s).
@@ -96,6 +131,7 @@ impl Default for JaegerOptions {
     fn default() -> Self {
         JaegerOptions {
             config: deploy_dir().join("jaeger/config.yaml"),
+            extra_configs: Vec::new(),
             strategies: deploy_dir().join("jaeger/sampling-strategies.json"),
             reload_interval: None,
             env: Vec::new(),
@@ -108,6 +144,9 @@ pub struct Jaeger {
     _process: tokio::process::Child,
     pub ports: JaegerPorts,
     log: PathBuf,
+    options: JaegerOptions,
+    dir: PathBuf,
+    starts: usize,
 }
 
 impl Jaeger {
@@ -116,34 +155,18 @@ impl Jaeger {
     /// choosing and binding it makes Jaeger exit with a bind error; it is
     /// then started again on new ports.
     pub async fn start(dir: &Path, options: &JaegerOptions) -> anyhow::Result<Jaeger> {
-        let binary = binary();
         std::fs::create_dir_all(dir)?;
         let mut last = None;
         for attempt in 0..5 {
             let ports = JaegerPorts::free();
             let log = dir.join(format!("jaeger-{attempt}.log"));
-            let out = std::fs::File::create(&log)?;
-            let mut command = tokio::process::Command::new(&binary);
-            command
-                .arg(format!("--config={}", options.config.display()))
-                .envs(ports.env())
-                .env("JAEGER_SAMPLING_STRATEGIES_FILE", &options.strategies)
-                .envs(options.env.iter().map(|(k, v)| (k, v)))
-                .stdin(std::process::Stdio::null())
-                .stdout(out.try_clone()?)
-                .stderr(out)
-                .kill_on_drop(true);
-            if let Some(every) = options.reload_interval {
-                command.env(
-                    "JAEGER_SAMPLING_RELOAD_INTERVAL",
-                    format!("{}ms", every.as_millis()),
-                );
-            }
-            let process = command.spawn().context("starting Jaeger")?;
             let mut jaeger = Jaeger {
-                _process: process,
+                _process: spawn(options, &ports, &log)?,
                 ports,
                 log,
+                options: options.clone(),
+                dir: dir.to_owned(),
+                starts: 1,
             };
             match jaeger.wait_healthy(Duration::from_secs(60)).await {
                 Ok(()) => return Ok(jaeger),
@@ -152,6 +175,35 @@ impl Jaeger {
             }
         }
         Err(last.unwrap()).context("Jaeger found its ports taken five times")
+    }
+
+    /// SIGTERM, then waits (at most 30 s) for Jaeger to exit.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(pid) = self._process.id() {
+            crate::process::send_signal(pid, "TERM").await?;
+        }
+        tokio::time::timeout(Duration::from_secs(30), self._process.wait())
+            .await
+            .context("Jaeger did not stop within 30 s of SIGTERM")??;
+        Ok(())
+    }
+
+    /// Starts the stopped Jaeger again with the same options and ports (its
+    /// log in a new file), and waits until it is healthy.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self._process.try_wait()?.is_some(),
+            "Jaeger is still running"
+        );
+        self.starts += 1;
+        self.log = self.dir.join(format!("jaeger-restart-{}.log", self.starts));
+        self._process = spawn(&self.options, &self.ports, &self.log)?;
+        self.wait_healthy(Duration::from_secs(60)).await
+    }
+
+    /// `http://127.0.0.1:<port>/metrics`: Jaeger's own metrics.
+    pub fn metrics_url(&self) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.ports.metrics)
     }
 
     fn log_text(&self) -> String {

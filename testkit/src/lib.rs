@@ -14,6 +14,7 @@
 //! - [`process`]: signals to one service, waiting for its exit, its restart.
 //! - [`seed`]: the seed's order through a running stack, its trace checked.
 
+pub mod cassandra;
 pub mod env;
 pub mod installed;
 pub mod jaeger;

@@ -1,0 +1,310 @@
+//! Jaeger storing traces in Apache Cassandra (`deploy/jaeger/cassandra.yaml`
+//! given after `deploy/jaeger/config.yaml`, as the compose profile and
+//! `deploy/k8s-cassandra/` run it), with a node of the test's own: the order
+//! flow read back whole through the v3 and v1 APIs, after a restart of
+//! Jaeger, through a second Jaeger sharing the store, and what a frozen
+//! Cassandra costs under load.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use testkit::cassandra::Cassandra;
+use testkit::env::{Env, Setup, bin_dir, export_stats, order_body, run_id};
+use testkit::jaeger::{Jaeger, JaegerOptions, deploy_dir};
+use testkit::otlp::OlderJaeger;
+
+/// Runs the `tracectl` binary; its stdout, or a failure with both streams.
+async fn tracectl(args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let output = std::process::Command::new(bin_dir().join("tracectl"))
+            .args(&args)
+            .output()
+            .expect("target/debug/tracectl runs (cargo build --workspace --bins)");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "tracectl {args:?} failed ({}):\n{stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    })
+    .await
+    .unwrap()
+}
+
+/// `tracectl verify` against `jaeger`: the seed's order placed and its
+/// trace checked edge by edge; returns its trace id.
+async fn verify(env: &Env, jaeger: &str) -> String {
+    let out = tracectl(&[
+        "verify",
+        "--gateway",
+        &env.gateway,
+        "--jaeger",
+        jaeger,
+        "--timeout",
+        "90",
+    ])
+    .await;
+    println!("tracectl verify:\n{out}");
+    assert!(out.contains("verified: "), "{out}");
+    out.lines()
+        .find_map(|l| l.split("waiting for trace ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no trace id in:\n{out}"))
+        .to_owned()
+}
+
+/// `tracectl show`'s rows (without Jaeger's clock-skew notes).
+async fn show(trace_id: &str, jaeger: &str) -> String {
+    tracectl(&["show", trace_id, "--jaeger", jaeger])
+        .await
+        .lines()
+        .filter(|l| !l.starts_with("  backend note: "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The receiver's copy of what the services sent, rendered as `show` does
+/// (whole microseconds for the v1 API).
+async fn sent(env: &Env, trace_id: &str, whole_micros: bool) -> String {
+    let mut trace = env
+        .receiver
+        .store
+        .wait_quiet(trace_id, Duration::from_secs(1), Duration::from_secs(20))
+        .await;
+    if whole_micros {
+        for span in &mut trace.spans {
+            span.start_ns -= span.start_ns % 1000;
+            span.duration_ns -= span.duration_ns % 1000;
+        }
+    }
+    tracectl::waterfall::render(&trace)
+        .lines()
+        .filter(|l| !l.starts_with("  backend note: "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tracectl-{name}-{}", run_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The repository's Jaeger config with the Cassandra override, on `node`.
+fn on_cassandra(node: &Cassandra) -> JaegerOptions {
+    JaegerOptions {
+        extra_configs: vec![deploy_dir().join("jaeger/cassandra.yaml")],
+        env: vec![("JAEGER_CASSANDRA_SERVERS".into(), node.servers())],
+        ..JaegerOptions::default()
+    }
+}
+
+/// A counter of Jaeger's own metrics (summed over its series), 0 if absent.
+async fn jaeger_metric(http: &reqwest::Client, jaeger: &Jaeger, name: &str) -> f64 {
+    let text = match http.get(jaeger.metrics_url()).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => return 0.0,
+    };
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_trace_is_read_back_whole_from_cassandra_through_both_apis_and_after_jaeger_restarts()
+ {
+    let dir = scratch("cassandra-store");
+    let started = Instant::now();
+    let node = Cassandra::start(&dir).await.expect("Cassandra starts");
+    let cassandra_ready = started.elapsed();
+    let mut env = Setup {
+        jaeger: Some(on_cassandra(&node)),
+        ..Setup::new()
+    }
+    .start("cassandra-store")
+    .await;
+    let query = env.jaeger.as_ref().unwrap().query_url();
+
+    let trace_id = verify(&env, &query).await;
+    let through_v3 = show(&trace_id, &query).await;
+    assert_eq!(
+        through_v3,
+        sent(&env, &trace_id, false).await,
+        "Cassandra's copy (v3 API) differs from what the services sent"
+    );
+    let older = OlderJaeger::start(&query).await.unwrap();
+    assert_eq!(
+        show(&trace_id, &older.url()).await,
+        sent(&env, &trace_id, true).await,
+        "Cassandra's copy (v1 API) differs from what the services sent"
+    );
+
+    let jaeger = env.jaeger.as_mut().unwrap();
+    let stopping = Instant::now();
+    jaeger.stop().await.unwrap();
+    jaeger.restart().await.unwrap();
+    let restart = stopping.elapsed();
+    let after = show(&trace_id, &query).await;
+    assert_eq!(
+        after, through_v3,
+        "the trace changed across a restart of Jaeger"
+    );
+    let (rss_kb, disk) = node.usage().await.unwrap();
+    println!(
+        "\n== Jaeger on Cassandra: Cassandra ready in {cassandra_ready:.1?}; Jaeger stopped and healthy again in {restart:.1?}; \
+         the trace ({} rows) unchanged; Cassandra resident {} MiB, on disk {:.1} MiB",
+        after.lines().count(),
+        rss_kb / 1024,
+        disk as f64 / 1048576.0
+    );
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_jaegers_share_one_cassandra_and_each_reads_the_whole_trace_the_other_half_wrote() {
+    let dir = scratch("cassandra-two-jaegers");
+    let node = Cassandra::start(&dir).await.expect("Cassandra starts");
+    let options = on_cassandra(&node);
+    let second = Jaeger::start(&dir.join("jaeger-b"), &options)
+        .await
+        .expect("the second Jaeger starts");
+    // The gateway and user-service export to the first Jaeger (through the
+    // test's tee); order- and inventory-service to the second.
+    let env = Setup {
+        jaeger: Some(options),
+        ..Setup::new()
+    }
+    .env(
+        "order-service",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        second.otlp_grpc_endpoint(),
+    )
+    .env(
+        "inventory-service",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        second.otlp_grpc_endpoint(),
+    )
+    .start("cassandra-two-jaegers")
+    .await;
+    let first = env.jaeger.as_ref().unwrap().query_url();
+    let trace_id = verify(&env, &first).await;
+    let through_first = show(&trace_id, &first).await;
+    let services: Vec<&str> = [
+        "api-gateway",
+        "user-service",
+        "order-service",
+        "inventory-service",
+    ]
+    .into_iter()
+    .filter(|s| through_first.contains(s))
+    .collect();
+    assert_eq!(services.len(), 4, "all four services in:\n{through_first}");
+    let through_second = show(&trace_id, &second.query_url()).await;
+    assert_eq!(
+        through_second, through_first,
+        "the two Jaegers read different traces from one store"
+    );
+    println!(
+        "\n== two Jaegers on one Cassandra: trace {trace_id} ({} rows) whole and identical through either",
+        through_first.lines().count()
+    );
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cassandra_frozen_for_20_s_under_load_costs_spans_not_requests_and_nothing_hangs() {
+    const SECONDS: u64 = 40;
+    const FROZEN_AT: u64 = 10;
+    const FROZEN_FOR: u64 = 20;
+    let dir = scratch("cassandra-outage");
+    let node = Cassandra::start(&dir).await.expect("Cassandra starts");
+    let env = Setup {
+        jaeger: Some(on_cassandra(&node)),
+        ..Setup::new()
+    }
+    .start("cassandra-outage")
+    .await;
+    let jaeger = env.jaeger.as_ref().unwrap();
+    let failed_before = jaeger_metric(
+        &env.http,
+        jaeger,
+        "otelcol_exporter_send_failed_spans_total",
+    )
+    .await;
+    let start = Instant::now();
+    let env_ref = &env;
+    // Two orders a second, each on time however long the earlier ones take.
+    let load = futures::future::join_all((0..SECONDS * 2).map(|i| async move {
+        tokio::time::sleep_until((start + Duration::from_millis(i * 500)).into()).await;
+        env_ref.order(&order_body(i as usize)).await
+    }));
+    let health = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let outage = async {
+        tokio::time::sleep_until((start + Duration::from_secs(FROZEN_AT)).into()).await;
+        node.freeze().await.unwrap();
+        // Jaeger's health endpoint (what compose and k8s probe) keeps answering.
+        let mut unhealthy = 0;
+        while start.elapsed() < Duration::from_secs(FROZEN_AT + FROZEN_FOR) {
+            let ok = health
+                .get(jaeger.health_url())
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            unhealthy += usize::from(!ok);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        node.thaw().await.unwrap();
+        unhealthy
+    };
+    let (answers, unhealthy) = tokio::join!(load, outage);
+    let slowest = answers
+        .iter()
+        .flatten()
+        .map(|a| a.elapsed)
+        .max()
+        .unwrap_or_default();
+    let accepted = answers.iter().flatten().filter(|a| a.status == 201).count();
+    // After the outage the store works again: a new order's trace is whole.
+    let query = jaeger.query_url();
+    verify(&env, &query).await;
+    let failed = jaeger_metric(
+        &env.http,
+        jaeger,
+        "otelcol_exporter_send_failed_spans_total",
+    )
+    .await
+        - failed_before;
+    let storage_errors = jaeger_metric(&env.http, jaeger, "jaeger_storage_errors_total").await;
+    let log_dir = env.log_dir.clone();
+    env.finish().await;
+    let lost: Vec<(String, u64, u64)> = tracectl::stack::SERVICES
+        .iter()
+        .map(|s| {
+            let stats = export_stats(&log_dir, s).expect("each service wrote its export stats");
+            ((*s).to_owned(), stats.ended, stats.lost())
+        })
+        .collect();
+    println!(
+        "\n== Cassandra frozen {FROZEN_FOR} s under 2 orders/s: orders {} sent, {accepted} accepted, slowest {slowest:.1?}; \
+         Jaeger unhealthy probes {unhealthy}; Jaeger: spans failed to store {failed}, storage errors {storage_errors}; \
+         services (ended, lost): {lost:?}",
+        answers.len()
+    );
+    assert_eq!(accepted, answers.len(), "every order accepted");
+    assert!(
+        slowest < Duration::from_secs(3),
+        "requests never wait on the trace store: {slowest:?}"
+    );
+    assert_eq!(unhealthy, 0, "Jaeger stays up");
+    assert!(
+        failed > 0.0 || lost.iter().any(|(_, _, l)| *l > 0),
+        "a 20 s freeze of the store costs spans, and they are counted"
+    );
+}
