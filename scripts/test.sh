@@ -52,7 +52,7 @@ if ensure_cassandra; then
   say "Apache Cassandra $CASSANDRA_VERSION: $CASSANDRA_LIBS"
 else
   skipped+=("tracectl/tests/cassandra.rs needs Apache Cassandra $CASSANDRA_VERSION: install Java 17+ and Maven (apt-get install openjdk-17-jre-headless maven), then run this again")
-  filters+=("not binary(cassandra)" "not (binary(tail_sampling) & test(/cassandra/))")
+  filters+=("not binary(cassandra)")
 fi
 if ensure_jaeger; then
   export JAEGER_BIN
