@@ -460,9 +460,13 @@ async fn fault_injection_slows_or_fails_the_named_step_and_is_off_by_default() {
         .receiver
         .store
         .wait_for(&id, Duration::from_secs(10), |t| {
+            // The delay span and its parent, which ends (and is exported) later.
             t.spans
                 .iter()
                 .any(|s| s.name == "injected-delay lookup-user")
+                && t.spans
+                    .iter()
+                    .any(|s| s.service == "user-service" && s.kind == Kind::Server)
         })
         .await;
     let delay = t
