@@ -36,43 +36,62 @@ if ! command -v cargo-nextest >/dev/null; then
   cargo install cargo-nextest --locked
 fi
 
-# 3. The real backends. Each process-level test starts a Kafka broker (and,
-#    where it needs one, a Jaeger) of its own from these.
+# 3. The real backends. Each process-level test starts what it needs (a
+#    Kafka broker or cluster, a Jaeger, a Cassandra node, a Prometheus) from
+#    these. What a test binary needs is read from its source: the testkit
+#    types it starts. Where a backend cannot be installed, exactly those
+#    binaries are left out.
 skipped=()
 filters=()
+# The test binaries (nextest binary ids) whose source matches a pattern.
+binaries_starting() {
+  local f pkg
+  for f in */tests/*.rs; do
+    grep -qE "$1" "$f" || continue
+    pkg=${f%%/*}
+    printf '%s::%s\n' "$pkg" "$(basename "$f" .rs)"
+  done
+}
+# leave_out WHAT PATTERN HOW: WHAT could not be installed; leave out the
+# binaries whose source matches PATTERN, and say which and HOW to get it.
+leave_out() {
+  local ids
+  ids=$(binaries_starting "$2")
+  [ -n "$ids" ] || return 0
+  skipped+=("$(printf '%s' "$ids" | paste -sd' ') need $1: $3, then run this again")
+  filters+=("not ($(printf '%s\n' "$ids" | sed 's/.*/binary_id(&)/' | paste -sd'|' | sed 's/|/ | /g'))")
+}
+java_how="install Java 17+ and Maven (apt-get install openjdk-17-jre-headless maven)"
+go_how="install Go (https://go.dev/dl)"
 if ensure_kafka; then
   export KAFKA_LIBS
   say "Apache Kafka $KAFKA_VERSION: $KAFKA_LIBS"
 else
-  skipped+=("the process-level tests (tracectl/tests/{e2e,faults,cluster,bad_input,jaeger,cassandra,traced_checkout,sampling,tail_sampling}.rs) need Apache Kafka $KAFKA_VERSION: install Java 17+ and Maven (apt-get install openjdk-17-jre-headless maven), then run this again")
-  filters+=("not (binary(e2e) | binary(faults) | binary(cluster) | binary(bad_input) | binary(jaeger) | binary(cassandra) | binary(traced_checkout) | binary(sampling) | binary(tail_sampling))")
+  leave_out "Apache Kafka $KAFKA_VERSION" 'Setup::|Kafka::' "$java_how"
 fi
 if ensure_cassandra; then
   export CASSANDRA_LIBS
   say "Apache Cassandra $CASSANDRA_VERSION: $CASSANDRA_LIBS"
 else
-  skipped+=("tracectl/tests/cassandra.rs needs Apache Cassandra $CASSANDRA_VERSION: install Java 17+ and Maven (apt-get install openjdk-17-jre-headless maven), then run this again")
-  filters+=("not binary(cassandra)")
+  leave_out "Apache Cassandra $CASSANDRA_VERSION" 'Cassandra::' "$java_how"
 fi
 if ensure_jaeger; then
   export JAEGER_BIN
   say "Jaeger $JAEGER_VERSION: $JAEGER_BIN"
 else
-  skipped+=("tracectl/tests/{jaeger,tail_sampling}.rs need Jaeger $JAEGER_VERSION, built with Go 1.24.6 or later: install Go (https://go.dev/dl), then run this again")
-  filters+=("not binary(jaeger)" "not binary(tail_sampling)" "not binary(cassandra)")
+  leave_out "Jaeger $JAEGER_VERSION" 'Jaeger::start|JaegerOptions' "$go_how (1.24.6 or later)"
 fi
 if ensure_prometheus; then
   export PROMETHEUS_BIN
   say "Prometheus $PROMETHEUS_VERSION: $PROMETHEUS_BIN"
 else
-  skipped+=("tracectl/tests/tail_sampling.rs needs Prometheus $PROMETHEUS_VERSION, built with Go 1.26.7 or later: install Go (https://go.dev/dl), then run this again")
-  filters+=("not binary(tail_sampling)")
+  leave_out "Prometheus $PROMETHEUS_VERSION" 'testkit::prometheus' "$go_how (1.26.7 or later)"
 fi
 if ensure_compose; then
   export COMPOSE_BIN
   say "Docker Compose $COMPOSE_VERSION: $COMPOSE_BIN"
 else
-  skipped+=("scripts/validate-deploy.sh's \`docker compose config\` checks need Docker Compose $COMPOSE_VERSION, built with Go 1.26.8 or later: install Go (https://go.dev/dl), then run this again")
+  skipped+=("scripts/validate-deploy.sh's \`docker compose config\` checks need Docker Compose $COMPOSE_VERSION: $go_how (1.26.8 or later), then run this again")
 fi
 if [ ${#skipped[@]} -gt 0 ] && [ "${CI:-}" = "true" ]; then
   printf 'CI=true: nothing may be skipped, but:\n' >&2

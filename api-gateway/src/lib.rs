@@ -68,17 +68,12 @@ pub fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Resu
     )?)
 }
 
-/// Path segments are forwarded percent-encoded so an id cannot change the route.
+/// Path segments are forwarded percent-encoded (all but letters, digits, `-`
+/// and `_`) so an id cannot change the route.
 fn segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    const KEPT: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_');
+    percent_encoding::utf8_percent_encode(s, KEPT).to_string()
 }
 
 async fn get_user(State(s): State<AppState>, Path(id): Path<String>) -> Response {

@@ -21,11 +21,8 @@ async fn listener() -> tokio::net::TcpListener {
 }
 
 /// An address where nothing listens.
-async fn closed_port() -> String {
-    let l = listener().await;
-    let url = format!("http://{}", l.local_addr().unwrap());
-    drop(l);
-    url
+fn closed_port() -> String {
+    format!("http://{}", tracing_common_testing::closed_port())
 }
 
 /// A server that accepts connections and never answers.
@@ -46,8 +43,8 @@ async fn gateway(user_service_url: String, tune: impl FnOnce(&mut Config)) -> Ru
     let mut config = Config {
         port: 0,
         user_service_url,
-        order_service_url: closed_port().await,
-        inventory_service_url: closed_port().await,
+        order_service_url: closed_port(),
+        inventory_service_url: closed_port(),
         http_timeout: Duration::from_secs(2),
         incoming_trace: IncomingTrace::Continue,
         incoming_baggage: IncomingBaggage::Drop,
@@ -127,7 +124,7 @@ async fn a_user_lookup_is_one_trace_from_gateway_to_database() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_is_down_is_a_502_with_a_clear_body_and_an_error_span() {
-    let gateway = gateway(closed_port().await, |_| {}).await;
+    let gateway = gateway(closed_port(), |_| {}).await;
     let trace = "1af7651916cd43dd8448eb211c80319c";
     let response = reqwest::Client::new()
         .get(format!("{}/api/users/user123", gateway.url()))
@@ -182,7 +179,7 @@ async fn a_silent_upstream_is_a_504_within_the_budget() {
 async fn an_oversized_order_is_refused_before_any_service_is_called() {
     // The order service URL is a silent upstream: forwarding would hang.
     let order_service = silent_upstream().await;
-    let gateway = gateway(closed_port().await, |c| c.order_service_url = order_service).await;
+    let gateway = gateway(closed_port(), |c| c.order_service_url = order_service).await;
     let response = reqwest::Client::new()
         .post(format!("{}/api/orders", gateway.url()))
         .header("content-type", "application/json")

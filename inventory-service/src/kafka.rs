@@ -3,7 +3,7 @@
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TraceContextExt as _;
-use order_contract::topics::{INVENTORY_EVENTS, ORDER_EVENTS};
+use order_contract::topics::INVENTORY_EVENTS;
 use order_contract::trace::names;
 use order_contract::{OrderCreated, StockDecision, StockDecisionKind};
 use rdkafka::Message;
@@ -25,7 +25,7 @@ pub async fn consume(
     db: Db,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    service_runtime::kafka::consume(consumer, ORDER_EVENTS, CONSUMER_GROUP, shutdown, |m| {
+    service_runtime::kafka::consume(consumer, shutdown, |m| {
         let (producer, db) = (producer.clone(), db.clone());
         async move { handle(&m, &producer, &db).await }
     })

@@ -74,7 +74,11 @@ pub fn app(state: AppState) -> Router {
 pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
     let producer =
         service_runtime::kafka::producer(&config.kafka_brokers, Some(config.kafka_send_timeout))?;
-    let consumer = service_runtime::kafka::consumer(&config.kafka_brokers, kafka::CONSUMER_GROUP)?;
+    let consumer = service_runtime::kafka::consumer(
+        &config.kafka_brokers,
+        kafka::CONSUMER_GROUP,
+        order_contract::topics::ORDER_EVENTS,
+    )?;
     if !config.faults.is_empty() {
         tracing::warn!(faults = %config.faults.describe(), "fault injection is ON (FAULTS)");
     }

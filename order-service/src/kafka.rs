@@ -3,7 +3,6 @@
 
 use opentelemetry::trace::TraceContextExt as _;
 use order_contract::StockDecision;
-use order_contract::topics::INVENTORY_EVENTS;
 use rdkafka::Message;
 use tracing_common::sqlx::Db;
 
@@ -18,7 +17,7 @@ pub async fn consume(
     db: Db,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    service_runtime::kafka::consume(consumer, INVENTORY_EVENTS, CONSUMER_GROUP, shutdown, |m| {
+    service_runtime::kafka::consume(consumer, shutdown, |m| {
         let db = db.clone();
         async move { handle(&m, &db).await }
     })

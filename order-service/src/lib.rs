@@ -95,7 +95,11 @@ pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow
     // No send timeout: the relay is the only sender, and a record is retried
     // until acknowledged rather than given up and sent again.
     let producer = service_runtime::kafka::producer(&config.kafka_brokers, None)?;
-    let consumer = service_runtime::kafka::consumer(&config.kafka_brokers, kafka::CONSUMER_GROUP)?;
+    let consumer = service_runtime::kafka::consumer(
+        &config.kafka_brokers,
+        kafka::CONSUMER_GROUP,
+        order_contract::topics::INVENTORY_EVENTS,
+    )?;
     let http = tracing_common::reqwest::http_client(config.http_timeout)?;
     let database_url = config.database_url.clone();
     let config = config.clone();
@@ -390,7 +394,7 @@ async fn write_order(
     idempotency_key: Option<&str>,
     event: &db::OutboxEvent,
 ) -> Result<db::Inserted, AppError> {
-    let span = tracing::info_span!(names::CREATE_ORDER_DB, db.system.name = "postgresql");
+    let span = tracing::info_span!(names::CREATE_ORDER_DB);
     Ok(
         db::insert_order(&state.db, order_id, order, idempotency_key, event)
             .instrument(span)

@@ -355,6 +355,12 @@ async fn the_seed_order_is_created_published_reserved_and_confirmed_in_one_trace
     );
 
     let create = only(&spans, "create-order-db");
+    assert_eq!(create.span_kind, SpanKind::Internal);
+    assert_eq!(
+        attr_str(create, "db.system.name"),
+        None,
+        "database attributes belong on the CLIENT spans, not the INTERNAL step"
+    );
     for insert in ["INSERT orders", "INSERT order_items", "INSERT outbox"] {
         let span = only(&spans, insert);
         assert_eq!(span.span_kind, SpanKind::Client, "{insert}");

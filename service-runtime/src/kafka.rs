@@ -122,9 +122,11 @@ impl Producer {
     }
 }
 
-/// A consumer in `group` that commits only offsets the application stored
-/// (after its database transaction committed): at-least-once delivery.
-pub fn consumer(brokers: &str, group: &str) -> KafkaResult<Consumer> {
+/// A consumer in `group`, subscribed to `topic`, that commits only offsets
+/// the application stored (after its database transaction committed):
+/// at-least-once delivery. A subscription the client refuses is an error
+/// here, at start-up, not a consumer that silently never runs.
+pub fn consumer(brokers: &str, group: &str, topic: &str) -> KafkaResult<Consumer> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
@@ -143,10 +145,14 @@ pub fn consumer(brokers: &str, group: &str) -> KafkaResult<Consumer> {
         .set("max.poll.interval.ms", "20000")
         .set("statistics.interval.ms", STATS_INTERVAL_MS);
     let watch = Watch::default();
+    let current: StreamConsumer<Watch> = config.create_with_context(watch.clone())?;
+    rdkafka::consumer::Consumer::subscribe(&current, &[topic])?;
     Ok(Consumer {
-        current: config.create_with_context(watch.clone())?,
+        current,
         watch,
         config,
+        topic: topic.to_owned(),
+        group: group.to_owned(),
     })
 }
 
@@ -325,6 +331,8 @@ pub struct Consumer {
     current: StreamConsumer<Watch>,
     watch: Watch,
     config: ClientConfig,
+    topic: String,
+    group: String,
 }
 
 impl Consumer {
@@ -332,14 +340,14 @@ impl Consumer {
         self.config.get("bootstrap.servers").unwrap_or_default()
     }
 
-    /// Replaces the client with a fresh one subscribed to `topic`. The old
-    /// one is closed on a blocking thread: closing leaves the group, which
-    /// waits on the brokers.
-    fn rebuild(&mut self, topic: &str) -> KafkaResult<()> {
+    /// Replaces the client with a fresh one subscribed to the same topic.
+    /// The old one is closed on a blocking thread: closing leaves the group,
+    /// which waits on the brokers.
+    fn rebuild(&mut self) -> KafkaResult<()> {
         use rdkafka::consumer::Consumer as _;
         let watch = Watch::default();
         let fresh: StreamConsumer<Watch> = self.config.create_with_context(watch.clone())?;
-        fresh.subscribe(&[topic])?;
+        fresh.subscribe(&[self.topic.as_str()])?;
         self.watch = watch;
         let old = std::mem::replace(&mut self.current, fresh);
         tokio::task::spawn_blocking(move || drop(old));
@@ -383,7 +391,8 @@ impl Outage {
 
     /// Probes the brokers (at most every 2 s) and replaces the consumer when
     /// they are back after an outage longer than the session timeout.
-    async fn check(&mut self, consumer: &mut Consumer, topic: &str) {
+    async fn check(&mut self, consumer: &mut Consumer) {
+        let topic = consumer.topic.clone();
         let now = std::time::Instant::now();
         if self
             .last_probe
@@ -399,7 +408,7 @@ impl Outage {
         }
         if self.replace_when_back {
             let down_s = self.down_since.map_or(0, |t| t.elapsed().as_secs());
-            match consumer.rebuild(topic) {
+            match consumer.rebuild() {
                 Ok(()) => {
                     tracing::warn!(%topic, down_s, "brokers were unreachable for longer than the session timeout (or the group dropped this member); replaced the consumer with a fresh one");
                     *self = Outage {
@@ -429,7 +438,7 @@ impl Outage {
         } else if at.elapsed() > ASSIGNMENT_GRACE {
             // Seen after a broker frozen for 25 s: the fresh consumer, made
             // while the group coordinator was still loading, never joined.
-            match consumer.rebuild(topic) {
+            match consumer.rebuild() {
                 Ok(()) => {
                     tracing::warn!(%topic, attempt = count + 1, "the replaced consumer got no partitions within 15 s; replaced it again");
                     self.replaced = Some((now, count + 1));
@@ -461,8 +470,6 @@ const POLL_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(
 /// rather than fail them.
 pub async fn consume<F, Fut, E>(
     consumer: Consumer,
-    topic: &str,
-    group: &str,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     handle: F,
 ) where
@@ -472,10 +479,8 @@ pub async fn consume<F, Fut, E>(
 {
     use rdkafka::consumer::Consumer as _;
     let mut consumer = consumer;
-    if let Err(e) = consumer.current.subscribe(&[topic]) {
-        tracing::error!(error = %e, %topic, "cannot subscribe");
-        return;
-    }
+    let (topic, group) = (consumer.topic.clone(), consumer.group.clone());
+    let (topic, group) = (topic.as_str(), group.as_str());
     let mut outage = Outage::default();
     loop {
         let message = tokio::select! {
@@ -489,7 +494,7 @@ pub async fn consume<F, Fut, E>(
                         outage.session_lost();
                     }
                     if outage.watching() {
-                        outage.check(&mut consumer, topic).await;
+                        outage.check(&mut consumer).await;
                     }
                     continue;
                 }
@@ -509,7 +514,7 @@ pub async fn consume<F, Fut, E>(
                 if consumer.watch.take_session_lost() {
                     outage.session_lost();
                 }
-                outage.check(&mut consumer, topic).await;
+                outage.check(&mut consumer).await;
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 continue;
             }

@@ -69,12 +69,7 @@ const LOGBACK: &str = r#"<configuration scan="false">
 /// What the node logs once it serves CQL clients.
 const READY: &str = "Startup complete";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+use tracing_common_testing::free_port;
 
 impl Cassandra {
     /// Writes a node's configuration under `dir` and starts it, waiting

@@ -62,12 +62,7 @@ fn version(libs: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+use tracing_common_testing::free_port;
 
 /// Log4j 2 settings for the broker: warnings, plus the lines the tests
 /// wait for or read (started, controller elections, group changes).

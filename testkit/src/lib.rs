@@ -26,3 +26,5 @@ pub mod proxy;
 pub mod receiver;
 pub mod scan;
 pub mod seed;
+
+pub use tracing_common_testing::{closed_port, free_port};

@@ -64,9 +64,7 @@ impl Prometheus {
         std::fs::write(&config, config_for("127.0.0.1:9")?)?;
         let mut last = None;
         for attempt in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port();
+            let port = tracing_common_testing::free_port();
             let log = dir.join(format!("prometheus-{attempt}.log"));
             let out = std::fs::File::create(&log)?;
             let process = tokio::process::Command::new(&binary)

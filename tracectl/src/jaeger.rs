@@ -14,12 +14,15 @@ use crate::model::{Kind, Span, Trace};
 
 /// Lower-case hex of `len` characters, left-padded with zeros (Jaeger trims
 /// leading zeros of 64-bit ids).
+/// Counted in characters, so an id that is not ASCII (a broken or hostile
+/// response) is shown as it came, never split inside a character.
 fn id(value: &Value, len: usize) -> String {
     let s = value.as_str().unwrap_or("").to_ascii_lowercase();
-    if s.len() >= len {
-        s[s.len() - len..].to_owned()
+    let chars = s.chars().count();
+    if chars >= len {
+        s.chars().skip(chars - len).collect()
     } else {
-        format!("{}{s}", "0".repeat(len - s.len()))
+        format!("{}{s}", "0".repeat(len - chars))
     }
 }
 
@@ -436,42 +439,45 @@ pub fn failed_span<'t>(trace: &'t Trace, service: &str) -> Option<&'t crate::mod
 /// Percent-encodes everything but unreserved characters (RFC 3986), for a
 /// query parameter.
 pub fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
-/// `2026-11-23T10:00:00Z`, URL-safe, from a duration since the epoch.
+/// `2026-11-23T10:00:00Z`, URL-encoded, from a duration since the epoch.
 fn rfc3339(since_epoch: Duration) -> String {
-    let secs = since_epoch.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}%3A{:02}%3A{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let at = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH
+        + chrono::TimeDelta::seconds(since_epoch.as_secs() as i64);
+    encode(&at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_padded_trimmed_and_never_split_inside_a_character() {
+        let id = |v: &str, len| id(&Value::String(v.to_owned()), len);
+        assert_eq!(id("ABC", 16), "0000000000000abc");
+        assert_eq!(
+            id("4bf92f3577b34da6a3ce929d0e0e4736", 16),
+            "a3ce929d0e0e4736"
+        );
+        assert_eq!(id("", 16), "0".repeat(16));
+        assert_eq!(id("é", 4), "000é");
+        assert_eq!(id("ééééé", 4), "éééé");
+        assert_eq!(id("00f067aa0ba902bä", 16), "00f067aa0ba902bä");
+        assert_eq!(super::id(&Value::Null, 4), "0000");
+        // A whole response with such ids parses instead of panicking.
+        let body = serde_json::json!({"data": [{"traceID": "ü", "spans": [
+            {"traceID": "ü", "spanID": "日本", "operationName": "x", "references": []}
+        ], "processes": {}}]});
+        let traces = parse_v1(&body).unwrap();
+        assert_eq!(traces[0].spans[0].span_id, "00000000000000日本");
+    }
 
     #[test]
     fn rfc3339_is_correct_for_known_instants() {

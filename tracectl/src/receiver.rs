@@ -108,12 +108,28 @@ impl Store {
         timeout: Duration,
         done: impl Fn(&Trace) -> bool,
     ) -> Trace {
+        self.wait(timeout, || self.trace(trace_id), done).await
+    }
+
+    /// Waits until `done` holds for every span received so far, or `timeout`
+    /// passes; returns the spans as they are then.
+    pub async fn wait_spans(&self, timeout: Duration, done: impl Fn(&[Span]) -> bool) -> Vec<Span> {
+        self.wait(timeout, || self.spans(), |spans| done(spans))
+            .await
+    }
+
+    async fn wait<T>(
+        &self,
+        timeout: Duration,
+        read: impl Fn() -> T,
+        done: impl Fn(&T) -> bool,
+    ) -> T {
         let deadline = Instant::now() + timeout;
         loop {
             let notified = self.received.notified();
-            let trace = self.trace(trace_id);
-            if done(&trace) || Instant::now() >= deadline {
-                return trace;
+            let now = read();
+            if done(&now) || Instant::now() >= deadline {
+                return now;
             }
             let _ =
                 tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), notified)

@@ -60,10 +60,7 @@ fn assert_says(outcome: &Outcome, words: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_listening_is_named_with_host_and_port() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = testkit::closed_port();
     for protocol in ["grpc", "http/protobuf"] {
         let out = doctor(&endpoint_vars(format!("http://{closed}"), protocol)).await;
         assert_eq!(out.code, 1);

@@ -44,6 +44,46 @@ async fn the_seed_order_is_one_trace_across_four_processes_postgres_and_kafka() 
     );
     assert_eq!(run.placed.body["status"], "pending");
     let (trace, order_id) = (&run.trace, &run.order_id);
+    // Exactly the order flow's spans, nothing else: ORDER_TRACE names each
+    // span of the flow once; the seed's two items add a second stock update
+    // and the reservations, and each consumer records the event it processed
+    // (inventory-service also stores its answer there).
+    let mut received: Vec<(String, &str, String)> = trace
+        .spans
+        .iter()
+        .map(|s| (s.service.clone(), s.kind.label(), s.name.clone()))
+        .collect();
+    let per_seed = [
+        ("inventory-service", "UPDATE stock"),
+        ("inventory-service", "INSERT reservations"),
+        ("inventory-service", "INSERT reservations"),
+        ("inventory-service", "INSERT processed_events"),
+        ("inventory-service", "UPDATE processed_events"),
+        ("order-service", "INSERT processed_events"),
+    ];
+    let mut expected: Vec<(String, &str, String)> = tracectl::check::ORDER_TRACE
+        .iter()
+        .map(|e| {
+            (
+                e.service.to_owned(),
+                Kind::from(e.kind).label(),
+                e.name.to_owned(),
+            )
+        })
+        .chain(
+            per_seed
+                .iter()
+                .map(|(service, name)| ((*service).to_owned(), "CLIENT", (*name).to_owned())),
+        )
+        .collect();
+    received.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(
+        received,
+        expected,
+        "the seed's trace is not exactly the order flow's\n{}",
+        tracectl::waterfall::render(trace)
+    );
     let trace_id = trace.trace_id.clone();
     assert_eq!(
         trace.services(),

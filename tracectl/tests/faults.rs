@@ -33,15 +33,26 @@ fn p(latencies: &mut [Duration], pct: f64) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_otlp_endpoint_leaves_requests_fast_and_memory_bounded() {
-    const N: usize = 120;
+    const N: usize = 600;
+    // Each export request gives up after this long: a request that waited for
+    // the exporter would take at least as long.
+    const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
     // The same load against a healthy receiver, then against a collector that
     // accepts connections and never answers.
-    let mut p50 = Vec::new();
+    let mut slowest = Vec::new();
+    let mut order_service_growth_kb = Vec::new();
     for hanging in [false, true] {
         let hole = Proxy::black_hole().await.unwrap();
         let mut setup = Setup::new();
         if hanging {
             setup.otlp_endpoint = Some(hole.url());
+        }
+        for service in tracectl::stack::SERVICES {
+            setup = setup.env(
+                service,
+                "OTEL_EXPORTER_OTLP_TIMEOUT",
+                EXPORT_TIMEOUT.as_millis().to_string(),
+            );
         }
         let env = setup
             // A small queue so the bound is reached within this run.
@@ -55,7 +66,11 @@ async fn a_hanging_otlp_endpoint_leaves_requests_fast_and_memory_bounded() {
             env.services
                 .pids()
                 .into_iter()
-                .map(|(n, pid)| (n, loadgen::procfs::memory_kb(pid).unwrap_or_default().0))
+                .map(|(n, pid)| {
+                    let kb = loadgen::procfs::memory_kb(pid)
+                        .unwrap_or_else(|| panic!("{n}: memory not readable"));
+                    (n, kb.0)
+                })
                 .collect()
         };
         let before = rss(&env);
@@ -82,6 +97,7 @@ async fn a_hanging_otlp_endpoint_leaves_requests_fast_and_memory_bounded() {
                 ("settled", format!("{settled:?}")),
                 ("p50", format!("{:?}", p(&mut lat, 50.0))),
                 ("p99", format!("{:?}", p(&mut lat, 99.0))),
+                ("slowest", format!("{:?}", lat.iter().max())),
                 ("RSS", growth.join("; ")),
                 (
                     "connections to the hanging endpoint",
@@ -95,13 +111,10 @@ async fn a_hanging_otlp_endpoint_leaves_requests_fast_and_memory_bounded() {
             Some(N as i64),
             "{settled:?}"
         );
-        for ((name, b), (_, a)) in before.iter().zip(&after) {
-            assert!(
-                *a < b + 30_000,
-                "{name} grew from {b} kB to {a} kB: the span queue is not bounded"
-            );
-        }
-        p50.push(p(&mut lat, 50.0));
+        let (_, b) = before.iter().find(|(n, _)| *n == "order-service").unwrap();
+        let (_, a) = after.iter().find(|(n, _)| *n == "order-service").unwrap();
+        order_service_growth_kb.push(a.saturating_sub(*b));
+        slowest.push(lat.iter().max().copied().unwrap_or_default());
         if hanging {
             assert!(hole.accepted() > 0, "the services never tried to export");
             // Let the services flush what they can, then stop: the shutdown
@@ -137,12 +150,28 @@ async fn a_hanging_otlp_endpoint_leaves_requests_fast_and_memory_bounded() {
             env.finish().await;
         }
     }
-    // Requests never wait for the exporter: within noise of the healthy run.
+    // order-service ends about 14 spans per order: N orders overflow its
+    // 256-span queue many times over. Against a healthy endpoint its memory
+    // grows with the orders (about 6 MB here: export buffers, pools); against
+    // a hanging one the bounded queue drops what does not fit, and it grew
+    // less (measured: -1 MB). With the queue made large enough to keep every
+    // span (OTEL_BSP_MAX_QUEUE_SIZE=1000000) it grew 2.3 MB more than the
+    // healthy run, which this bound catches.
+    let [healthy, hanging] = order_service_growth_kb[..] else {
+        unreachable!()
+    };
     assert!(
-        p50[1] < p50[0] * 2 + Duration::from_millis(20),
-        "p50 healthy {:?}, hanging {:?}",
-        p50[0],
-        p50[1]
+        hanging < healthy + 1024,
+        "order-service grew {hanging} kB against a hanging endpoint, {healthy} kB against a healthy one: the span queue is not bounded"
+    );
+    // Requests never wait for the exporter: none takes as long as one export
+    // attempt (the latencies themselves are reported above, not compared: a
+    // timed comparison fails on a busy machine without telling anything).
+    assert!(
+        slowest[1] < EXPORT_TIMEOUT,
+        "slowest answer healthy {:?}, hanging {:?}: a request waited for the exporter",
+        slowest[0],
+        slowest[1]
     );
 }
 
@@ -761,14 +790,39 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_flushes_their_spans(
     let _ = orders(&env, 8, 4).await;
     let env_ref = &env;
     // A wave of orders, 8 in flight at a time, with SIGTERM sent to
-    // order-service in the middle of it.
-    let (wave, sent_term) = tokio::join!(orders(env_ref, N, 8), async {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+    // order-service once 16 of them have been answered: the wave is running,
+    // and whether requests were inside order-service then is checked below
+    // from their spans.
+    let answered = std::sync::atomic::AtomicUsize::new(0);
+    let answered = &answered;
+    let wave = async {
+        use futures::StreamExt;
+        futures::stream::iter(0..N)
+            .map(|i| async move {
+                let a = env_ref.order(&order_body(i)).await;
+                answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                a
+            })
+            .buffered(8)
+            .collect::<Vec<_>>()
+            .await
+    };
+    let (wave, (sent_term, term_at)) = tokio::join!(wave, async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while answered.load(std::sync::atomic::Ordering::Relaxed) < 16 && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let at = std::time::SystemTime::now();
         process::signal(&env_ref.services, "order-service", "TERM")
             .await
             .unwrap();
-        Instant::now()
+        (Instant::now(), at)
     });
+    let term_ns = term_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
     let exit = process::wait_exit(&mut env.services, "order-service", Duration::from_secs(20))
         .await
         .unwrap();
@@ -785,14 +839,21 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_flushes_their_spans(
     db.close().await;
     let half = env.half_written_orders().await;
     let mut without_span = 0;
+    // Accepted orders whose order-service SERVER span began before the signal
+    // and ended after it: requests in flight when TERM arrived.
+    let mut in_flight_at_term = 0;
     for a in wave.iter().flatten().filter(|a| a.status == 201) {
         let t = env.receiver.store.trace(a.trace_id.as_deref().unwrap());
-        if !t
+        match t
             .spans
             .iter()
-            .any(|s| s.service == "order-service" && s.name == "POST /orders")
+            .find(|s| s.service == "order-service" && s.name == "POST /orders")
         {
-            without_span += 1;
+            Some(s) => {
+                in_flight_at_term +=
+                    usize::from(s.start_ns < term_ns && s.start_ns + s.duration_ns > term_ns)
+            }
+            None => without_span += 1,
         }
     }
     let log = std::fs::read_to_string(env.log_dir.join("order-service.log")).unwrap();
@@ -808,6 +869,10 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_flushes_their_spans(
             (
                 "accepted without their server span",
                 without_span.to_string(),
+            ),
+            (
+                "accepted and in flight when TERM arrived",
+                in_flight_at_term.to_string(),
             ),
             (
                 "exit",
@@ -837,6 +902,10 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_flushes_their_spans(
     assert_eq!(stored, ids.len() as i64);
     assert_eq!(half, 0);
     assert_eq!(without_span, 0);
+    assert!(
+        in_flight_at_term > 0,
+        "no accepted request was inside order-service when TERM arrived"
+    );
     assert_eq!(shutdown.lost(), 0, "{shutdown:?}\n{log}");
     process::restart(&mut env.services, "order-service", Duration::from_secs(60))
         .await
@@ -953,10 +1022,8 @@ async fn duplicate_out_of_order_and_garbage_events_change_nothing_and_consumers_
         .unwrap();
     let reservations_after = count("SELECT count(*) FROM reservations").await;
     let mismatch = env.reservation_mismatch().await;
-    // Every garbage record got a consumer span saying why it was skipped.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let spans = env.receiver.store.spans();
-    let skipped = |service: &str| {
+    // Every garbage record gets a consumer span saying why it was skipped.
+    let skipped_in = |spans: &[tracectl::model::Span], service: &str| {
         spans
             .iter()
             .filter(|s| {
@@ -966,6 +1033,15 @@ async fn duplicate_out_of_order_and_garbage_events_change_nothing_and_consumers_
             })
             .count()
     };
+    let spans = env
+        .receiver
+        .store
+        .wait_spans(Duration::from_secs(15), |spans| {
+            skipped_in(spans, "inventory-service") >= garbage.len()
+                && skipped_in(spans, "order-service") >= garbage.len()
+        })
+        .await;
+    let skipped = |service: &str| skipped_in(&spans, service);
     let duplicates = spans
         .iter()
         .filter(|s| {
@@ -1010,16 +1086,8 @@ async fn duplicate_out_of_order_and_garbage_events_change_nothing_and_consumers_
         orders_total, 4,
         "an event about an unknown order creates nothing"
     );
-    assert!(
-        skipped("inventory-service") >= garbage.len() - 1,
-        "{}",
-        skipped("inventory-service")
-    );
-    assert!(
-        skipped("order-service") >= garbage.len() - 1,
-        "{}",
-        skipped("order-service")
-    );
+    assert_eq!(skipped("inventory-service"), garbage.len());
+    assert_eq!(skipped("order-service"), garbage.len());
     assert_eq!(settled.get("confirmed"), Some(&1), "{settled:?}");
     inventory.close().await;
     orders_db.close().await;

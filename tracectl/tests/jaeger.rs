@@ -4,10 +4,12 @@
 //! Jaeger's query API by the `tracectl` binary, Jaeger's dependency graph,
 //! its health endpoint, and remote sampling served by Jaeger itself.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use opentelemetry::trace::{TraceContextExt, Tracer, TracerProvider as _};
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry::trace::{SpanId, TraceContextExt, TraceId, Tracer, TracerProvider as _};
+use opentelemetry_sdk::trace::{IdGenerator, Sampler, SdkTracerProvider};
 use serde_json::Value;
 use testkit::env::{Setup, bin_dir, run_id};
 use testkit::jaeger::{Jaeger, JaegerOptions, deploy_dir};
@@ -233,10 +235,27 @@ async fn the_health_endpoint_compose_and_k8s_probe_answers_once_jaeger_is_ready(
     assert_eq!(answer["status"], "StatusOK", "{answer}");
 }
 
+/// Trace ids 1, 2, 3, ... spread over the 64 bits a ratio sampler reads (a
+/// Weyl sequence), restarted for each count: a sampler's share of them is
+/// exact and repeatable, so a count can be compared with `==`.
+#[derive(Debug, Clone, Default)]
+struct Ids(Arc<AtomicU64>);
+
+impl IdGenerator for Ids {
+    fn new_trace_id(&self) -> TraceId {
+        let i = self.0.fetch_add(1, Ordering::Relaxed) + 1;
+        TraceId::from((u128::from(i) << 64) | u128::from(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+    }
+
+    fn new_span_id(&self) -> SpanId {
+        SpanId::from(self.0.load(Ordering::Relaxed).max(1))
+    }
+}
+
 /// A tracer provider configured from the variables a service reads:
 /// `OTEL_TRACES_SAMPLER=parentbased_jaeger_remote` pointed at `jaeger`. It
 /// samples nothing until a strategy arrives.
-fn provider(service: &str, jaeger: &Jaeger) -> SdkTracerProvider {
+fn provider(service: &str, jaeger: &Jaeger) -> (SdkTracerProvider, Ids) {
     let arg = format!(
         "endpoint={},pollingIntervalMs=200,initialSamplingRate=0",
         jaeger.sampling_url()
@@ -250,31 +269,46 @@ fn provider(service: &str, jaeger: &Jaeger) -> SdkTracerProvider {
         })
     })
     .expect("a valid parentbased_jaeger_remote configuration");
-    SdkTracerProvider::builder()
-        .with_sampler(tracing_common::sampling::sampler(&config).unwrap())
-        .build()
+    with_sampler(tracing_common::sampling::sampler(&config).unwrap())
 }
 
-/// Root spans sampled out of `n`.
-fn sampled_of(provider: &SdkTracerProvider, n: usize) -> usize {
+fn with_sampler(sampler: Sampler) -> (SdkTracerProvider, Ids) {
+    let ids = Ids::default();
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(sampler)
+        .with_id_generator(ids.clone())
+        .build();
+    (provider, ids)
+}
+
+/// Root spans sampled out of the first `n` trace ids of [`Ids`].
+fn sampled_of((provider, ids): &(SdkTracerProvider, Ids), n: usize) -> usize {
+    ids.0.store(0, Ordering::Relaxed);
     let tracer = provider.tracer("remote-sampling");
     (0..n)
         .filter(|_| tracer.in_span("op", |cx| cx.span().span_context().is_sampled()))
         .count()
 }
 
-/// Waits (bounded) until the share sampled of 2000 roots falls within
-/// `range` (a strategy applied or changed); the last count if it never does.
+/// What a local `traceidratio` sampler at `ratio` samples of the same 2000 ids.
+fn ratio_of_2000(ratio: f64) -> usize {
+    sampled_of(&with_sampler(Sampler::TraceIdRatioBased(ratio)), 2000)
+}
+
+/// Waits (bounded) until the remote sampler samples exactly what a local
+/// ratio sampler at `ratio` does of the same 2000 trace ids (the strategy
+/// has arrived, or its change has); the last count if it never does.
 async fn share_settles(
-    provider: &SdkTracerProvider,
-    range: std::ops::RangeInclusive<usize>,
+    provider: &(SdkTracerProvider, Ids),
+    ratio: f64,
     within: Duration,
-) -> usize {
+) -> (usize, usize) {
+    let expected = ratio_of_2000(ratio);
     let deadline = Instant::now() + within;
     loop {
         let sampled = sampled_of(provider, 2000);
-        if range.contains(&sampled) || Instant::now() > deadline {
-            return sampled;
+        if sampled == expected || Instant::now() > deadline {
+            return (sampled, expected);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -310,11 +344,15 @@ async fn services_apply_the_strategies_jaeger_serves_and_a_changed_file_takes_ef
     .await
     .unwrap();
 
-    // Probabilistic 0.25: 500 of 2000 expected; 5 sigma is about 97.
+    // Probabilistic 0.25: exactly the trace ids a local ratio sampler at
+    // 0.25 samples.
     let share = provider("share-service", &jaeger);
-    let sampled = share_settles(&share, 400..=600, Duration::from_secs(10)).await;
-    println!("REMOTE SAMPLING probabilistic 0.25: {sampled} of 2000 sampled");
-    assert!((400..=600).contains(&sampled), "{sampled} of 2000 at 0.25");
+    let (sampled, expected) = share_settles(&share, 0.25, Duration::from_secs(10)).await;
+    println!(
+        "REMOTE SAMPLING probabilistic 0.25: {sampled} of 2000 sampled ({expected} at a local 0.25)"
+    );
+    assert_eq!(sampled, expected, "of 2000 at 0.25");
+    assert_ne!(expected, ratio_of_2000(0.75));
 
     // order-service's rate-limiting strategy in the repository's file (10
     // traces/s), served by Jaeger as RATE_LIMITING: a burst of 5000 roots
@@ -348,14 +386,11 @@ async fn services_apply_the_strategies_jaeger_serves_and_a_changed_file_takes_ef
     with_share(&mut strategies, 0.75);
     std::fs::write(&file, serde_json::to_vec_pretty(&strategies).unwrap()).unwrap();
     let changed = Instant::now();
-    let sampled = share_settles(&share, 1400..=1600, Duration::from_secs(15)).await;
+    let (sampled, expected) = share_settles(&share, 0.75, Duration::from_secs(15)).await;
     println!(
-        "REMOTE SAMPLING after the file changed to 0.75: {sampled} of 2000 sampled, {:.1?} after the write (reload interval {reload:?})",
+        "REMOTE SAMPLING after the file changed to 0.75: {sampled} of 2000 sampled ({expected} at a local 0.75), {:.1?} after the write (reload interval {reload:?})",
         changed.elapsed()
     );
-    assert!(
-        (1400..=1600).contains(&sampled),
-        "{sampled} of 2000 at 0.75"
-    );
+    assert_eq!(sampled, expected, "of 2000 at 0.75");
     drop(jaeger);
 }

@@ -212,10 +212,7 @@ async fn the_example_exports_one_trace_across_http_and_a_real_kafka() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_broker_the_example_fails_within_its_deadline_saying_why() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = testkit::closed_port();
     let started = std::time::Instant::now();
     let output = run_example(&[
         ("KAFKA_BROKERS", closed.to_string()),

@@ -264,3 +264,19 @@ pub fn record_count(brokers: &str, topic: &str) -> i64 {
         })
         .sum()
 }
+
+/// A free loopback port, as the kernel hands one out. Free when this returns;
+/// a process started on it afterwards may still lose it to another, so
+/// callers that start servers retry on a bind clash.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A loopback address where nothing listens (a port the kernel just handed
+/// out, closed again): connections to it are refused.
+pub fn closed_port() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], free_port()))
+}

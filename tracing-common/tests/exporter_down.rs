@@ -10,10 +10,7 @@ use tracing_common::{ServerTracingLayer, TelemetryConfig, TrustPolicy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_succeed_while_the_otlp_endpoint_is_a_closed_port() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = tracing_common_testing::closed_port();
     let mut config = TelemetryConfig::from_lookup("exporter-down-test", |_| Ok(None)).unwrap();
     config.exporters = vec![ExporterConfig::Otlp(
         OtlpConfig::new(format!("http://{closed}"), OtlpProtocol::Grpc)

@@ -136,9 +136,7 @@ async fn the_remote_sampler_applies_the_probabilistic_strategy_served_for_its_se
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_the_endpoint_cannot_be_reached_the_initial_rate_decides() {
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}/sampling", closed.local_addr().unwrap());
-    drop(closed);
+    let endpoint = format!("http://{}/sampling", tracing_common_testing::closed_port());
     let provider = provider("foo", &endpoint);
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(100)).await;

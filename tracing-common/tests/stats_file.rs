@@ -68,10 +68,7 @@ async fn shutdown_writes_exported_spans_to_the_stats_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_writes_lost_spans_to_the_stats_file() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = tracing_common_testing::closed_port();
     let started = std::time::Instant::now();
     let (returned, written) = run(
         "lost",
