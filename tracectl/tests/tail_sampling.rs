@@ -180,9 +180,33 @@ fn trace_ids(answers: &[Option<Answer>]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_sampling_keeps_every_error_and_slow_trace_whole_and_the_monitor_tab_shows_the_rates()
 {
+    tail_sampling_and_the_monitor_tab(false).await;
+}
+
+/// The same with Jaeger's traces in Cassandra (`deploy/jaeger/cassandra.yaml`):
+/// tail sampling and span metrics work as they do with the memory store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_traces_in_cassandra_tail_sampling_and_the_monitor_tab_work_as_with_memory() {
+    tail_sampling_and_the_monitor_tab(true).await;
+}
+
+async fn tail_sampling_and_the_monitor_tab(in_cassandra: bool) {
     let dir = std::env::temp_dir().join(format!("tail-sampling-{}", testkit::env::run_id()));
     let prometheus = Prometheus::start(&dir).await.expect("Prometheus starts");
+    let cassandra = if in_cassandra {
+        Some(
+            testkit::cassandra::Cassandra::start(&dir)
+                .await
+                .expect("Cassandra starts"),
+        )
+    } else {
+        None
+    };
     let jaeger_options = JaegerOptions {
+        extra_configs: cassandra
+            .iter()
+            .map(|_| testkit::jaeger::deploy_dir().join("jaeger/cassandra.yaml"))
+            .collect(),
         env: [
             (
                 "JAEGER_TRACES_PROCESSORS",
@@ -194,6 +218,11 @@ async fn tail_sampling_keeps_every_error_and_slow_trace_whole_and_the_monitor_ta
             ("JAEGER_PROMETHEUS_URL", prometheus.url()),
         ]
         .into_iter()
+        .chain(
+            cassandra
+                .iter()
+                .map(|c| ("JAEGER_CASSANDRA_SERVERS", c.servers())),
+        )
         .map(|(k, v)| (k.to_owned(), v))
         .collect(),
         ..JaegerOptions::default()
