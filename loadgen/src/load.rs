@@ -78,7 +78,8 @@ impl Mix {
     /// two runs send the same sequence.
     pub fn kind(&self, i: u64) -> Kind {
         let total = self.total().max(1);
-        let mut slot = splitmix(i) % total;
+        use rand::{Rng as _, SeedableRng as _};
+        let mut slot = rand::rngs::SmallRng::seed_from_u64(i).random_range(0..total);
         for (weight, kind) in [
             (self.orders, Kind::Order),
             (self.invalid_orders, Kind::InvalidOrder),
@@ -131,13 +132,6 @@ impl Mix {
         }
         Ok(mix)
     }
-}
-
-fn splitmix(i: u64) -> u64 {
-    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// The invalid orders the generator sends, in turn; each is refused with the
