@@ -43,13 +43,20 @@ fi
 #    binaries are left out.
 skipped=()
 filters=()
-# The test binaries (nextest binary ids) whose source matches a pattern.
+# The test binaries (nextest binary ids) whose source matches a pattern: a
+# file tests/NAME.rs, or a directory tests/NAME/ (main.rs and its modules).
 binaries_starting() {
-  local f pkg
-  for f in */tests/*.rs; do
-    grep -qE "$1" "$f" || continue
-    pkg=${f%%/*}
-    printf '%s::%s\n' "$pkg" "$(basename "$f" .rs)"
+  local f
+  for f in */tests/*.rs */tests/*/main.rs; do
+    [ -f "$f" ] || continue
+    if [ "${f##*/}" = main.rs ]; then
+      grep -rqE "$1" "${f%/main.rs}" || continue
+      f=${f%/main.rs}
+    else
+      grep -qE "$1" "$f" || continue
+      f=${f%.rs}
+    fi
+    printf '%s::%s\n' "${f%%/*}" "${f##*/}"
   done
 }
 # leave_out WHAT PATTERN HOW: WHAT could not be installed; leave out the
@@ -105,7 +112,7 @@ say "validating docker-compose.yml, k8s/ and the Dockerfile"
 scripts/validate-deploy.sh
 
 # 5. Everything. The process-level tests run the service binaries, and
-#    tracectl/tests/traced_checkout.rs runs tracing-common's example.
+#    system-tests/tests/traced_checkout.rs runs tracing-common's example.
 say "building the service binaries and tracing-common's example"
 cargo build --workspace --bins
 cargo build -p tracing-common --example traced_checkout

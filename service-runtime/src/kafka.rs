@@ -319,7 +319,7 @@ const SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// When the brokers were unreachable for longer than the session timeout,
 /// the group has dropped this member, and librdkafka 2.12's consumer did not
 /// always take up the partitions of the group it rejoined once the broker was
-/// back: `tracectl/tests/faults.rs` saw a consumer sit without partitions
+/// back: `system-tests/tests/faults/kafka.rs` saw a consumer sit without partitions
 /// for 50 s and more after a broker restart, its new assignment queued but
 /// never applied, and once more after a broker frozen for 25 s (its session
 /// timed out during the freeze; no receive error came until it was back).
@@ -457,7 +457,7 @@ impl Outage {
 /// broker restart causes) to the application's next poll, and the stream
 /// consumer's wake-up can miss it: after a broker restart the consumer then
 /// sat without partitions until some unrelated event woke it (52 s once,
-/// over 60 s in another run, in `tracectl/tests/faults.rs`). A fresh receive
+/// over 60 s in another run, in `system-tests/tests/faults/kafka.rs`). A fresh receive
 /// polls at once, so this bounds that wait; idle, it costs one wake-up a second.
 const POLL_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 

@@ -1,4 +1,4 @@
-//! testkit: what the process-level tests (`tracectl/tests/`) share, kept out
+//! testkit: what the process-level tests (`system-tests/tests/`) share, kept out
 //! of the `tracectl` binary users run. A dev-dependency only.
 //!
 //! - [`installed`]: where `scripts/test.sh` put Kafka's jars and Jaeger's binary.
