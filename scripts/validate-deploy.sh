@@ -554,6 +554,30 @@ sys.exit(images.get("cassandra") != sys.argv[1])' "$CASSANDRA_VERSION" || { echo
   return $bad
 }
 
+# The topics compose's kafka-init and k8s's topics Job create, and their
+# partition count, are the ones the services create themselves when missing
+# (order-contract/src/topics.rs: ALL and PARTITIONS).
+topics_match() {
+  python3 - <<'PY'
+import re, sys
+rust = open("order-contract/src/topics.rs").read()
+named = dict(re.findall(r'pub const (\w+): &str = "([^"]+)";', rust))
+want = [named[n.strip()] for n in re.search(r"pub const ALL: &\[&str\] = &\[([^\]]*)\];", rust).group(1).split(",") if n.strip()]
+partitions = re.search(r"pub const PARTITIONS: i32 = (\d+);", rust).group(1)
+problems = []
+for path in ("docker-compose.yml", "k8s/kafka/topics-job.yaml"):
+    text = open(path).read()
+    listed = re.search(r'topics="([^"]*)"', text)
+    if not listed or listed.group(1).split() != want:
+        problems.append(f"{path}: topics {listed and listed.group(1)!r}, the services use {' '.join(want)!r}")
+    counts = set(re.findall(r"--partitions (\d+)", text))
+    if counts != {partitions}:
+        problems.append(f"{path}: --partitions {sorted(counts)}, the services use {partitions}")
+print("\n".join(problems))
+sys.exit(1 if problems else 0)
+PY
+}
+
 say "validating"
 # The Compose specification's schema as check-jsonschema vendors it.
 run "compose schema" check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
@@ -574,6 +598,7 @@ run "hadolint" hadolint --no-color Dockerfile
 run "yamllint" yamllint --strict -c .yamllint.yaml docker-compose.yml k8s/ deploy/ .yamllint.yaml
 run "service environments" python scripts/check_deploy_env.py
 run "k8s copies of deploy/ files" copies_match
+run "Kafka topics as the services" topics_match
 run "Jaeger, Prometheus, Kafka, Cassandra" pins_match
 # Compose's own loader (interpolation, merges, profiles as `docker compose
 # up` resolves them; it needs no engine): the default, every profile and

@@ -44,8 +44,10 @@ async fn spawn_stack(tune: impl FnOnce(&mut order_service::config::Config)) -> S
     capture();
     let kafka = MockCluster::new(1).expect("mock Kafka cluster");
     // The mock broker has no CreateTopics; the services find them provisioned.
-    for topic in ["order-events", "inventory-events"] {
-        kafka.create_topic(topic, 3, 1).expect("topic");
+    for topic in order_contract::topics::ALL {
+        kafka
+            .create_topic(topic, order_contract::topics::PARTITIONS, 1)
+            .expect("topic");
     }
     let brokers = kafka.bootstrap_servers();
 

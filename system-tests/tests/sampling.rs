@@ -239,7 +239,7 @@ async fn an_incoming_sampled_flag_is_honoured_everywhere_both_ways() {
         stored.contains(&format!("00-{off}-")) && stored.contains("-00\""),
         "{stored}"
     );
-    let headers = kafka_traceparents(&env.brokers, &["order-events", "inventory-events"], 6);
+    let headers = kafka_traceparents(&env.brokers, order_contract::topics::ALL, 6);
     let of_unsampled = &headers[&order_id(&unsampled)];
     assert_eq!(
         of_unsampled.len(),

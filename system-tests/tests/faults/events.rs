@@ -90,7 +90,7 @@ async fn duplicate_out_of_order_and_garbage_events_change_nothing_and_consumers_
             vec![("traceparent", b"00-00000000000000000000000000000000-0000000000000000-01")],
         ),
     ];
-    for topic in ["order-events", "inventory-events"] {
+    for topic in order_contract::topics::ALL {
         for (payload, headers) in &garbage {
             produce(&env, topic, "garbage", payload, headers).await;
         }
