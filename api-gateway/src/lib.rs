@@ -29,8 +29,9 @@ pub struct AppState {
     pub limits: service_runtime::edge::EdgeLimits,
 }
 
-/// Request bodies above this are refused with 413 before any service is called.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+// Request bodies above this are refused with 413 before any service is
+// called: the limit order-service holds them to.
+use order_contract::error::MAX_BODY_BYTES;
 
 pub fn app(state: AppState) -> Router {
     let policy = state.policy;
@@ -51,7 +52,7 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves the gateway on `listener` with the settings of `config`.
-pub fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
+pub async fn start(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
     let state = AppState {
         http: tracing_common::reqwest::http_client(config.http_timeout)?,
         user_service_url: config.user_service_url.clone(),

@@ -51,7 +51,7 @@ async fn gateway(user_service_url: String, tune: impl FnOnce(&mut Config)) -> Ru
         limits: Default::default(),
     };
     tune(&mut config);
-    api_gateway::start(&config, listener().await).unwrap()
+    api_gateway::start(&config, listener().await).await.unwrap()
 }
 
 async fn user_service() -> Running {

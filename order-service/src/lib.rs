@@ -37,6 +37,7 @@ use crate::config::Config;
 use crate::domain::NewOrder;
 use crate::error::AppError;
 use order_contract::clients::{CallError, InventoryServiceClient, UserServiceClient};
+use order_contract::error::MAX_BODY_BYTES;
 use order_contract::events::{OrderCreatedLine, OrderCreatedType};
 use order_contract::http::paths;
 use order_contract::http::{
@@ -66,9 +67,6 @@ pub struct AppState {
 pub async fn connect(database_url: &str) -> Result<Db, sqlx::Error> {
     service_runtime::database::connect(database_url, 20, &sqlx::migrate!("./migrations")).await
 }
-
-/// Request bodies above this are refused with 413.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn app(state: AppState) -> Router {
     Router::new()

@@ -28,6 +28,42 @@ pub mod settings;
 
 pub use lifecycle::{Background, Flush, Running, Started};
 
+/// A service's whole `main`: telemetry, its settings, the listener on `PORT`,
+/// `start`, then serving until SIGTERM or Ctrl-C and a stop in order (HTTP,
+/// background work, the producer, the spans' flush).
+///
+/// ```ignore
+/// service_runtime::main("order-service", env!("CARGO_PKG_VERSION"), Config::from_env, |c| c.port, order_service::start).await
+/// ```
+pub async fn main<C, E, S, F>(
+    name: &'static str,
+    version: &'static str,
+    settings: S,
+    port: impl FnOnce(&C) -> u16,
+    start: F,
+) -> anyhow::Result<()>
+where
+    S: FnOnce() -> Result<C, E>,
+    E: std::error::Error + Send + Sync + 'static,
+    F: AsyncFnOnce(&C, tokio::net::TcpListener) -> anyhow::Result<Running>,
+{
+    use anyhow::Context as _;
+    let telemetry = telemetry(name, version)?;
+    let config = settings()?;
+    let port = port(&config);
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
+        .await
+        .with_context(|| format!("binding port {port}"))?;
+    // PORT=0 takes a free port; this line says which (tests read it). It
+    // comes before start-up's database work: tracing-subscriber can drop the
+    // first event after a sqlx query when RUST_LOG has per-target directives.
+    tracing::info!(port = listener.local_addr()?.port(), "{name} listening");
+    let running = start(&config, listener).await?;
+    running.until_signal().await?;
+    telemetry.shutdown();
+    Ok(())
+}
+
 /// Telemetry for a service of the order flow: [`tracing_common::init`] with
 /// what the application adds to the `OTEL_*` variables, the order's baggage
 /// keys copied onto every span and the `local` deployment environment
