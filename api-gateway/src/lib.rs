@@ -32,6 +32,7 @@ pub struct AppState {
 // Request bodies above this are refused with 413 before any service is
 // called: the limit order-service holds them to.
 use order_contract::error::MAX_BODY_BYTES;
+use order_contract::http::paths::{self, with_id};
 
 pub fn app(state: AppState) -> Router {
     let policy = state.policy;
@@ -79,8 +80,11 @@ fn segment(s: &str) -> String {
 
 async fn get_user(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     forward(
-        s.http
-            .get(format!("{}/users/{}", s.user_service_url, segment(&id))),
+        s.http.get(format!(
+            "{}{}",
+            s.user_service_url,
+            with_id(paths::USER, &segment(&id))
+        )),
         "user-service",
     )
     .await
@@ -88,8 +92,11 @@ async fn get_user(State(s): State<AppState>, Path(id): Path<String>) -> Response
 
 async fn get_order(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     forward(
-        s.http
-            .get(format!("{}/orders/{}", s.order_service_url, segment(&id))),
+        s.http.get(format!(
+            "{}{}",
+            s.order_service_url,
+            with_id(paths::ORDER, &segment(&id))
+        )),
         "order-service",
     )
     .await
@@ -98,9 +105,9 @@ async fn get_order(State(s): State<AppState>, Path(id): Path<String>) -> Respons
 async fn get_inventory(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     forward(
         s.http.get(format!(
-            "{}/inventory/{}",
+            "{}{}",
             s.inventory_service_url,
-            segment(&id)
+            with_id(paths::INVENTORY, &segment(&id))
         )),
         "inventory-service",
     )
@@ -136,7 +143,7 @@ async fn create_order(
     };
     let mut request = s
         .http
-        .post(format!("{}/orders", s.order_service_url))
+        .post(format!("{}{}", s.order_service_url, paths::ORDERS))
         .header("content-type", "application/json")
         .body(body);
     if let Some(key) = headers.get("idempotency-key") {

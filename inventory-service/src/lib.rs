@@ -58,7 +58,7 @@ pub fn app(state: AppState) -> Router {
             paths::STOCK_CHECK,
             post(check).layer(axum::middleware::from_fn(edge::require_json)),
         )
-        .route("/inventory/{product_id}", get(product))
+        .route(paths::INVENTORY, get(product))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(state.limits.layer())
         .layer(ServerTracingLayer::new(TrustPolicy::INTERNAL))

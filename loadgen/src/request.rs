@@ -40,22 +40,10 @@ impl Request {
 /// The route mix of the benchmark: valid orders of varying users and
 /// products (the seed's shape), and user lookups.
 pub fn order_request(i: usize) -> Request {
-    let users = ["user123", "user456", "user789"];
-    let (a, b) = if i.is_multiple_of(2) {
-        ("prod1", "prod2")
-    } else {
-        ("prod2", "prod1")
-    };
-    let qty = 1 + i % 3;
-    // 25.99 * qty + 15.50, in cents, printed exactly.
-    let total = 2599 * qty as u64 + 1550;
-    let body = format!(
-        r#"{{"userId":"{}","items":[{{"productId":"{a}","quantity":{qty},"price":25.99}},{{"productId":"{b}","quantity":1,"price":15.50}}],"totalAmount":{}.{:02}}}"#,
-        users[i % users.len()],
-        total / 100,
-        total % 100
-    );
-    Request::Post("/api/orders".into(), body)
+    Request::Post(
+        "/api/orders".into(),
+        order_contract::http::OrderRequest::sample(i).to_json(),
+    )
 }
 
 pub fn user_request(i: usize) -> Request {

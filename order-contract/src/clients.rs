@@ -57,7 +57,11 @@ impl UserServiceClient {
     pub async fn user(&self, id: &UserId) -> Result<Option<User>, CallError> {
         let response = self
             .http
-            .get(format!("{}/users/{id}", self.base_url))
+            .get(format!(
+                "{}{}",
+                self.base_url,
+                super::http::paths::with_id(super::http::paths::USER, id.as_ref())
+            ))
             .send()
             .await
             .map_err(CallError::transport)?;
@@ -97,7 +101,11 @@ impl InventoryServiceClient {
     pub async fn check(&self, request: &StockCheckRequest) -> Result<StockCheckAnswer, CallError> {
         let response = self
             .http
-            .post(format!("{}/check", self.base_url))
+            .post(format!(
+                "{}{}",
+                self.base_url,
+                super::http::paths::STOCK_CHECK
+            ))
             .json(request)
             .send()
             .await

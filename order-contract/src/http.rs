@@ -17,6 +17,85 @@ pub mod paths {
     pub const ORDERS: &str = "/orders";
     /// order-service: `GET /orders/{id}` → [`super::OrderView`].
     pub const ORDER: &str = "/orders/{id}";
+    /// inventory-service: `GET /inventory/{id}`, a product's stock.
+    pub const INVENTORY: &str = "/inventory/{id}";
+
+    /// `path` with its `{id}` replaced by `id` (already percent-encoded
+    /// where it comes from outside).
+    pub fn with_id(path: &str, id: &str) -> String {
+        path.replacen("{id}", id, 1)
+    }
+}
+
+/// `POST /api/orders` (and `POST /orders` behind it): the order a client
+/// sends, built with this type by every client here (the load generator, the
+/// test kit, `tracectl`). order-service reads bodies field by field instead
+/// (`order_service::domain`), to say exactly what is wrong with a bad one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRequest {
+    pub user_id: String,
+    pub items: Vec<OrderRequestLine>,
+    #[serde(serialize_with = "as_amount")]
+    pub total_amount: crate::money::Cents,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRequestLine {
+    pub product_id: String,
+    pub quantity: i64,
+    #[serde(serialize_with = "as_amount")]
+    pub price: crate::money::Cents,
+}
+
+fn as_amount<S: serde::Serializer>(cents: &crate::money::Cents, s: S) -> Result<S::Ok, S::Error> {
+    cents.amount().serialize(s)
+}
+
+impl OrderRequest {
+    /// An order of `user_id` for `(product, quantity, price in cents)` lines,
+    /// its total the exact sum of the lines.
+    pub fn new(user_id: &str, lines: &[(&str, i64, i64)]) -> Self {
+        let items: Vec<OrderRequestLine> = lines
+            .iter()
+            .map(|&(product, quantity, price)| OrderRequestLine {
+                product_id: product.to_owned(),
+                quantity,
+                price: crate::money::Cents(price),
+            })
+            .collect();
+        let total = items.iter().map(|l| l.price.0 * l.quantity).sum();
+        Self {
+            user_id: user_id.to_owned(),
+            items,
+            total_amount: crate::money::Cents(total),
+        }
+    }
+
+    /// The seed's order: `user123`, 2 × `prod1` at 25.99 and 1 × `prod2` at
+    /// 15.50, 67.48 in all.
+    pub fn seed() -> Self {
+        Self::new("user123", &[("prod1", 2, 2599), ("prod2", 1, 1550)])
+    }
+
+    /// The `i`-th of a sequence of valid orders of the seeded users and
+    /// products (the seed's shape, quantities and order varying), for load.
+    pub fn sample(i: usize) -> Self {
+        const USERS: [&str; 3] = ["user123", "user456", "user789"];
+        let (a, b) = if i.is_multiple_of(2) {
+            ("prod1", "prod2")
+        } else {
+            ("prod2", "prod1")
+        };
+        let quantity = 1 + (i % 3) as i64;
+        Self::new(USERS[i % USERS.len()], &[(a, quantity, 2599), (b, 1, 1550)])
+    }
+
+    /// The JSON body.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("an order serializes")
+    }
 }
 
 /// `POST /check`: can current stock serve these lines? Nothing is reserved.
@@ -133,6 +212,23 @@ pub struct User {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_seed_order_is_the_seeds_json_and_samples_add_up() {
+        let seed: serde_json::Value =
+            serde_json::from_str(&OrderRequest::seed().to_json()).unwrap();
+        assert_eq!(
+            seed,
+            json!({"userId": "user123",
+                   "items": [{"productId": "prod1", "quantity": 2, "price": 25.99},
+                             {"productId": "prod2", "quantity": 1, "price": 15.50}],
+                   "totalAmount": 67.48})
+        );
+        assert_eq!(
+            OrderRequest::sample(1).to_json(),
+            r#"{"userId":"user456","items":[{"productId":"prod2","quantity":2,"price":25.99},{"productId":"prod1","quantity":1,"price":15.5}],"totalAmount":67.48}"#
+        );
+    }
 
     fn same_bytes<T: Serialize>(typed: &T, before: serde_json::Value) {
         assert_eq!(

@@ -402,10 +402,7 @@ pub async fn send(request: reqwest::RequestBuilder) -> Option<Answer> {
 
 /// A valid order (the seed's shape), varying by `i`.
 pub fn order_body(i: usize) -> String {
-    match loadgen::request::order_request(i) {
-        loadgen::request::Request::Post(_, body) => body,
-        loadgen::request::Request::Get(_) => unreachable!("orders are POSTs"),
-    }
+    order_contract::http::OrderRequest::sample(i).to_json()
 }
 
 /// Sends `n` orders, `concurrency` at a time; the answers in order of `i`.

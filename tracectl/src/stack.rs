@@ -464,7 +464,8 @@ pub fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// The seed's order, verbatim.
+/// The seed's order, verbatim as the README's `curl` sends it
+/// (`order_contract::http::OrderRequest::seed()`, as the test below checks).
 pub const SEED_ORDER: &str = r#"{
   "userId": "user123",
   "items": [{"productId": "prod1", "quantity": 2, "price": 25.99},
@@ -533,5 +534,16 @@ pub async fn settled_status(gateway: &str, order_id: &str, timeout: Duration) ->
             return status;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod seed_tests {
+    #[test]
+    fn the_seed_order_is_the_contracts_seed() {
+        let verbatim: serde_json::Value = serde_json::from_str(super::SEED_ORDER).unwrap();
+        let typed: serde_json::Value =
+            serde_json::from_str(&order_contract::http::OrderRequest::seed().to_json()).unwrap();
+        assert_eq!(verbatim, typed);
     }
 }
