@@ -32,11 +32,11 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_flushes_their_spans(
         {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        let at = std::time::SystemTime::now();
         process::signal(&env_ref.services, "order-service", "TERM")
             .await
             .unwrap();
-        (Instant::now(), at)
+        // Taken once `kill` returned: the signal has been delivered.
+        (Instant::now(), std::time::SystemTime::now())
     });
     let term_ns = term_at
         .duration_since(std::time::UNIX_EPOCH)
