@@ -39,3 +39,25 @@ impl Config {
         })
     }
 }
+
+impl Config {
+    /// What a test starts the gateway with: a free port, the three services,
+    /// 2 s calls, incoming traces continued and baggage dropped, the default
+    /// limits.
+    pub fn for_tests(
+        user_service_url: String,
+        order_service_url: String,
+        inventory_service_url: String,
+    ) -> Self {
+        Self {
+            port: 0,
+            user_service_url,
+            order_service_url,
+            inventory_service_url,
+            http_timeout: Duration::from_secs(2),
+            incoming_trace: IncomingTrace::Continue,
+            incoming_baggage: IncomingBaggage::Drop,
+            limits: EdgeLimits::default(),
+        }
+    }
+}

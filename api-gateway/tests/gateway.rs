@@ -7,7 +7,7 @@ use api_gateway::config::Config;
 use opentelemetry::trace::{SpanKind, Status, TraceId};
 use serde_json::Value;
 use service_runtime::lifecycle::Running;
-use tracing_common::axum::{IncomingBaggage, IncomingTrace};
+use tracing_common::axum::IncomingTrace;
 use tracing_common_testing::{attr_str, fresh_database_url, is_child_of, only};
 
 /// The span capture, copying the order's baggage onto spans as the services'
@@ -40,28 +40,14 @@ async fn silent_upstream() -> String {
 
 async fn gateway(user_service_url: String, tune: impl FnOnce(&mut Config)) -> Running {
     capture();
-    let mut config = Config {
-        port: 0,
-        user_service_url,
-        order_service_url: closed_port(),
-        inventory_service_url: closed_port(),
-        http_timeout: Duration::from_secs(2),
-        incoming_trace: IncomingTrace::Continue,
-        incoming_baggage: IncomingBaggage::Drop,
-        limits: Default::default(),
-    };
+    let mut config = Config::for_tests(user_service_url, closed_port(), closed_port());
     tune(&mut config);
     api_gateway::start(&config, listener().await).await.unwrap()
 }
 
 async fn user_service() -> Running {
     user_service::start(
-        &user_service::config::Config {
-            port: 0,
-            database_url: fresh_database_url("users"),
-            faults: Default::default(),
-            limits: Default::default(),
-        },
+        &user_service::config::Config::for_tests(fresh_database_url("users")),
         listener().await,
     )
     .await

@@ -39,3 +39,18 @@ impl Config {
         })
     }
 }
+
+impl Config {
+    /// What a test starts the service with: a free port, its database and
+    /// brokers, sends bounded to 5 s, no faults, the default limits.
+    pub fn for_tests(database_url: String, kafka_brokers: String) -> Self {
+        Self {
+            port: 0,
+            database_url,
+            kafka_brokers,
+            kafka_send_timeout: Duration::from_secs(5),
+            faults: Faults::default(),
+            limits: EdgeLimits::default(),
+        }
+    }
+}

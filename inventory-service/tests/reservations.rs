@@ -42,14 +42,7 @@ async fn spawn_inventory() -> Inventory {
     let brokers = kafka.bootstrap_servers();
     let url = fresh_database_url("inventory");
     let service = inventory_service::start(
-        &inventory_service::config::Config {
-            port: 0,
-            database_url: url.clone(),
-            kafka_brokers: brokers.clone(),
-            kafka_send_timeout: Duration::from_secs(5),
-            faults: Default::default(),
-            limits: Default::default(),
-        },
+        &inventory_service::config::Config::for_tests(url.clone(), brokers.clone()),
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
     )
     .await

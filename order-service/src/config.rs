@@ -48,3 +48,28 @@ impl Config {
         })
     }
 }
+
+impl Config {
+    /// What a test starts the service with: a free port, its database,
+    /// brokers and peers; 2 s calls, a 1 s publish wait, the outbox relay
+    /// every 200 ms for rows older than 5 s, the default limits.
+    pub fn for_tests(
+        database_url: String,
+        kafka_brokers: String,
+        user_service_url: String,
+        inventory_service_url: String,
+    ) -> Self {
+        Self {
+            port: 0,
+            database_url,
+            kafka_brokers,
+            user_service_url,
+            inventory_service_url,
+            http_timeout: Duration::from_secs(2),
+            publish_wait: Duration::from_secs(1),
+            outbox_interval: Duration::from_millis(200),
+            outbox_min_age: Duration::from_secs(5),
+            limits: EdgeLimits::default(),
+        }
+    }
+}

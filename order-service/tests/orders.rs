@@ -52,12 +52,7 @@ async fn spawn_stack(tune: impl FnOnce(&mut order_service::config::Config)) -> S
     let brokers = kafka.bootstrap_servers();
 
     let users = user_service::start(
-        &user_service::config::Config {
-            port: 0,
-            database_url: fresh_database_url("users"),
-            faults: Default::default(),
-            limits: Default::default(),
-        },
+        &user_service::config::Config::for_tests(fresh_database_url("users")),
         listener().await,
     )
     .await
@@ -67,14 +62,7 @@ async fn spawn_stack(tune: impl FnOnce(&mut order_service::config::Config)) -> S
     .expect("Postgres must be running");
     let inventory_url = fresh_database_url("inventory");
     let inventory = inventory_service::start(
-        &inventory_service::config::Config {
-            port: 0,
-            database_url: inventory_url.clone(),
-            kafka_brokers: brokers.clone(),
-            kafka_send_timeout: Duration::from_secs(5),
-            faults: Default::default(),
-            limits: Default::default(),
-        },
+        &inventory_service::config::Config::for_tests(inventory_url.clone(), brokers.clone()),
         listener().await,
     )
     .await
@@ -83,18 +71,12 @@ async fn spawn_stack(tune: impl FnOnce(&mut order_service::config::Config)) -> S
     .await
     .expect("Postgres must be running");
     let orders_url = fresh_database_url("orders");
-    let mut config = order_service::config::Config {
-        port: 0,
-        database_url: orders_url.clone(),
-        kafka_brokers: brokers.clone(),
-        user_service_url: users.url(),
-        inventory_service_url: inventory.url(),
-        http_timeout: Duration::from_secs(2),
-        publish_wait: Duration::from_secs(1),
-        outbox_interval: Duration::from_millis(200),
-        outbox_min_age: Duration::from_secs(5),
-        limits: Default::default(),
-    };
+    let mut config = order_service::config::Config::for_tests(
+        orders_url.clone(),
+        brokers.clone(),
+        users.url(),
+        inventory.url(),
+    );
     tune(&mut config);
     let orders = order_service::start(&config, listener().await)
         .await

@@ -29,3 +29,16 @@ impl Config {
         })
     }
 }
+
+impl Config {
+    /// What a test starts the service with: a free port, `database_url`,
+    /// no faults, the default limits.
+    pub fn for_tests(database_url: String) -> Self {
+        Self {
+            port: 0,
+            database_url,
+            faults: Faults::default(),
+            limits: EdgeLimits::default(),
+        }
+    }
+}
