@@ -58,46 +58,35 @@ apt_install() {
 
 java_major() { java -version 2>&1 | sed -nE '1s/.*version "([0-9]+).*/\1/p'; }
 
-# Apache Kafka's jars from Maven Central into $CACHE_DIR/kafka-$KAFKA_VERSION/libs.
-# Sets KAFKA_LIBS; returns 1 (with the reason on stderr) when it cannot.
-ensure_kafka() {
-  local dir="$CACHE_DIR/kafka-$KAFKA_VERSION"
+# maven_jars NAME TOOL VERSION: a Java program's jars from Maven Central
+# into $CACHE_DIR/TOOL-VERSION/libs, resolved by tools/TOOL/pom.xml (which
+# reads -DTOOL.version), once per machine; Java 17 and Maven from Debian's
+# packages if missing. Prints the libs directory; returns 1 (with the reason
+# on stderr) when it cannot.
+maven_jars() {
+  local name=$1 tool=$2 version=$3
+  local dir="$CACHE_DIR/$tool-$version"
   if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ] 2>/dev/null; then
-    apt_install openjdk-17-jre-headless || { echo "Kafka needs Java 17 or later (java not found or too old)" >&2; return 1; }
+    apt_install openjdk-17-jre-headless >&2 || { echo "$name needs Java 17 or later (java not found or too old)" >&2; return 1; }
   fi
   if [ ! -f "$dir/.complete" ]; then
-    command -v mvn >/dev/null || apt_install maven || { echo "Kafka's jars are resolved with Maven (mvn not found)" >&2; return 1; }
-    say "installing Apache Kafka $KAFKA_VERSION from Maven Central into $dir (first time only)"
+    command -v mvn >/dev/null || apt_install maven >&2 || { echo "$name's jars are resolved with Maven (mvn not found)" >&2; return 1; }
+    say "installing $name $version from Maven Central into $dir (first time only)" >&2
     local started=$SECONDS
     rm -rf "$dir.tmp"
-    mvn -q -B -Dstyle.color=never -f tools/kafka/pom.xml -Dkafka.version="$KAFKA_VERSION" \
-      dependency:copy-dependencies -DoutputDirectory="$dir.tmp/libs" || { echo "resolving Kafka $KAFKA_VERSION with Maven failed" >&2; return 1; }
+    mvn -q -B -Dstyle.color=never -f "tools/$tool/pom.xml" -D"$tool.version=$version" \
+      dependency:copy-dependencies -DoutputDirectory="$dir.tmp/libs" >&2 || { echo "resolving $name $version with Maven failed" >&2; return 1; }
     rm -rf "$dir" && mv "$dir.tmp" "$dir" && touch "$dir/.complete"
-    say "Kafka $KAFKA_VERSION installed in $(( SECONDS - started ))s ($(ls "$dir/libs" | wc -l) jars)"
+    say "$name $version installed in $(( SECONDS - started ))s ($(ls "$dir/libs" | wc -l) jars)" >&2
   fi
-  KAFKA_LIBS="$dir/libs"
+  printf '%s\n' "$dir/libs"
 }
 
-# Apache Cassandra's jars from Maven Central into
-# $CACHE_DIR/cassandra-$CASSANDRA_VERSION/libs, like ensure_kafka. Sets
-# CASSANDRA_LIBS; returns 1 (with the reason on stderr) when it cannot.
-ensure_cassandra() {
-  local dir="$CACHE_DIR/cassandra-$CASSANDRA_VERSION"
-  if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ] 2>/dev/null; then
-    apt_install openjdk-17-jre-headless || { echo "Cassandra needs Java 17 or later (java not found or too old)" >&2; return 1; }
-  fi
-  if [ ! -f "$dir/.complete" ]; then
-    command -v mvn >/dev/null || apt_install maven || { echo "Cassandra's jars are resolved with Maven (mvn not found)" >&2; return 1; }
-    say "installing Apache Cassandra $CASSANDRA_VERSION from Maven Central into $dir (first time only)"
-    local started=$SECONDS
-    rm -rf "$dir.tmp"
-    mvn -q -B -Dstyle.color=never -f tools/cassandra/pom.xml -Dcassandra.version="$CASSANDRA_VERSION" \
-      dependency:copy-dependencies -DoutputDirectory="$dir.tmp/libs" || { echo "resolving Cassandra $CASSANDRA_VERSION with Maven failed" >&2; return 1; }
-    rm -rf "$dir" && mv "$dir.tmp" "$dir" && touch "$dir/.complete"
-    say "Cassandra $CASSANDRA_VERSION installed in $(( SECONDS - started ))s ($(ls "$dir/libs" | wc -l) jars)"
-  fi
-  CASSANDRA_LIBS="$dir/libs"
-}
+# Apache Kafka's jars. Sets KAFKA_LIBS.
+ensure_kafka() { KAFKA_LIBS=$(maven_jars "Apache Kafka" kafka "$KAFKA_VERSION"); }
+
+# Apache Cassandra's jars (Jaeger's scalable store). Sets CASSANDRA_LIBS.
+ensure_cassandra() { CASSANDRA_LIBS=$(maven_jars "Apache Cassandra" cassandra "$CASSANDRA_VERSION"); }
 
 # A single-node Apache Kafka in KRaft mode with docker-compose.yml's
 # settings, in the background: start_kafka DIR PORT CONTROLLER_PORT. Data,

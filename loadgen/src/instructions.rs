@@ -15,7 +15,7 @@ use tracectl::stack::{self, LocalStack, Ports, StackOptions};
 
 use crate::bench::{self, Mode};
 use crate::request::{self, Request};
-use crate::runner::step;
+use crate::step;
 
 /// What `loadgen instructions` was asked for (its command-line options).
 #[derive(Debug, Clone, clap::Args)]

@@ -20,3 +20,8 @@ pub mod report;
 pub mod request;
 pub mod runner;
 pub mod stats;
+
+/// One progress line of a long run.
+pub fn step(message: &str) {
+    println!("==> {message}");
+}

@@ -4,7 +4,8 @@ use anyhow::bail;
 use clap::{Parser, Subcommand};
 use loadgen::instructions::InstructionOptions;
 use loadgen::load::{self, LoadOptions, Mix, Until};
-use loadgen::runner::{self, BenchOptions, step};
+use loadgen::runner::{self, BenchOptions};
+use loadgen::step;
 
 #[derive(Parser)]
 #[command(about = "Send demo traffic to a running gateway; measure what tracing costs the stack")]

@@ -13,6 +13,7 @@ use tracing_common::config::STATS_FILE_VARIABLE;
 use crate::bench::{self, Exported, LOADGEN, Mode, ModeResult, RouteResult};
 use crate::procfs;
 use crate::request::{self, Request};
+use crate::step;
 
 /// What `loadgen bench` was asked for (its command-line options).
 #[derive(Debug, Clone, clap::Args)]
@@ -43,10 +44,6 @@ pub struct BenchOptions {
     /// callgrind (`loadgen instructions`) added to the report; 0 leaves them out.
     #[arg(long, default_value_t = 300)]
     pub instruction_requests: usize,
-}
-
-pub fn step(message: &str) {
-    println!("==> {message}");
 }
 
 /// Runs every mode `options.rounds` times, writes the report to
