@@ -560,8 +560,7 @@ pub async fn ensure_topics_until_done(
     partitions: i32,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut delay = std::time::Duration::from_secs(1);
-    loop {
+    for delay in crate::lifecycle::startup_backoff(std::time::Duration::from_secs(1)) {
         match ensure_topics(&brokers, topics, partitions).await {
             Ok(()) => return,
             Err(e) => tracing::warn!(
@@ -574,7 +573,6 @@ pub async fn ensure_topics_until_done(
             () = tokio::time::sleep(delay) => {}
             _ = stopping.wait_for(|stop| *stop) => return,
         }
-        delay = (delay * 2).min(crate::lifecycle::MAX_STARTUP_BACKOFF);
     }
 }
 

@@ -42,6 +42,12 @@ pub struct Started {
 /// Longest wait between two attempts to reach a dependency at start-up.
 pub const MAX_STARTUP_BACKOFF: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Waits between attempts to reach a dependency at start-up: `first`, then
+/// doubling up to [`MAX_STARTUP_BACKOFF`].
+pub fn startup_backoff(first: std::time::Duration) -> impl Iterator<Item = std::time::Duration> {
+    std::iter::successors(Some(first), |d| Some((*d * 2).min(MAX_STARTUP_BACKOFF)))
+}
+
 /// Background work of a service (consumers, relays) that stops together.
 pub struct Background {
     stop: tokio::sync::watch::Sender<bool>,
@@ -191,9 +197,10 @@ impl Running {
         let slot = parts.clone();
         let waiting = gate_state.waiting.clone();
         let startup = tokio::spawn(async move {
-            let mut delay = std::time::Duration::from_millis(500);
+            let mut delays = startup_backoff(std::time::Duration::from_millis(500));
             let mut attempt = 1u32;
             let value = loop {
+                let delay = delays.next().unwrap_or(MAX_STARTUP_BACKOFF);
                 match connect().await {
                     Ok(value) => break value,
                     Err(e) => {
@@ -208,7 +215,6 @@ impl Running {
                             *w = format!("waiting for {dependency} (attempt {attempt}: {e})");
                         }
                         tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(MAX_STARTUP_BACKOFF);
                         attempt += 1;
                     }
                 }
