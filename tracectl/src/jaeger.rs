@@ -4,7 +4,7 @@
 //! inconsistently across versions (short ids, missing times, typed tags),
 //! and a viewer should show what is there rather than refuse it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -16,8 +16,8 @@ use crate::model::{Kind, Span, Trace};
 /// leading zeros of 64-bit ids).
 /// Counted in characters, so an id that is not ASCII (a broken or hostile
 /// response) is shown as it came, never split inside a character.
-fn id(value: &Value, len: usize) -> String {
-    let s = value.as_str().unwrap_or("").to_ascii_lowercase();
+fn id(value: &str, len: usize) -> String {
+    let s = value.to_ascii_lowercase();
     let chars = s.chars().count();
     if chars >= len {
         s.chars().skip(chars - len).collect()
@@ -43,119 +43,312 @@ fn scalar(value: &Value) -> String {
     }
 }
 
+/// Jaeger's two JSON shapes as serde types. Every field is optional and
+/// lenient (`text`, `num`, `list`): a field of another type than expected
+/// reads as empty rather than refusing the whole response.
+mod wire {
+    use std::collections::HashMap;
+
+    use serde::Deserialize;
+    use serde::de::{DeserializeOwned, Deserializer};
+    use serde_json::Value;
+
+    /// Any scalar as text (`null` as empty).
+    pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        Ok(super::scalar(&Value::deserialize(d)?))
+    }
+
+    /// A number, or a number in a string (OTLP JSON's 64-bit integers); 0
+    /// for anything else.
+    pub fn num<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        Ok(super::number(&Value::deserialize(d)?))
+    }
+
+    /// The elements of an array that read as `T`; empty for `null` or a
+    /// non-array.
+    pub fn list<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Vec<T>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Array(items) => items
+                .into_iter()
+                .filter_map(|v| serde_json::from_value(v).ok())
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    fn map<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+        d: D,
+    ) -> Result<HashMap<String, T>, D::Error> {
+        Ok(serde_json::from_value(Value::deserialize(d)?).unwrap_or_default())
+    }
+
+    /// `{"data": [trace, ...]}` of `GET /api/traces/{id}`.
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub struct V1Trace {
+        #[serde(rename = "traceID", deserialize_with = "text")]
+        pub trace_id: String,
+        #[serde(deserialize_with = "list")]
+        pub spans: Vec<V1Span>,
+        #[serde(deserialize_with = "map")]
+        pub processes: HashMap<String, V1Process>,
+        #[serde(deserialize_with = "list")]
+        pub warnings: Vec<Value>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub struct V1Process {
+        #[serde(rename = "serviceName", deserialize_with = "text")]
+        pub service_name: String,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub struct V1Span {
+        #[serde(rename = "traceID", deserialize_with = "text")]
+        pub trace_id: String,
+        #[serde(rename = "spanID", deserialize_with = "text")]
+        pub span_id: String,
+        #[serde(rename = "operationName", deserialize_with = "text")]
+        pub operation_name: String,
+        #[serde(deserialize_with = "list")]
+        pub references: Vec<V1Reference>,
+        #[serde(rename = "startTime", deserialize_with = "num")]
+        pub start_time: u64,
+        #[serde(deserialize_with = "num")]
+        pub duration: u64,
+        #[serde(deserialize_with = "list")]
+        pub tags: Vec<V1Tag>,
+        #[serde(deserialize_with = "list")]
+        pub logs: Vec<V1Log>,
+        #[serde(rename = "processID", deserialize_with = "text")]
+        pub process_id: String,
+        pub process: Option<V1Process>,
+        #[serde(deserialize_with = "list")]
+        pub warnings: Vec<Value>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub struct V1Reference {
+        #[serde(rename = "refType", deserialize_with = "text")]
+        pub ref_type: String,
+        #[serde(rename = "traceID", deserialize_with = "text")]
+        pub trace_id: String,
+        #[serde(rename = "spanID", deserialize_with = "text")]
+        pub span_id: String,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub struct V1Tag {
+        #[serde(deserialize_with = "text")]
+        pub key: String,
+        #[serde(rename = "type", deserialize_with = "text")]
+        pub kind: String,
+        pub value: Value,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub struct V1Log {
+        #[serde(deserialize_with = "list")]
+        pub fields: Vec<V1Tag>,
+    }
+
+    /// OTLP JSON (`resourceSpans`), as Jaeger's v3 API returns it.
+    #[derive(Deserialize, Default)]
+    #[serde(default, rename_all = "camelCase")]
+    pub struct ResourceSpans {
+        pub resource: Resource,
+        #[serde(deserialize_with = "list")]
+        pub scope_spans: Vec<ScopeSpans>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub struct Resource {
+        #[serde(deserialize_with = "list")]
+        pub attributes: Vec<KeyValue>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub struct ScopeSpans {
+        #[serde(deserialize_with = "list")]
+        pub spans: Vec<OtlpSpan>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default, rename_all = "camelCase")]
+    pub struct OtlpSpan {
+        #[serde(deserialize_with = "text")]
+        pub trace_id: String,
+        #[serde(deserialize_with = "text")]
+        pub span_id: String,
+        #[serde(deserialize_with = "text")]
+        pub parent_span_id: String,
+        #[serde(deserialize_with = "text")]
+        pub name: String,
+        /// A number (`2`) or its enum name (`"SPAN_KIND_SERVER"`).
+        pub kind: Value,
+        #[serde(deserialize_with = "num")]
+        pub start_time_unix_nano: u64,
+        #[serde(deserialize_with = "num")]
+        pub end_time_unix_nano: u64,
+        #[serde(deserialize_with = "list")]
+        pub attributes: Vec<KeyValue>,
+        #[serde(deserialize_with = "list")]
+        pub events: Vec<Event>,
+        #[serde(deserialize_with = "list")]
+        pub links: Vec<Link>,
+        pub status: Status,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub struct KeyValue {
+        #[serde(deserialize_with = "text")]
+        pub key: String,
+        /// `{"stringValue": ...}`, `{"intValue": "7"}`, `{"arrayValue": ...}`.
+        pub value: Value,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub struct Event {
+        #[serde(deserialize_with = "text")]
+        pub name: String,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default, rename_all = "camelCase")]
+    pub struct Link {
+        #[serde(deserialize_with = "text")]
+        pub trace_id: String,
+        #[serde(deserialize_with = "text")]
+        pub span_id: String,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub struct Status {
+        /// A number (`2`) or its enum name (`"STATUS_CODE_ERROR"`).
+        pub code: Value,
+        #[serde(deserialize_with = "text")]
+        pub message: String,
+    }
+}
+
 /// Traces in a v1 response (`{"data": [trace, ...]}`) or a bare v1 trace.
 pub fn parse_v1(body: &Value) -> anyhow::Result<Vec<Trace>> {
-    let traces: Vec<&Value> = match body.get("data") {
-        Some(Value::Array(all)) => all.iter().collect(),
-        Some(Value::Null) | None if body.get("spans").is_some() => vec![body],
+    let raw: Vec<wire::V1Trace> = match body.get("data") {
+        Some(Value::Array(all)) => all
+            .iter()
+            .map(|t| serde_json::from_value(t.clone()).unwrap_or_default())
+            .collect(),
+        Some(Value::Null) | None if body.get("spans").is_some() => {
+            vec![serde_json::from_value(body.clone()).unwrap_or_default()]
+        }
         _ => bail!("not a Jaeger v1 traces response (no \"data\" array)"),
     };
-    let mut out = Vec::new();
-    for raw in traces {
-        let processes = raw.get("processes").cloned().unwrap_or(Value::Null);
-        let trace_id = id(&raw["traceID"], 32);
-        let mut spans = Vec::new();
-        let mut span_warnings = Vec::new();
-        for span in raw["spans"].as_array().into_iter().flatten() {
-            let span_trace = id(&span["traceID"], 32);
-            let tags: BTreeMap<String, String> = span["tags"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|t| (scalar(&t["key"]), scalar(&t["value"])))
-                .collect();
-            // The parent is what Jaeger's own model calls it: the first
-            // CHILD_OF into the same trace, else the first FOLLOWS_FROM into
-            // it. Jaeger's OTLP conversion keeps a single FOLLOWS_FROM when a
-            // span's parent is also one of its links (a Kafka consumer span
-            // and its producer), so that reference is both parent and link.
-            let references: Vec<(String, String, bool)> = span["references"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| {
-                    (
-                        id(&r["traceID"], 32),
-                        id(&r["spanID"], 16),
-                        r["refType"] == "CHILD_OF",
-                    )
-                })
-                .collect();
-            let child_of = references
-                .iter()
-                .position(|(t, _, child_of)| *child_of && *t == span_trace);
-            let parent_at =
-                child_of.or_else(|| references.iter().position(|(t, _, _)| *t == span_trace));
-            let parent_id = parent_at.map(|i| references[i].1.clone());
-            let links = references
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| Some(*i) != child_of)
-                .map(|(_, (t, s, _))| (t.clone(), s.clone()))
-                .collect();
-            for warning in span["warnings"].as_array().into_iter().flatten() {
-                span_warnings.push(format!(
-                    "span {}: {}",
-                    scalar(&span["spanID"]),
-                    scalar(warning)
-                ));
-            }
-            let process = span["processID"].as_str().unwrap_or("");
-            let service = processes[process]["serviceName"]
-                .as_str()
-                .or_else(|| span["process"]["serviceName"].as_str())
-                .unwrap_or("unknown_service")
-                .to_owned();
-            let failed = tags.get("error").is_some_and(|v| v == "true")
-                || tags.get("otel.status_code").is_some_and(|v| v == "ERROR");
-            let error = failed.then(|| {
-                tags.get("error.type")
-                    .or_else(|| tags.get("otel.status_description"))
-                    .cloned()
-                    .unwrap_or_else(|| "error".into())
-            });
-            spans.push(Span {
-                trace_id: span_trace,
-                span_id: id(&span["spanID"], 16),
-                parent_id,
-                service,
-                name: scalar(&span["operationName"]),
-                kind: Kind::from_tag(tags.get("span.kind").map_or("", String::as_str)),
-                start_ns: number(&span["startTime"]).saturating_mul(1000),
-                duration_ns: number(&span["duration"]).saturating_mul(1000),
-                error,
-                links,
-                event_attributes: Vec::new(),
-                integers: span["tags"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|t| t["type"] == "int64")
-                    .map(|t| scalar(&t["key"]))
-                    .collect(),
-                events: span["logs"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|log| {
-                        log["fields"]
-                            .as_array()?
-                            .iter()
-                            .find(|f| f["key"] == "event")
-                            .map(|f| scalar(&f["value"]))
-                    })
-                    .collect(),
-                attributes: tags,
-            });
+    Ok(raw.into_iter().map(v1_trace).collect())
+}
+
+fn v1_trace(raw: wire::V1Trace) -> Trace {
+    let trace_id = id(&raw.trace_id, 32);
+    let mut span_warnings = Vec::new();
+    let mut spans = Vec::new();
+    for span in raw.spans {
+        let span_trace = id(&span.trace_id, 32);
+        let tags: BTreeMap<String, String> = span
+            .tags
+            .iter()
+            .map(|t| (t.key.clone(), scalar(&t.value)))
+            .collect();
+        // The parent is what Jaeger's own model calls it: the first
+        // CHILD_OF into the same trace, else the first FOLLOWS_FROM into
+        // it. Jaeger's OTLP conversion keeps a single FOLLOWS_FROM when a
+        // span's parent is also one of its links (a Kafka consumer span
+        // and its producer), so that reference is both parent and link.
+        let references: Vec<(String, String, bool)> = span
+            .references
+            .iter()
+            .map(|r| {
+                (
+                    id(&r.trace_id, 32),
+                    id(&r.span_id, 16),
+                    r.ref_type == "CHILD_OF",
+                )
+            })
+            .collect();
+        let child_of = references
+            .iter()
+            .position(|(t, _, child_of)| *child_of && *t == span_trace);
+        let parent_at =
+            child_of.or_else(|| references.iter().position(|(t, _, _)| *t == span_trace));
+        let parent_id = parent_at.map(|i| references[i].1.clone());
+        let links = references
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != child_of)
+            .map(|(_, (t, s, _))| (t.clone(), s.clone()))
+            .collect();
+        for warning in &span.warnings {
+            span_warnings.push(format!("span {}: {}", span.span_id, scalar(warning)));
         }
-        let mut trace = Trace::new(trace_id, spans);
-        trace
-            .notes
-            .extend(raw["warnings"].as_array().into_iter().flatten().map(scalar));
-        trace.notes.extend(span_warnings);
-        out.push(trace);
+        let service = raw
+            .processes
+            .get(&span.process_id)
+            .or(span.process.as_ref())
+            .map(|p| p.service_name.as_str())
+            .filter(|name| !name.is_empty())
+            .unwrap_or("unknown_service")
+            .to_owned();
+        let failed = tags.get("error").is_some_and(|v| v == "true")
+            || tags.get("otel.status_code").is_some_and(|v| v == "ERROR");
+        let error = failed.then(|| {
+            tags.get("error.type")
+                .or_else(|| tags.get("otel.status_description"))
+                .cloned()
+                .unwrap_or_else(|| "error".into())
+        });
+        spans.push(Span {
+            trace_id: span_trace,
+            span_id: id(&span.span_id, 16),
+            parent_id,
+            service,
+            name: span.operation_name,
+            kind: Kind::from_tag(tags.get("span.kind").map_or("", String::as_str)),
+            start_ns: span.start_time.saturating_mul(1000),
+            duration_ns: span.duration.saturating_mul(1000),
+            error,
+            links,
+            event_attributes: Vec::new(),
+            integers: span
+                .tags
+                .iter()
+                .filter(|t| t.kind == "int64")
+                .map(|t| t.key.clone())
+                .collect(),
+            events: span
+                .logs
+                .iter()
+                .filter_map(|log| {
+                    log.fields
+                        .iter()
+                        .find(|f| f.key == "event")
+                        .map(|f| scalar(&f.value))
+                })
+                .collect(),
+            attributes: tags,
+        });
     }
-    Ok(out)
+    let mut trace = Trace::new(trace_id, spans);
+    trace.notes.extend(raw.warnings.iter().map(scalar));
+    trace.notes.extend(span_warnings);
+    trace
 }
 
 /// OTLP JSON attribute value (`{"stringValue": ...}`, `{"intValue": "7"}`, ...).
@@ -179,20 +372,9 @@ fn otlp_value(value: &Value) -> String {
     }
 }
 
-fn otlp_integers(list: &Value) -> BTreeSet<String> {
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|kv| kv["value"].get("intValue").is_some())
-        .map(|kv| scalar(&kv["key"]))
-        .collect()
-}
-
-fn otlp_attributes(list: &Value) -> BTreeMap<String, String> {
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .map(|kv| (scalar(&kv["key"]), otlp_value(&kv["value"])))
+fn otlp_attributes(list: &[wire::KeyValue]) -> BTreeMap<String, String> {
+    list.iter()
+        .map(|kv| (kv.key.clone(), otlp_value(&kv.value)))
         .collect()
 }
 
@@ -203,65 +385,58 @@ pub fn parse_v3(body: &Value) -> anyhow::Result<Vec<Trace>> {
         bail!("Jaeger answered with an error: {error}");
     }
     let data = body.get("result").unwrap_or(body);
-    let Some(resource_spans) = data["resourceSpans"].as_array() else {
+    let Some(Value::Array(resource_spans)) = data.get("resourceSpans") else {
         bail!("not an OTLP JSON traces response (no \"resourceSpans\")");
     };
     let mut spans = Vec::new();
     for rs in resource_spans {
-        let resource = otlp_attributes(&rs["resource"]["attributes"]);
-        let service = resource
-            .get("service.name")
-            .cloned()
+        let rs: wire::ResourceSpans = serde_json::from_value(rs.clone()).unwrap_or_default();
+        let service = otlp_attributes(&rs.resource.attributes)
+            .remove("service.name")
             .unwrap_or_else(|| "unknown_service".into());
-        for span in rs["scopeSpans"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|ss| ss["spans"].as_array().into_iter().flatten())
-        {
-            let attributes = otlp_attributes(&span["attributes"]);
-            let parent = id(&span["parentSpanId"], 16);
-            let start = number(&span["startTimeUnixNano"]);
-            let end = number(&span["endTimeUnixNano"]);
-            let error = (number(&span["status"]["code"]) == 2
-                || span["status"]["code"] == "STATUS_CODE_ERROR")
+        for span in rs.scope_spans.into_iter().flat_map(|ss| ss.spans) {
+            let attributes = otlp_attributes(&span.attributes);
+            let parent = id(&span.parent_span_id, 16);
+            let start = span.start_time_unix_nano;
+            let error = (number(&span.status.code) == 2 || span.status.code == "STATUS_CODE_ERROR")
                 .then(|| {
                     attributes
                         .get("error.type")
                         .cloned()
-                        .or_else(|| span["status"]["message"].as_str().map(str::to_owned))
+                        .or_else(|| {
+                            (!span.status.message.is_empty()).then(|| span.status.message.clone())
+                        })
                         .unwrap_or_else(|| "error".into())
                 });
-            let kind = match &span["kind"] {
+            let kind = match &span.kind {
                 Value::String(s) => {
                     Kind::from_tag(&s.trim_start_matches("SPAN_KIND_").to_ascii_lowercase())
                 }
                 other => Kind::from_otlp(number(other) as i64),
             };
             spans.push(Span {
-                trace_id: id(&span["traceId"], 32),
-                span_id: id(&span["spanId"], 16),
+                trace_id: id(&span.trace_id, 32),
+                span_id: id(&span.span_id, 16),
                 parent_id: (parent.chars().any(|c| c != '0')).then_some(parent),
                 service: service.clone(),
-                name: scalar(&span["name"]),
+                name: span.name,
                 kind,
                 start_ns: start,
-                duration_ns: end.saturating_sub(start),
+                duration_ns: span.end_time_unix_nano.saturating_sub(start),
                 error,
-                links: span["links"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|l| (id(&l["traceId"], 32), id(&l["spanId"], 16)))
+                links: span
+                    .links
+                    .iter()
+                    .map(|l| (id(&l.trace_id, 32), id(&l.span_id, 16)))
                     .collect(),
                 event_attributes: Vec::new(),
-                integers: otlp_integers(&span["attributes"]),
-                events: span["events"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|e| scalar(&e["name"]))
+                integers: span
+                    .attributes
+                    .iter()
+                    .filter(|kv| kv.value.get("intValue").is_some())
+                    .map(|kv| kv.key.clone())
                     .collect(),
+                events: span.events.into_iter().map(|e| e.name).collect(),
                 attributes,
             });
         }
@@ -460,7 +635,6 @@ mod tests {
 
     #[test]
     fn ids_are_padded_trimmed_and_never_split_inside_a_character() {
-        let id = |v: &str, len| id(&Value::String(v.to_owned()), len);
         assert_eq!(id("ABC", 16), "0000000000000abc");
         assert_eq!(
             id("4bf92f3577b34da6a3ce929d0e0e4736", 16),
@@ -470,13 +644,33 @@ mod tests {
         assert_eq!(id("é", 4), "000é");
         assert_eq!(id("ééééé", 4), "éééé");
         assert_eq!(id("00f067aa0ba902bä", 16), "00f067aa0ba902bä");
-        assert_eq!(super::id(&Value::Null, 4), "0000");
+        assert_eq!(id("", 4), "0000");
         // A whole response with such ids parses instead of panicking.
         let body = serde_json::json!({"data": [{"traceID": "ü", "spans": [
             {"traceID": "ü", "spanID": "日本", "operationName": "x", "references": []}
         ], "processes": {}}]});
         let traces = parse_v1(&body).unwrap();
         assert_eq!(traces[0].spans[0].span_id, "00000000000000日本");
+        // Fields of another type read as empty, and a truncated id is
+        // padded, instead of refusing the response.
+        let body = serde_json::json!({"data": [{"traceID": "abc", "spans": [
+            {"traceID": 7, "spanID": "12", "operationName": null, "references": "none",
+             "startTime": "10", "duration": true, "tags": [{"key": "span.kind", "value": "server"}, 5]}
+        ], "processes": []}]});
+        let span = &parse_v1(&body).unwrap()[0].spans[0];
+        assert_eq!(
+            (
+                span.trace_id.as_str(),
+                span.span_id.as_str(),
+                span.name.as_str()
+            ),
+            ("00000000000000000000000000000007", "0000000000000012", "")
+        );
+        assert_eq!(
+            (span.start_ns, span.duration_ns, span.kind),
+            (10_000, 0, Kind::Server)
+        );
+        assert_eq!(span.service, "unknown_service");
     }
 
     #[test]
@@ -494,9 +688,9 @@ mod tests {
 
     #[test]
     fn short_ids_are_padded_and_long_ones_kept() {
-        assert_eq!(id(&Value::from("2"), 16), "0000000000000002");
+        assert_eq!(id("2", 16), "0000000000000002");
         assert_eq!(
-            id(&Value::from("83A9EFD15C1C98A977E0711CC93EE28B"), 32),
+            id("83A9EFD15C1C98A977E0711CC93EE28B", 32),
             "83a9efd15c1c98a977e0711cc93ee28b"
         );
     }
