@@ -16,14 +16,14 @@ use crate::db::{self, Outcome};
 
 pub const CONSUMER_GROUP: &str = "inventory-service";
 
-/// Consumes `order-events` until `shutdown` flips; each offset is stored
+/// Consumes `order-events` until `shutdown` is cancelled; each offset is stored
 /// only after the record's transaction committed and its answer was
 /// acknowledged.
 pub async fn consume(
     consumer: service_runtime::kafka::Consumer,
     producer: Producer,
     db: Db,
-    shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: service_runtime::lifecycle::CancellationToken,
 ) {
     service_runtime::kafka::consume(consumer, shutdown, |m| {
         let (producer, db) = (producer.clone(), db.clone());

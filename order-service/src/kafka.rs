@@ -10,12 +10,12 @@ use crate::db;
 
 pub const CONSUMER_GROUP: &str = "order-service";
 
-/// Consumes `inventory-events` until `shutdown` flips; offsets are stored only
+/// Consumes `inventory-events` until `shutdown` is cancelled; offsets are stored only
 /// after the order update committed.
 pub async fn consume(
     consumer: service_runtime::kafka::Consumer,
     db: Db,
-    shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: service_runtime::lifecycle::CancellationToken,
 ) {
     service_runtime::kafka::consume(consumer, shutdown, |m| {
         let db = db.clone();

@@ -97,26 +97,26 @@ impl Outbox {
 
     /// The relay: a pass whenever a request asks, and every `interval` for
     /// rows older than `min_age` (left by a replica that stopped, or failed),
-    /// until `shutdown` flips.
+    /// until `shutdown` is cancelled.
     pub async fn run(
         self,
         pool: PgPool,
         producer: Producer,
         interval: Duration,
         min_age: Duration,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        shutdown: service_runtime::lifecycle::CancellationToken,
     ) {
         let slots = Arc::new(Semaphore::new(MAX_PASSES));
         let mut passes = tokio::task::JoinSet::new();
         loop {
             tokio::select! {
-                _ = shutdown.changed() => break,
+                () = shutdown.cancelled() => break,
                 () = self.inner.wake.notified() => {}
                 () = tokio::time::sleep(interval) => {}
                 Some(_) = passes.join_next() => continue,
             }
             let permit = tokio::select! {
-                _ = shutdown.changed() => break,
+                () = shutdown.cancelled() => break,
                 permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             };
             let hinted: Vec<Uuid> = self.inner.waiting().keys().copied().collect();

@@ -461,7 +461,7 @@ impl Outage {
 /// polls at once, so this bounds that wait; idle, it costs one wake-up a second.
 const POLL_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Consumes `topic` until `shutdown` flips to `true`: each record is handled
+/// Consumes `topic` until `shutdown` is cancelled: each record is handled
 /// under its CONSUMER span ([`consumer_context`]), and its offset is stored only
 /// once `handle` succeeded, that is after the handler's database transaction
 /// committed (at-least-once). A failed record is recorded on its span, then
@@ -470,7 +470,7 @@ const POLL_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(
 /// rather than fail them.
 pub async fn consume<F, Fut, E>(
     consumer: Consumer,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: crate::lifecycle::CancellationToken,
     handle: F,
 ) where
     F: Fn(rdkafka::message::OwnedMessage) -> Fut,
@@ -484,7 +484,7 @@ pub async fn consume<F, Fut, E>(
     let mut outage = Outage::default();
     loop {
         let message = tokio::select! {
-            _ = shutdown.changed() => break,
+            () = shutdown.cancelled() => break,
             m = tokio::time::timeout(POLL_AT_LEAST_EVERY, consumer.current.recv()) => match m {
                 Ok(m) => m,
                 Err(_) => {
@@ -552,13 +552,13 @@ pub async fn consume<F, Fut, E>(
 }
 
 /// [`ensure_topics`] again and again, with a delay doubling up to 10 s,
-/// until it succeeds or `stopping` turns true: a service that starts before
+/// until it succeeds or `stopping` is cancelled: a service that starts before
 /// its broker creates the topics once the broker answers.
 pub async fn ensure_topics_until_done(
     brokers: String,
     topics: &'static [&'static str],
     partitions: i32,
-    mut stopping: tokio::sync::watch::Receiver<bool>,
+    stopping: crate::lifecycle::CancellationToken,
 ) {
     for delay in crate::lifecycle::startup_backoff(std::time::Duration::from_secs(1)) {
         match ensure_topics(&brokers, topics, partitions).await {
@@ -571,7 +571,7 @@ pub async fn ensure_topics_until_done(
         }
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            _ = stopping.wait_for(|stop| *stop) => return,
+            () = stopping.cancelled() => return,
         }
     }
 }

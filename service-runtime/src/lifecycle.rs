@@ -48,30 +48,24 @@ pub fn startup_backoff(first: std::time::Duration) -> impl Iterator<Item = std::
     std::iter::successors(Some(first), |d| Some((*d * 2).min(MAX_STARTUP_BACKOFF)))
 }
 
-/// Background work of a service (consumers, relays) that stops together.
-pub struct Background {
-    stop: tokio::sync::watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
+pub use tokio_util::sync::CancellationToken;
 
-impl Default for Background {
-    fn default() -> Self {
-        Self {
-            stop: tokio::sync::watch::channel(false).0,
-            tasks: Vec::new(),
-        }
-    }
+/// Background work of a service (consumers, relays) that stops together.
+#[derive(Default)]
+pub struct Background {
+    stop: CancellationToken,
+    tasks: tokio_util::task::TaskTracker,
 }
 
 impl Background {
-    /// A receiver that changes to `true` when the service stops; loops pass
-    /// it to `select!` next to their work.
-    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.stop.subscribe()
+    /// Cancelled when the service stops; loops wait on its `cancelled()` in
+    /// `select!` next to their work.
+    pub fn stopping(&self) -> CancellationToken {
+        self.stop.clone()
     }
 
     pub fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
-        self.tasks.push(tokio::spawn(task));
+        self.tasks.spawn(task);
     }
 }
 
@@ -281,10 +275,9 @@ impl Running {
         let Some((background, flush)) = parts else {
             return served;
         };
-        let _ = background.stop.send(true);
-        for task in background.tasks {
-            let _ = task.await;
-        }
+        background.stop.cancel();
+        background.tasks.close();
+        background.tasks.wait().await;
         if let Some(flush) = flush {
             let _ = tokio::task::spawn_blocking(flush).await;
         }
