@@ -141,20 +141,7 @@ async fn create_order(
     // as JSON like every other refusal, without calling order-service.
     let body = match body {
         Ok(body) => body,
-        Err(rejection) => {
-            let status = rejection.status();
-            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                "payload_too_large"
-            } else {
-                "invalid_body"
-            };
-            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                format!("the request body is over {MAX_BODY_BYTES} bytes")
-            } else {
-                rejection.body_text()
-            };
-            return order_contract::error::response(status, code, message);
-        }
+        Err(rejection) => return order_contract::error::refused_body(&rejection, "invalid_body"),
     };
     let mut request = s
         .http

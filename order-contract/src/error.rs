@@ -29,7 +29,7 @@ impl ErrorBody {
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[cfg(feature = "axum")]
-pub use with_axum::{JsonBody, JsonRequest, response};
+pub use with_axum::{JsonBody, JsonRequest, refused_body, response};
 
 #[cfg(feature = "axum")]
 mod with_axum {
@@ -42,6 +42,24 @@ mod with_axum {
     /// `status` with the envelope as its JSON body.
     pub fn response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
         (status, axum::Json(ErrorBody::new(code, message))).into_response()
+    }
+
+    /// The answer to a request body that could not be read: 413
+    /// `payload_too_large` for one over [`MAX_BODY_BYTES`], else 400 with
+    /// `invalid_code` and axum's reason. The one wording for every service.
+    pub fn refused_body(
+        rejection: &axum::extract::rejection::BytesRejection,
+        invalid_code: &str,
+    ) -> Response {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body is over {MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            response(StatusCode::BAD_REQUEST, invalid_code, rejection.body_text())
+        }
     }
 
     /// A request body type read by [`JsonBody`], with how its refusal is worded.
@@ -70,21 +88,7 @@ mod with_axum {
         async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
             let bytes = axum::body::Bytes::from_request(request, state)
                 .await
-                .map_err(|rejection| {
-                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                        response(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "payload_too_large",
-                            format!("the request body is over {MAX_BODY_BYTES} bytes"),
-                        )
-                    } else {
-                        response(
-                            StatusCode::BAD_REQUEST,
-                            T::INVALID_CODE,
-                            rejection.body_text(),
-                        )
-                    }
-                })?;
+                .map_err(|rejection| refused_body(&rejection, T::INVALID_CODE))?;
             serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
                 response(
                     StatusCode::BAD_REQUEST,

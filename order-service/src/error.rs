@@ -8,9 +8,10 @@ pub enum AppError {
     /// 400: the body is not a valid order (the message says why).
     #[error("{0}")]
     InvalidOrder(String),
-    /// 413: the body is over the size limit (nothing was read further).
-    #[error("the request body is over {0} bytes")]
-    BodyTooLarge(usize),
+    /// 413 for a body over the size limit, 400 for one that could not be
+    /// read (`order_contract::error::refused_body`).
+    #[error("{0}")]
+    Body(axum::extract::rejection::BytesRejection),
     /// 400: the `Idempotency-Key` header is empty, too long or not printable ASCII.
     #[error("Idempotency-Key must be 1 to 128 printable ASCII characters")]
     InvalidIdempotencyKey,
@@ -39,7 +40,6 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
             AppError::InvalidOrder(_) => (StatusCode::BAD_REQUEST, "invalid_order"),
-            AppError::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::InvalidIdempotencyKey => (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
             AppError::InvalidOrderId => (StatusCode::BAD_REQUEST, "invalid_order_id"),
             AppError::OrderNotFound => (StatusCode::NOT_FOUND, "order_not_found"),
@@ -47,6 +47,9 @@ impl IntoResponse for AppError {
             AppError::InsufficientStock(_) => (StatusCode::CONFLICT, "insufficient_stock"),
             AppError::DependencyUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable")
+            }
+            AppError::Body(rejection) => {
+                return order_contract::error::refused_body(rejection, "invalid_order");
             }
             AppError::Database(e) => {
                 let (status, code, message) =

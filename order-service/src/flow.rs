@@ -17,7 +17,6 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::domain::NewOrder;
 use crate::error::AppError;
 use order_contract::clients::CallError;
-use order_contract::error::MAX_BODY_BYTES;
 use order_contract::events::{OrderCreatedLine, OrderCreatedType};
 use order_contract::http::{OrderAccepted, StockCheckLine, StockCheckRequest};
 use order_contract::trace::names;
@@ -52,13 +51,7 @@ pub async fn create_order(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<OrderAccepted>), AppError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            AppError::BodyTooLarge(MAX_BODY_BYTES)
-        } else {
-            AppError::InvalidOrder(rejection.body_text())
-        }
-    })?;
+    let body = body.map_err(AppError::Body)?;
     // The SERVER span's context, which `ServerTracingLayer` makes current.
     let server = Context::current();
     let key = idempotency_key(&headers)?;
