@@ -38,78 +38,36 @@ PORTS = {
     "inventory-service": 3004,
 }
 
-# What each service reads: its config.rs, tracing-common's telemetry settings,
-# service-runtime's edge limits and the OpenTelemetry SDK's batch-processor
-# variables. Keep in step with the
-# README's configuration table.
-COMMON = {
-    "PORT",
-    # service_runtime::edge::EdgeLimits::from_env
-    "SERVER_REQUEST_TIMEOUT_MS",
-    "MAX_REQUEST_HEADER_BYTES",
-    "RUST_LOG",
-    "LOG_FORMAT",
-    # tracing_common::config::STATS_FILE_VARIABLE: the guard's figures as JSON at shutdown
-    "TELEMETRY_STATS_FILE",
-    "OTEL_SERVICE_NAME",
-    "OTEL_SDK_DISABLED",
-    "OTEL_TRACES_EXPORTER",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_TIMEOUT",
-    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-    "OTEL_EXPORTER_OTLP_HEADERS",
-    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-    "OTEL_EXPORTER_OTLP_COMPRESSION",
-    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
-    "OTEL_EXPORTER_OTLP_CERTIFICATE",
-    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
-    "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
-    "OTEL_TRACES_SAMPLER",
-    "OTEL_TRACES_SAMPLER_ARG",
-    "OTEL_PROPAGATORS",
-    "OTEL_RESOURCE_ATTRIBUTES",
-    "OTEL_BSP_MAX_QUEUE_SIZE",
-    "OTEL_BSP_SCHEDULE_DELAY",
-    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-    "OTEL_BSP_EXPORT_TIMEOUT",
-}
-READS = {
-    "api-gateway": COMMON
-    | {
-        "USER_SERVICE_URL",
-        "ORDER_SERVICE_URL",
-        "INVENTORY_SERVICE_URL",
-        "HTTP_CLIENT_TIMEOUT_MS",
-        "GATEWAY_INCOMING_TRACE",
-        "GATEWAY_INCOMING_BAGGAGE",
-    },
-    "user-service": COMMON | {"DATABASE_URL"},
-    "order-service": COMMON
-    | {
-        "DATABASE_URL",
-        "KAFKA_BROKERS",
-        "USER_SERVICE_URL",
-        "INVENTORY_SERVICE_URL",
-        "HTTP_CLIENT_TIMEOUT_MS",
-        "KAFKA_PUBLISH_WAIT_MS",
-        "OUTBOX_RELAY_INTERVAL_MS",
-        "OUTBOX_RELAY_MIN_AGE_MS",
-    },
-    "inventory-service": COMMON | {"DATABASE_URL", "KAFKA_BROKERS", "KAFKA_SEND_TIMEOUT_MS"},
-}
 
-# Defaults that point at 127.0.0.1: fine on a laptop, wrong in a container.
-LOOPBACK_DEFAULTS = {
-    "DATABASE_URL",
-    "KAFKA_BROKERS",
-    "USER_SERVICE_URL",
-    "ORDER_SERVICE_URL",
-    "INVENTORY_SERVICE_URL",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-}
+def load_variables(root: Path) -> list[dict]:
+    """service-runtime/variables.tsv: every variable the services read, with
+    who reads it, its default, its kind and its values."""
+    rows = []
+    for line in (root / "service-runtime" / "variables.tsv").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, readers, default, kind, *values = line.split("\t")
+        rows.append({
+            "name": name,
+            "readers": set(PORTS) if readers == "*" else set(readers.split(",")),
+            "default": default,
+            "kind": kind,
+            "values": set(values[0].split("|")) if values else set(),
+        })
+    return rows
+
+
+VARIABLES = load_variables(Path(__file__).resolve().parent.parent)
+# What each service reads (its config.rs, tracing-common's telemetry settings,
+# service-runtime's edge limits, the OpenTelemetry SDK's batch processor).
+READS = {service: {v["name"] for v in VARIABLES if service in v["readers"]} for service in PORTS}
+COMMON = set.intersection(*READS.values())
+# Defaults that point at 127.0.0.1: fine on a laptop, wrong in a container
+# (Zipkin's only matters with OTEL_TRACES_EXPORTER=zipkin).
+LOOPBACK_DEFAULTS = {v["name"] for v in VARIABLES if "127.0.0.1" in v["default"]} - {"OTEL_EXPORTER_ZIPKIN_ENDPOINT"}
+ONE_OF = {v["name"]: v["values"] for v in VARIABLES if v["kind"] == "one-of"}
+LIST_OF = {v["name"]: v["values"] for v in VARIABLES if v["kind"] == "list-of"}
+WHOLE_NUMBERS = {v["name"] for v in VARIABLES if v["kind"] == "number"}
 
 URL_TARGETS = {
     "USER_SERVICE_URL": "user-service",
@@ -119,32 +77,6 @@ URL_TARGETS = {
 
 DATABASES = {"user-service": "users", "order-service": "orders", "inventory-service": "inventory"}
 
-SAMPLERS = {
-    "always_on",
-    "always_off",
-    "traceidratio",
-    "parentbased_always_on",
-    "parentbased_always_off",
-    "parentbased_traceidratio",
-    "jaeger_remote",
-    "parentbased_jaeger_remote",
-}
-ONE_OF = {
-    "LOG_FORMAT": {"json", "pretty"},
-    "OTEL_EXPORTER_OTLP_PROTOCOL": {"grpc", "http/protobuf"},
-    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": {"grpc", "http/protobuf"},
-    "OTEL_EXPORTER_OTLP_COMPRESSION": {"gzip", "none"},
-    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": {"gzip", "none"},
-    "OTEL_SDK_DISABLED": {"true", "false"},
-    "OTEL_TRACES_SAMPLER": SAMPLERS,
-    "GATEWAY_INCOMING_TRACE": {"continue", "new-root"},
-    "GATEWAY_INCOMING_BAGGAGE": {"drop", "keep"},
-}
-LIST_OF = {
-    "OTEL_TRACES_EXPORTER": {"otlp", "zipkin", "console", "none"},
-    "OTEL_PROPAGATORS": {"tracecontext", "baggage", "b3", "b3multi", "jaeger", "none"},
-}
-WHOLE_NUMBER = re.compile(r"_MS$|^OTEL_BSP_|^OTEL_EXPORTER_OTLP_(TRACES_)?TIMEOUT$|^PORT$")
 # `$${...}` is compose's escape for a literal `${...}`, not an interpolation.
 INTERPOLATION = re.compile(r"(?<!\$)\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}")
 # Where the Kafka clients find a broker, and where a node's controller listens.
@@ -168,7 +100,7 @@ def check_value(report: Report, where: str, name: str, value: str) -> None:
         unknown = [v for v in items if v not in LIST_OF[name]]
         if unknown or not items:
             report.error(where, f"{name}={value!r}: expected a list of {sorted(LIST_OF[name])}")
-    if WHOLE_NUMBER.search(name) and not value.isdigit():
+    if name in WHOLE_NUMBERS and not value.isdigit():
         report.error(where, f"{name}={value!r} is not a whole number")
     if name.endswith(("_ENDPOINT", "_URL")) and name != "DATABASE_URL":
         url = urlsplit(value)
@@ -602,11 +534,15 @@ def check_list_matches_sources(report: Report, root: Path) -> None:
         if not config.is_file():
             report.error(str(config.relative_to(root)), "not found; cannot compare the variable list with it")
             continue
-        found = set(read_call.findall(config.read_text()))
+        source = config.read_text()
+        found = set(read_call.findall(source))
+        # service_runtime::faults::Faults::from_env reads FAULTS.
+        if "Faults::from_env" in source:
+            found.add("FAULTS")
         for name in sorted(found - READS[service]):
-            report.error(f"{service}/src/config.rs", f"reads {name}, missing from READS in scripts/check_deploy_env.py")
+            report.error(f"{service}/src/config.rs", f"reads {name}, missing for {service} in service-runtime/variables.tsv")
         for name in sorted(READS[service] - COMMON - found):
-            report.error("scripts/check_deploy_env.py", f"lists {name} for {service}, whose config.rs does not read it")
+            report.error("service-runtime/variables.tsv", f"lists {name} for {service}, whose config.rs does not read it")
     sources = ""
     for crate in ("tracing-common", "service-runtime"):
         src = root / crate / "src"
@@ -623,9 +559,35 @@ def check_list_matches_sources(report: Report, root: Path) -> None:
     # The batch processor's variables are read inside the SDK, not by our code.
     ours = {n for n in COMMON if not n.startswith("OTEL_BSP_")} - {"PORT"}
     for name in sorted(literals - COMMON):
-        report.error("tracing-common/src, service-runtime/src", f"read {name}, missing from COMMON in scripts/check_deploy_env.py")
+        report.error("tracing-common/src, service-runtime/src", f"read {name}, missing (for every service) from service-runtime/variables.tsv")
     for name in sorted(ours - literals):
-        report.error("scripts/check_deploy_env.py", f"lists {name}, which neither tracing-common nor service-runtime reads")
+        report.error("service-runtime/variables.tsv", f"lists {name}, which neither tracing-common nor service-runtime reads")
+
+
+def check_docs_list_the_variables(report: Report, root: Path) -> None:
+    """docs/configuration.md's table names every variable of the list, and
+    only those."""
+    path = root / "docs" / "configuration.md"
+    text = path.read_text()
+    table = text.split("## Configuration (environment only)", 1)[-1].split("\n\n", 2)[1]
+    documented = set()
+    for row in table.splitlines():
+        if row.startswith("| `"):
+            documented |= set(re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1]))
+    listed = {v["name"] for v in VARIABLES}
+    # One row covers the batch processor's four.
+    if "OTEL_BSP_MAX_QUEUE_SIZE" in documented:
+        documented |= {n for n in listed if n.startswith("OTEL_BSP_")}
+    # Each OTEL_EXPORTER_OTLP_* has a TRACES_ form, said once below the table.
+    documented |= {
+        n.replace("OTEL_EXPORTER_OTLP_", "OTEL_EXPORTER_OTLP_TRACES_")
+        for n in documented
+        if n.startswith("OTEL_EXPORTER_OTLP_") and "_TRACES_" not in n
+    }
+    for name in sorted(listed - documented):
+        report.error("docs/configuration.md", f"the configuration table does not name {name} (service-runtime/variables.tsv)")
+    for name in sorted(documented - listed):
+        report.error("docs/configuration.md", f"names {name}, which service-runtime/variables.tsv does not list")
 
 
 def main() -> int:
@@ -636,6 +598,7 @@ def main() -> int:
 
     report = Report()
     check_list_matches_sources(report, root)
+    check_docs_list_the_variables(report, root)
     variants = compose_variants(report, root)
     compose = check_compose(report, root / "docker-compose.yml", variants)
     k8s = check_k8s(report, root / "k8s")

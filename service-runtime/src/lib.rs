@@ -16,6 +16,7 @@
 //!   after the work committed, topic creation.
 //! - [`edge`]: request timeout (408), header budget (431), JSON-only bodies (415).
 //! - [`faults`]: opt-in latency and error injection into named steps (demos).
+//! - [`variables`]: every environment variable the services read (`variables.tsv`).
 
 #[cfg(feature = "postgres")]
 pub mod database;
@@ -25,6 +26,7 @@ pub mod faults;
 pub mod kafka;
 pub mod lifecycle;
 pub mod settings;
+pub mod variables;
 
 pub use lifecycle::{Background, Flush, Running, Started};
 

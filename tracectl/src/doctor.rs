@@ -67,6 +67,17 @@ impl Report {
         self.push(Level::Problem, text, Some(fix.into()));
     }
 
+    /// Notes each `OTEL_*` name of `names` that no service reads
+    /// (`service_runtime::variables`): most often a misspelt variable, which
+    /// the services silently ignore.
+    pub fn unread_variables<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
+        for name in service_runtime::variables::unread(names) {
+            self.note(format!(
+                "{name} is set, but no service here reads it (misspelt? see docs/configuration.md)"
+            ));
+        }
+    }
+
     pub fn problems(&self) -> usize {
         self.findings
             .iter()

@@ -198,7 +198,11 @@ async fn errors(
 async fn doctor() -> anyhow::Result<()> {
     let config = tracing_common::TelemetryConfig::from_env("tracectl-doctor");
     println!("tracectl doctor: checking the telemetry path of this environment's OTEL_* settings");
-    let report = tracectl::doctor::diagnose(config).await;
+    let mut report = tracectl::doctor::diagnose(config).await;
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .collect();
+    report.unread_variables(names.iter().map(String::as_str));
     print!("{}", report.render());
     if report.problems() > 0 {
         std::process::exit(1);

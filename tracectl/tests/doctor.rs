@@ -311,3 +311,24 @@ async fn a_healthy_secured_endpoint_gets_the_doctor_span_and_exit_0() {
         assert!(received, "span doctor of trace {trace_id} not received");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misspelt_otel_variable_is_named() {
+    let closed = testkit::closed_port();
+    let mut vars = endpoint_vars(format!("http://{closed}"), "grpc");
+    vars.push((
+        "OTEL_EXPORTER_OTLP_ENDPONT",
+        "http://collector:4317".to_owned(),
+    ));
+    let out = doctor(&vars).await;
+    assert_says(
+        &out,
+        &["OTEL_EXPORTER_OTLP_ENDPONT is set, but no service here reads it"],
+    );
+    assert!(
+        !out.stdout
+            .contains("OTEL_EXPORTER_OTLP_ENDPOINT is set, but"),
+        "{}",
+        out.stdout
+    );
+}
