@@ -569,9 +569,9 @@ def check_docs_list_the_variables(report: Report, root: Path) -> None:
     only those."""
     path = root / "docs" / "configuration.md"
     text = path.read_text()
-    table = text.split("## Configuration (environment only)", 1)[-1].split("\n\n", 2)[1]
+    section = text.split("## Configuration (environment only)", 1)[-1].split("\n## ", 1)[0]
     documented = set()
-    for row in table.splitlines():
+    for row in section.splitlines():
         if row.startswith("| `"):
             documented |= set(re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1]))
     listed = {v["name"] for v in VARIABLES}
