@@ -1,19 +1,4 @@
-use inventory_service::config::Config;
+//! inventory-service: the binary. Everything is in the library (`inventory_service::start`) and
+//! `service_runtime::main`.
 
-// Tracing allocates per span (attributes, span data, export buffers): in a
-// profile of traced load glibc's malloc and free took about a tenth of the
-// service's CPU. mimalloc's thread-local free lists make that cheaper.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    service_runtime::main(
-        "inventory-service",
-        env!("CARGO_PKG_VERSION"),
-        Config::from_env,
-        |config| config.port,
-        inventory_service::start,
-    )
-    .await
-}
+service_runtime::service_main!("inventory-service", inventory_service);

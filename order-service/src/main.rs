@@ -1,19 +1,4 @@
-use order_service::config::Config;
+//! order-service: the binary. Everything is in the library (`order_service::start`) and
+//! `service_runtime::main`.
 
-// Tracing allocates per span (attributes, span data, export buffers): in a
-// profile of traced load glibc's malloc and free took about a tenth of the
-// service's CPU. mimalloc's thread-local free lists make that cheaper.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    service_runtime::main(
-        "order-service",
-        env!("CARGO_PKG_VERSION"),
-        Config::from_env,
-        |config| config.port,
-        order_service::start,
-    )
-    .await
-}
+service_runtime::service_main!("order-service", order_service);

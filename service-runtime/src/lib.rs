@@ -30,6 +30,39 @@ pub mod variables;
 
 pub use lifecycle::{Background, Flush, Running, Started};
 
+/// The allocator of the services' binaries ([`service_main!`]). Tracing
+/// allocates per span (attributes, span data, export buffers): in a profile
+/// of traced load glibc's malloc and free took about a tenth of a service's
+/// CPU; mimalloc's thread-local free lists make that cheaper.
+pub use mimalloc::MiMalloc;
+
+/// A service's whole `main.rs`: [`MiMalloc`] as the global allocator and a
+/// Tokio `main` running [`main`] with the crate's `config::Config::from_env`
+/// and `start`:
+///
+/// ```ignore
+/// service_runtime::service_main!("order-service", order_service);
+/// ```
+#[macro_export]
+macro_rules! service_main {
+    ($name:literal, $service:ident) => {
+        #[global_allocator]
+        static GLOBAL: $crate::MiMalloc = $crate::MiMalloc;
+
+        #[tokio::main]
+        async fn main() -> anyhow::Result<()> {
+            $crate::main(
+                $name,
+                env!("CARGO_PKG_VERSION"),
+                $service::config::Config::from_env,
+                |config| config.port,
+                $service::start,
+            )
+            .await
+        }
+    };
+}
+
 /// A service's whole `main`: telemetry, its settings, the listener on `PORT`,
 /// `start`, then serving until SIGTERM or Ctrl-C and a stop in order (HTTP,
 /// background work, the producer, the spans' flush).

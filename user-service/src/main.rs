@@ -1,19 +1,4 @@
-use user_service::config::Config;
+//! user-service: the binary. Everything is in the library (`user_service::start`) and
+//! `service_runtime::main`.
 
-// Tracing allocates per span (attributes, span data, export buffers): in a
-// profile of traced load glibc's malloc and free took about a tenth of the
-// service's CPU. mimalloc's thread-local free lists make that cheaper.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    service_runtime::main(
-        "user-service",
-        env!("CARGO_PKG_VERSION"),
-        Config::from_env,
-        |config| config.port,
-        user_service::start,
-    )
-    .await
-}
+service_runtime::service_main!("user-service", user_service);
