@@ -5,11 +5,18 @@ use std::str::FromStr;
 
 use tracing_common::ConfigError;
 
-/// `name` parsed as `T`, or `default` when unset or empty.
+/// `name` parsed as `T`, or `default` when unset or empty. In debug builds
+/// (the tests) a variable missing from the list of every variable the
+/// services read ([`crate::variables`]) stops here, so the list, the
+/// deployment check and the docs cannot fall behind the code.
 pub fn env_or<T: FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
+    debug_assert!(
+        crate::variables::all().any(|v| v.name == name),
+        "{name} is read but not listed in service-runtime/variables.tsv: add it there"
+    );
     match std::env::var(name) {
         Ok(v) if v.trim().is_empty() => Ok(default),
         Ok(v) => v.trim().parse().map_err(|e: T::Err| ConfigError {
@@ -66,4 +73,22 @@ pub fn env_database_url(name: &'static str, default: &str) -> Result<String, Con
 /// Milliseconds setting as a `Duration`.
 pub fn env_millis(name: &'static str, default_ms: u64) -> Result<std::time::Duration, ConfigError> {
     env_or(name, default_ms).map(std::time::Duration::from_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "not listed in service-runtime/variables.tsv")]
+    fn a_variable_missing_from_the_list_is_refused_in_debug_builds() {
+        let _ = super::env_or("NOT_A_LISTED_VARIABLE", 1_u16);
+    }
+
+    #[test]
+    fn a_listed_variable_reads_its_default() {
+        assert_eq!(
+            super::env_or("OUTBOX_RELAY_MIN_AGE_MS", 7_u64).ok(),
+            Some(7)
+        );
+    }
 }
