@@ -78,6 +78,16 @@ pub struct Env {
     pub http: reqwest::Client,
 }
 
+/// A passing test leaves nothing behind; a failing one keeps its logs
+/// (Kafka's, Jaeger's, the services') in `log_dir` for reading.
+impl Drop for Env {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.log_dir);
+        }
+    }
+}
+
 /// How to start an [`Env`].
 pub struct Setup {
     /// Kafka nodes: 1 (compose's single broker) or 3 (`deploy/k8s-kafka-cluster`).
@@ -360,7 +370,7 @@ impl Env {
 
     /// Stops the services (SIGTERM), asserts none had to be killed, scans
     /// everything exported and logged for leaks, drops the databases.
-    pub async fn finish(self) {
+    pub async fn finish(mut self) {
         let leaks = self.leaks();
         let killed = self.services.stop(Duration::from_secs(20)).await;
         assert!(killed.is_empty(), "had to kill {killed:?}");

@@ -308,7 +308,7 @@ impl LocalStack {
 
     /// SIGTERM to every service (gateway first), then waits up to `grace`
     /// for each before killing it. Returns the names that had to be killed.
-    pub async fn stop(mut self, grace: Duration) -> Vec<&'static str> {
+    pub async fn stop(&mut self, grace: Duration) -> Vec<&'static str> {
         let mut killed = Vec::new();
         for child in self.children.iter_mut().rev() {
             if let Some(pid) = child.process.id() {
