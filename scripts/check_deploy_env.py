@@ -348,9 +348,16 @@ def check_compose_jaeger(report: Report, path: Path, services: dict, variant: Va
 
 
 def check_variables_used(report: Report, path: Path, variants: list[Variant]) -> None:
-    """A variable an env file sets that docker-compose.yml never interpolates is a typo."""
+    """A variable an env file sets that docker-compose.yml never interpolates
+    nor passes on (an `environment` entry without a value) is a typo."""
     text = path.read_text()
     used = {m.group("name") for m in INTERPOLATION.finditer(text)}
+    for service in (yaml.safe_load(text).get("services") or {}).values():
+        environment = service.get("environment") or {}
+        if isinstance(environment, dict):
+            used |= {name for name, value in environment.items() if value is None}
+        else:
+            used |= {entry for entry in environment if "=" not in entry}
     for variant in variants:
         for name in sorted(variant.variables):
             if not name.startswith("COMPOSE_") and name not in used:

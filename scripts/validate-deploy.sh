@@ -108,6 +108,36 @@ sys.exit(1 if problems else 0)
 PY
 }
 
+# Every setting deploy/jaeger/config.yaml reads from the environment reaches
+# Jaeger in compose (addresses and paths are the compose network's and the
+# image's, not settings); Prometheus runs with the same flags in compose, in
+# k8s/ and in the tests (testkit), so exemplars are stored everywhere.
+jaeger_settings_and_prometheus_flags() {
+  python - <<'PY'
+import re, sys, yaml
+problems = []
+offered = set(re.findall(r"\$\{env:(JAEGER_[A-Z_]+)", open("deploy/jaeger/config.yaml").read()))
+wiring = re.compile(r"_(ENDPOINT|HOST|PORT|URL|FILE)$")
+compose = yaml.safe_load(open("docker-compose.yml"))
+passed = set((compose["services"]["jaeger"].get("environment") or {}).keys())
+missing = sorted(n for n in offered if not wiring.search(n) and n not in passed)
+if missing:
+    problems.append(f"docker-compose.yml does not pass {missing} to Jaeger (config.yaml reads them)")
+unknown = sorted(passed - offered)
+if unknown:
+    problems.append(f"docker-compose.yml passes {unknown} to Jaeger, which config.yaml does not read")
+flags = lambda args: sorted(a for a in args if a.startswith("--enable-feature"))
+in_compose = flags(compose["services"]["prometheus"]["command"])
+k8s = [d for d in yaml.safe_load_all(open("k8s/prometheus/prometheus.yaml")) if d and d["kind"] == "Deployment"][0]
+in_k8s = flags(k8s["spec"]["template"]["spec"]["containers"][0]["args"])
+in_tests = sorted(re.findall(r'"(--enable-feature=[^"]+)"', open("testkit/src/prometheus.rs").read()))
+if not (in_compose == in_k8s == in_tests) or not in_compose:
+    problems.append(f"Prometheus feature flags differ: compose {in_compose}, k8s {in_k8s}, testkit {in_tests}")
+print("\n".join(problems))
+sys.exit(1 if problems else 0)
+PY
+}
+
 # The Kafka cluster overlay: three combined broker/controller pods, one
 # voter each, replication factor 3 with min.insync.replicas 2 and unclean
 # leader election off, one pod at a time evictable, and every client
@@ -590,6 +620,7 @@ for version in $K8S_VERSIONS; do
   run "k8s cassandra overlay ($version)" render_overlay_and_validate "$version" deploy/k8s-cassandra/
 done
 run "tail sampling is one setting" tail_overlay
+run "Jaeger settings, Prometheus flags" jaeger_settings_and_prometheus_flags
 run "kafka cluster: 3 nodes, RF 3" kafka_cluster_overlay
 run "cassandra: store, 2 Jaegers" cassandra_overlay
 run "tail sampling on 1 Jaeger" tail_sampling_one_jaeger

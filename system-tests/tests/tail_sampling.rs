@@ -515,6 +515,131 @@ async fn tail_sampling_and_the_monitor_tab(in_cassandra: bool) {
         "tracectl errors against the traces inventory-service failed in"
     );
     assert!(stdout.contains("POST /check: 500"), "{stdout}");
+
+    // 6. Exemplars, from the slow buckets of user-service's lookups to their
+    //    traces: each is a lookup the services really sent with that
+    //    duration, its trace is slow, and Jaeger has it (tail sampling keeps
+    //    every slow trace).
+    let lookup = "GET /users/{id}";
+    let exemplars = tracectl::exemplars::Prometheus::new(&prometheus.url())
+        .unwrap()
+        .exemplars(
+            "user-service",
+            Some(lookup),
+            THRESHOLD_MS as f64,
+            Duration::from_secs(30 * 60),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !exemplars.is_empty(),
+        "no exemplar above {THRESHOLD_MS} ms although {delayed} lookups were delayed"
+    );
+    for exemplar in &exemplars {
+        let trace = store.trace(&exemplar.trace_id);
+        let span = trace
+            .spans
+            .iter()
+            .find(|s| s.span_id == exemplar.span_id)
+            .unwrap_or_else(|| panic!("{exemplar:?} names a span the services never sent"));
+        assert_eq!(
+            (span.service.as_str(), span.name.as_str()),
+            ("user-service", lookup)
+        );
+        assert!(
+            (span.duration_ns as f64 / 1e6 - exemplar.duration_ms).abs() < 0.01,
+            "{exemplar:?} against the span's {} ns",
+            span.duration_ns
+        );
+        assert_eq!(class(&trace), Class::Slow, "{exemplar:?}");
+        assert_eq!(
+            stored(&exemplar.trace_id).await,
+            trace.spans.len(),
+            "{exemplar:?}: Jaeger does not have the whole trace"
+        );
+    }
+    let output = std::process::Command::new(testkit::env::bin_dir().join("tracectl"))
+        .args([
+            "exemplars",
+            "--service",
+            "user-service",
+            "--operation",
+            lookup,
+        ])
+        .args(["--above", &format!("{THRESHOLD_MS}ms"), "--minutes", "30"])
+        .args(["--prometheus", &prometheus.url(), "--jaeger", &query])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("tracectl exemplars:\n{stdout}");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed: Vec<&str> = stdout.lines().filter(|l| l.contains(" ms  ")).collect();
+    assert_eq!(listed.len(), exemplars.len().min(20), "{stdout}");
+    assert!(listed.iter().all(|l| l.contains("  yes, ")), "{stdout}");
+
+    // 7. The critical path of the slowest gateway requests: the injected
+    //    delay is first, with the share of the time the requests spent in it.
+    let slowest = client
+        .slowest_requests("api-gateway", Duration::from_secs(30 * 60), 1000, 10)
+        .await
+        .unwrap();
+    assert_eq!(slowest.len(), 10);
+    let summary = tracectl::critical::summarize(&slowest);
+    let delay_name = "injected-delay lookup-user";
+    let in_delay: u64 = slowest
+        .iter()
+        .flat_map(|(t, _)| &t.spans)
+        .filter(|s| s.name == delay_name)
+        .map(|s| s.duration_ns)
+        .sum();
+    let requests: u64 = slowest.iter().map(|(t, i)| t.spans[*i].duration_ns).sum();
+    let first = &summary.operations[0];
+    println!(
+        "critical path: {} {} {:.1}% of {:.0} ms; the delay spans are {:.1}%",
+        first.service,
+        first.name,
+        first.share(&summary) * 100.0,
+        summary.total_ns as f64 / 1e6,
+        in_delay as f64 / requests as f64 * 100.0
+    );
+    assert_eq!(
+        (first.service.as_str(), first.name.as_str()),
+        ("user-service", delay_name)
+    );
+    assert_eq!(first.requests, 10, "{summary:?}");
+    assert_eq!(summary.total_ns, requests, "the path covers each request");
+    assert!(
+        (first.share(&summary) - in_delay as f64 / requests as f64).abs() < 0.001,
+        "{summary:?}"
+    );
+    assert!(first.share(&summary) > 0.8, "{summary:?}");
+    let output = std::process::Command::new(testkit::env::bin_dir().join("tracectl"))
+        .args([
+            "critical-path",
+            "--service",
+            "api-gateway",
+            "--minutes",
+            "30",
+        ])
+        .args(["--slowest", "10", "--jaeger", &query])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("tracectl critical-path:\n{stdout}");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let table: Vec<&str> = stdout.lines().collect();
+    assert!(
+        table[3].starts_with("user-service  injected-delay lookup-user"),
+        "{stdout}"
+    );
     drop(jaeger);
     drop(prometheus);
 }

@@ -74,6 +74,8 @@ impl Prometheus {
                     dir.join(format!("prometheus-data-{attempt}")).display()
                 ))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                // As compose and k8s/ run it.
+                .arg("--enable-feature=exemplar-storage")
                 .stdin(std::process::Stdio::null())
                 .stdout(out.try_clone()?)
                 .stderr(out)

@@ -548,6 +548,29 @@ impl Jaeger {
         Ok(traces)
     }
 
+    /// The `limit` slowest requests `service` served in the last `lookback`
+    /// (each trace with the index of the service's topmost span,
+    /// [`crate::critical::request_of`]), slowest first, from the `depth` most
+    /// recent traces Jaeger finds for it.
+    pub async fn slowest_requests(
+        &self,
+        service: &str,
+        lookback: Duration,
+        depth: usize,
+        limit: usize,
+    ) -> anyhow::Result<Vec<(Trace, usize)>> {
+        let traces = self
+            .find(service, lookback, Duration::ZERO, depth.clamp(1, 10_000))
+            .await?;
+        let mut requests: Vec<(Trace, usize)> = traces
+            .into_iter()
+            .filter_map(|t| crate::critical::request_of(&t, service).map(|i| (t, i)))
+            .collect();
+        requests.sort_by_key(|(t, i)| std::cmp::Reverse(t.spans[*i].duration_ns));
+        requests.truncate(limit);
+        Ok(requests)
+    }
+
     /// Traces of `service` in the last `lookback` in which one of its own
     /// spans failed (status ERROR), newest first, from the `depth` most
     /// recent traces Jaeger finds for the service.

@@ -76,6 +76,49 @@ enum Command {
         #[arg(long, env = "JAEGER_URL", default_value = "http://127.0.0.1:16686")]
         jaeger: String,
     },
+    /// The traces behind a latency spike: the exemplars Prometheus stored
+    /// with Jaeger's span-metrics histogram for a service (and operation),
+    /// slowest first, each with whether Jaeger has its trace.
+    Exemplars {
+        #[arg(long)]
+        service: String,
+        /// Only this span name (the Monitor tab's operation).
+        #[arg(long)]
+        operation: Option<String>,
+        /// Only spans at least this long (500ms, 1.5s; a bare number is ms).
+        #[arg(long, default_value = "0ms")]
+        above: String,
+        /// How far back to look, in minutes.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, env = "PROMETHEUS_URL", default_value = "http://127.0.0.1:9090")]
+        prometheus: String,
+        #[arg(long, env = "JAEGER_URL", default_value = "http://127.0.0.1:16686")]
+        jaeger: String,
+    },
+    /// Where the time of a service's slowest recent requests goes: the
+    /// critical-path time per operation summed over them, as a table and a
+    /// bar per operation's share.
+    CriticalPath {
+        #[arg(long)]
+        service: String,
+        /// How far back to look, in minutes.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+        /// How many of the slowest requests to sum over.
+        #[arg(long, default_value_t = 20)]
+        slowest: usize,
+        /// How many of the service's most recent traces to choose them from.
+        #[arg(long, default_value_t = 500)]
+        depth: usize,
+        /// How many operations to print.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        #[arg(long, env = "JAEGER_URL", default_value = "http://127.0.0.1:16686")]
+        jaeger: String,
+    },
     /// Check the telemetry path a service with this environment would use
     /// (the same OTEL_* variables): configuration, sampler, endpoint
     /// reachability, TLS, credentials and protocol, then send one test span
@@ -117,6 +160,35 @@ async fn main() -> anyhow::Result<()> {
             limit,
             jaeger,
         } => errors(&service, minutes, depth, limit, &jaeger).await,
+        Command::Exemplars {
+            service,
+            operation,
+            above,
+            minutes,
+            limit,
+            prometheus,
+            jaeger,
+        } => {
+            let above_ms = tracectl::exemplars::parse_duration_ms(&above)?;
+            exemplars(
+                &service,
+                operation.as_deref(),
+                above_ms,
+                minutes,
+                limit,
+                &prometheus,
+                &jaeger,
+            )
+            .await
+        }
+        Command::CriticalPath {
+            service,
+            minutes,
+            slowest,
+            depth,
+            top,
+            jaeger,
+        } => critical_path(&service, minutes, slowest, depth, top, &jaeger).await,
         Command::Doctor => doctor().await,
         Command::Verify {
             gateway,
@@ -192,6 +264,89 @@ async fn errors(
             failed.error.as_deref().unwrap_or_default()
         );
     }
+    Ok(())
+}
+
+async fn exemplars(
+    service: &str,
+    operation: Option<&str>,
+    above_ms: f64,
+    minutes: u64,
+    limit: usize,
+    prometheus: &str,
+    jaeger: &str,
+) -> anyhow::Result<()> {
+    let found = tracectl::exemplars::Prometheus::new(prometheus)?
+        .exemplars(
+            service,
+            operation,
+            above_ms,
+            Duration::from_secs(minutes * 60),
+        )
+        .await?;
+    let what = match operation {
+        Some(operation) => format!("{service} {operation}"),
+        None => service.to_owned(),
+    };
+    if found.is_empty() {
+        println!("no exemplar of {what} at or above {above_ms} ms in the last {minutes} min");
+        return Ok(());
+    }
+    println!(
+        "{} traces behind {what}'s spans at or above {above_ms} ms in the last {minutes} min (showing {}):",
+        found.len(),
+        found.len().min(limit)
+    );
+    println!(
+        "{:<32}  {:>10}  {:<8}  {:<30}  in Jaeger",
+        "trace", "span", "flushed", "operation"
+    );
+    let jaeger_client = Jaeger::new(jaeger)?;
+    for exemplar in found.iter().take(limit) {
+        let stored = match jaeger_client.trace(&exemplar.trace_id).await {
+            Ok(Some(trace)) => format!(
+                "yes, {} spans, {:.1} ms",
+                trace.spans.len(),
+                trace.duration_ns() as f64 / 1e6
+            ),
+            Ok(None) => "no (not sampled, or evicted)".into(),
+            Err(e) => format!("unknown: {e:#}"),
+        };
+        let flushed =
+            chrono::DateTime::<chrono::Utc>::from_timestamp_millis((exemplar.at_s * 1e3) as i64)
+                .map(|t| t.format("%H:%M:%S").to_string())
+                .unwrap_or_default();
+        println!(
+            "{:<32}  {:>7.1} ms  {flushed:<8}  {:<30}  {stored}",
+            exemplar.trace_id, exemplar.duration_ms, exemplar.operation
+        );
+    }
+    Ok(())
+}
+
+async fn critical_path(
+    service: &str,
+    minutes: u64,
+    slowest: usize,
+    depth: usize,
+    top: usize,
+    jaeger: &str,
+) -> anyhow::Result<()> {
+    let requests = Jaeger::new(jaeger)?
+        .slowest_requests(service, Duration::from_secs(minutes * 60), depth, slowest)
+        .await?;
+    if requests.is_empty() {
+        println!("no trace of {service} in the last {minutes} min");
+        return Ok(());
+    }
+    println!(
+        "critical path of the {} slowest {service} requests in the last {minutes} min",
+        requests.len()
+    );
+    print!(
+        "{}",
+        tracectl::critical::render(&tracectl::critical::summarize(&requests), top)
+    );
     Ok(())
 }
 

@@ -1,6 +1,8 @@
 //! A trace as a terminal waterfall: one line per span with its start offset,
-//! duration, service, kind and name (indented by depth) and a bar on a
-//! shared time axis. Errors and Kafka hops are marked at the end of the line.
+//! duration, its own time on the request's critical path (blank when the
+//! request did not wait on it; [`crate::critical`]), service, kind and name
+//! (indented by depth) and a bar on a shared time axis. Errors and Kafka hops
+//! are marked at the end of the line.
 
 use std::fmt::Write as _;
 
@@ -38,6 +40,12 @@ pub fn render(trace: &Trace) -> String {
     let start = trace.start_ns();
     let duration = trace.duration_ns();
     let errors = trace.spans.iter().filter(|s| s.error.is_some()).count();
+    let tree = trace.tree();
+    let critical = tree
+        .first()
+        .and_then(|(_, root)| trace.spans.iter().position(|s| std::ptr::eq(s, *root)))
+        .map(|root| crate::critical::time_per_span(trace, root))
+        .unwrap_or_default();
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -52,8 +60,7 @@ pub fn render(trace: &Trace) -> String {
             String::new()
         }
     );
-    let name_width = trace
-        .tree()
+    let name_width = tree
         .iter()
         .map(|(depth, s)| depth * 2 + s.name.chars().count())
         .max()
@@ -67,10 +74,18 @@ pub fn render(trace: &Trace) -> String {
         .unwrap_or(7);
     let _ = writeln!(
         out,
-        "{:>9} {:>9}  {:<service_width$}  {:<8}  {:<name_width$}  |{:<BAR_WIDTH$}|",
-        "start", "duration", "service", "kind", "span", "timeline"
+        "{:>9} {:>9} {:>9}  {:<service_width$}  {:<8}  {:<name_width$}  |{:<BAR_WIDTH$}|",
+        "start", "duration", "critical", "service", "kind", "span", "timeline"
     );
-    for (depth, span) in trace.tree() {
+    for (depth, span) in tree {
+        let on_path = trace
+            .spans
+            .iter()
+            .position(|s| std::ptr::eq(s, span))
+            .and_then(|i| critical.get(i).copied())
+            .filter(|ns| *ns > 0)
+            .map(millis)
+            .unwrap_or_default();
         let mut name = format!("{}{}", "  ".repeat(depth), span.name);
         if name.chars().count() > name_width {
             name = name.chars().take(name_width - 1).collect::<String>() + "…";
@@ -105,9 +120,10 @@ pub fn render(trace: &Trace) -> String {
         }
         let _ = writeln!(
             out,
-            "{:>9} {:>9}  {:<service_width$}  {:<8}  {:<name_width$}  |{}|{}",
+            "{:>9} {:>9} {:>9}  {:<service_width$}  {:<8}  {:<name_width$}  |{}|{}",
             millis(span.start_ns.saturating_sub(start)),
             millis(span.duration_ns),
+            on_path,
             span.service,
             span.kind.label(),
             name,
@@ -166,6 +182,14 @@ mod tests {
         assert!(lines[2].contains("root") && lines[2].contains(&"█".repeat(BAR_WIDTH)));
         assert!(lines[3].contains("  child"), "{}", lines[3]);
         assert!(lines[3].contains("✗ timeout"));
+        // The root waited 50 ms on itself, then 50 ms on its child.
+        assert!(lines[1].contains("critical"), "{}", lines[1]);
+        assert!(lines[2].contains("100 ms   50.0 ms  svc"), "{}", lines[2]);
+        assert!(
+            lines[3].contains("50.0 ms   50.0 ms   50.0 ms  svc"),
+            "{}",
+            lines[3]
+        );
         let bar_start = lines[3].find('|').unwrap();
         let bar: String = lines[3][bar_start + 1..].chars().take(BAR_WIDTH).collect();
         assert_eq!(bar.chars().position(|c| c == '█'), Some(BAR_WIDTH / 2));
