@@ -165,3 +165,118 @@ async fn the_remote_sampler_applies_the_rate_limiting_strategy_served_for_its_se
         "after 1.1 s, {later} of 100 sampled; expected about 5"
     );
 }
+
+/// Jaeger's adaptive sampling counts sampled root spans by the `sampler.type`
+/// (a string) and `sampler.param` (a number) they carry; the value is the one
+/// that applied to the span's operation. Children and unsampled spans carry
+/// neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampled_root_spans_say_how_they_were_sampled_for_jaegers_adaptive_sampling() {
+    use opentelemetry::Value as OtelValue;
+    use opentelemetry_sdk::trace::InMemorySpanExporter;
+
+    // What Jaeger's adaptive provider serves: per-operation probabilities.
+    let answer = json!({
+        "strategyType": 0,
+        "operationSampling": {
+            "defaultSamplingProbability": 0.5,
+            "defaultLowerBoundTracesPerSecond": 0.016666666666666666,
+            "perOperationStrategies": [
+                {"operation": "always", "probabilisticSampling": {"samplingRate": 1.0}},
+                {"operation": "never", "probabilisticSampling": {"samplingRate": 0.0}},
+            ],
+            "defaultUpperBoundTracesPerSecond": 0,
+        }
+    });
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    let app = Router::new().route(
+        "/sampling",
+        get(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let answer = answer.clone();
+            async move { Json(answer) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}/sampling", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let config = TelemetryConfig::from_lookup("svc", |name| {
+        Ok(match name {
+            "OTEL_TRACES_SAMPLER" => Some("parentbased_jaeger_remote".to_owned()),
+            "OTEL_TRACES_SAMPLER_ARG" => Some(format!(
+                "endpoint={endpoint},pollingIntervalMs=100,initialSamplingRate=1"
+            )),
+            "OTEL_TRACES_EXPORTER" => Some("none".to_owned()),
+            _ => None,
+        })
+    })
+    .unwrap();
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(tracing_common::sampling::sampler(&config).unwrap())
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let tracer = provider.tracer("adaptive-test");
+    // Before the first answer: the initial rate, reported as such.
+    tracer.in_span("before", |_| {});
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while requests.load(Ordering::SeqCst) == 0
+        || tracer.in_span("never", |cx| cx.span().span_context().is_sampled())
+    {
+        assert!(Instant::now() < deadline, "the strategy was never applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    exporter.reset();
+    tracer.in_span("always", |_| tracer.in_span("child", |_| {}));
+    for _ in 0..20 {
+        tracer.in_span("never", |_| {});
+    }
+    let mut other_sampled = 0;
+    for _ in 0..200 {
+        other_sampled +=
+            usize::from(tracer.in_span("other", |cx| cx.span().span_context().is_sampled()));
+    }
+    provider.force_flush().unwrap();
+    let spans = exporter.get_finished_spans().unwrap();
+    let tag = |name: &str, key: &str| -> Vec<Option<OtelValue>> {
+        spans
+            .iter()
+            .filter(|s| s.name == name)
+            .map(|s| {
+                s.attributes
+                    .iter()
+                    .find(|kv| kv.key.as_str() == key)
+                    .map(|kv| kv.value.clone())
+            })
+            .collect()
+    };
+    assert_eq!(
+        tag("always", "sampler.type"),
+        vec![Some(OtelValue::from("probabilistic"))]
+    );
+    assert_eq!(
+        tag("always", "sampler.param"),
+        vec![Some(OtelValue::F64(1.0))]
+    );
+    assert_eq!(
+        tag("child", "sampler.type"),
+        vec![None],
+        "only roots say it"
+    );
+    assert!(
+        tag("never", "sampler.type").is_empty(),
+        "probability 0 samples nothing"
+    );
+    let others = tag("other", "sampler.param");
+    assert_eq!(others.len(), other_sampled);
+    assert!(
+        (60..=140).contains(&other_sampled),
+        "{other_sampled} of 200 at the default 0.5"
+    );
+    assert!(
+        others.iter().all(|v| v == &Some(OtelValue::F64(0.5))),
+        "{others:?}"
+    );
+}

@@ -5,9 +5,10 @@
 
 mod remote;
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use opentelemetry_sdk::trace::Sampler;
+use opentelemetry_sdk::trace::{Sampler, ShouldSample};
 
 use crate::InitError;
 use crate::config::{SamplerConfig, TelemetryConfig};
@@ -15,9 +16,11 @@ use crate::config::{SamplerConfig, TelemetryConfig};
 /// The sampler `config` asks for. Public so a service that builds its own
 /// provider gets the same `OTEL_TRACES_SAMPLER` semantics; the Jaeger remote
 /// sampler polls its endpoint on the Tokio runtime, so call this inside one.
-pub fn sampler(config: &TelemetryConfig) -> Result<Sampler, InitError> {
+/// Its sampled root spans carry `sampler.type` and `sampler.param`, which
+/// Jaeger's adaptive sampling counts ([`remote`]'s docs).
+pub fn sampler(config: &TelemetryConfig) -> Result<Box<dyn ShouldSample>, InitError> {
     let parent_based = |s| Sampler::ParentBased(Box::new(s));
-    Ok(match &config.sampler {
+    Ok(Box::new(match &config.sampler {
         SamplerConfig::AlwaysOn => Sampler::AlwaysOn,
         SamplerConfig::AlwaysOff => Sampler::AlwaysOff,
         SamplerConfig::TraceIdRatio(r) => Sampler::TraceIdRatioBased(*r),
@@ -29,9 +32,16 @@ pub fn sampler(config: &TelemetryConfig) -> Result<Sampler, InitError> {
                 .timeout(Duration::from_secs(5))
                 .build()
                 .map_err(|e| InitError::Sampler(e.to_string()))?;
+            let served = Arc::new(RwLock::new(remote::Served::Initial(
+                remote.initial_sampling_rate,
+            )));
             let sampler = Sampler::jaeger_remote(
                 opentelemetry_sdk::runtime::Tokio,
-                remote::JaegerSamplingClient::new(client),
+                remote::JaegerSamplingClient::new(
+                    client,
+                    served.clone(),
+                    remote.initial_sampling_rate,
+                ),
                 Sampler::TraceIdRatioBased(remote.initial_sampling_rate),
                 config.service_name.clone(),
             )
@@ -39,13 +49,19 @@ pub fn sampler(config: &TelemetryConfig) -> Result<Sampler, InitError> {
             .with_update_interval(remote.polling_interval)
             .build()
             .map_err(|e| InitError::Sampler(e.to_string()))?;
-            if remote.parent_based {
-                parent_based(sampler)
+            let reported = remote::Reported {
+                inner: sampler,
+                served,
+            };
+            // Sampler::ParentBased would drop the root sampler's attributes;
+            // the spec's ParentBasedSampler keeps them.
+            return Ok(if remote.parent_based {
+                Box::new(Sampler::parent_based(reported))
             } else {
-                sampler
-            }
+                Box::new(reported)
+            });
         }
-    })
+    }))
 }
 
 /// Keeps a `tracing` span out of the bridge when the current context's span
