@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::{SpanId, TraceContextExt, TraceId, Tracer, TracerProvider as _};
-use opentelemetry_sdk::trace::{IdGenerator, Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{IdGenerator, Sampler, SdkTracerProvider, ShouldSample};
 use serde_json::Value;
 use testkit::env::{Setup, bin_dir, run_id};
 use testkit::jaeger::{Jaeger, JaegerOptions, deploy_dir};
@@ -272,7 +272,7 @@ fn provider(service: &str, jaeger: &Jaeger) -> (SdkTracerProvider, Ids) {
     with_sampler(tracing_common::sampling::sampler(&config).unwrap())
 }
 
-fn with_sampler(sampler: Sampler) -> (SdkTracerProvider, Ids) {
+fn with_sampler(sampler: impl Into<Box<dyn ShouldSample>>) -> (SdkTracerProvider, Ids) {
     let ids = Ids::default();
     let provider = SdkTracerProvider::builder()
         .with_sampler(sampler)
