@@ -326,25 +326,41 @@ def jaeger_command(services: dict, variant: Variant) -> list[str]:
 
 
 def check_compose_jaeger(report: Report, path: Path, services: dict, variant: Variant) -> None:
-    """Memory storage, or Cassandra (deploy/jaeger/cassandra.yaml) with the cassandra service running."""
+    """Memory storage; or Cassandra (deploy/jaeger/cassandra.yaml) with the
+    cassandra service running; or that and adaptive sampling
+    (deploy/jaeger/adaptive-sampling.yaml) with jaeger-adaptive running too,
+    which runs exactly as jaeger does and starts first."""
     where = f"{path.name}{variant.label} jaeger"
     args = jaeger_command(services, variant)
     if not args or args[0] != "--config=/etc/jaeger/config.yaml":
         report.error(where, f"runs {args}, expected --config=/etc/jaeger/config.yaml first")
     extra = args[1:]
-    cassandra = services.get("cassandra")
-    running = cassandra is not None and variant.enabled(cassandra)
-    if extra not in ([], ["--config=/etc/jaeger/cassandra.yaml"]):
-        report.error(where, f"runs with {extra} after config.yaml; only --config=/etc/jaeger/cassandra.yaml is known")
-    elif extra and not running:
+    known = [[], ["--config=/etc/jaeger/cassandra.yaml"],
+             ["--config=/etc/jaeger/cassandra.yaml", "--config=/etc/jaeger/adaptive-sampling.yaml"]]
+    running = lambda name: name in services and variant.enabled(services[name])
+    if extra not in known:
+        report.error(where, f"runs with {extra} after config.yaml; known: {known[1:]}")
+    elif extra and not running("cassandra"):
         report.error(where, "stores its traces in Cassandra, but the cassandra service does not run (COMPOSE_PROFILES=cassandra)")
-    elif running and not extra and variant.label:
+    elif running("cassandra") and not extra and variant.label:
         report.error(where, "keeps its traces in memory although this variant runs the cassandra service")
-    if cassandra is not None:
-        depends = services["jaeger"].get("depends_on") or {}
-        entry = depends.get("cassandra") if isinstance(depends, dict) else None
+    adaptive = "--config=/etc/jaeger/adaptive-sampling.yaml" in extra
+    if adaptive != running("jaeger-adaptive"):
+        report.error(where, "adaptive sampling needs jaeger-adaptive running (COMPOSE_PROFILES=...,adaptive-sampling), and jaeger-adaptive needs it")
+    if "jaeger-adaptive" in services:
+        twin = services["jaeger-adaptive"]
+        for key in ("image", "command", "environment", "volumes"):
+            if twin.get(key) != services["jaeger"].get(key):
+                report.error(where, f"jaeger-adaptive's {key} differs from jaeger's")
+        if twin.get("ports"):
+            report.error(where, "jaeger-adaptive publishes ports: nothing is to send to it")
+    depends = services["jaeger"].get("depends_on") or {}
+    for name in ("cassandra", "jaeger-adaptive"):
+        if name not in services:
+            continue
+        entry = depends.get(name) if isinstance(depends, dict) else None
         if not entry or entry.get("condition") != "service_healthy" or entry.get("required", True) is not False:
-            report.error(where, "must wait for cassandra to be healthy, with required: false (it runs only with its profile)")
+            report.error(where, f"must wait for {name} to be healthy, with required: false (it runs only with its profile)")
 
 
 def check_variables_used(report: Report, path: Path, variants: list[Variant]) -> None:

@@ -108,24 +108,25 @@ sys.exit(1 if problems else 0)
 PY
 }
 
-# Every setting deploy/jaeger/config.yaml reads from the environment reaches
-# Jaeger in compose (addresses and paths are the compose network's and the
+# Every setting Jaeger's config files (deploy/jaeger/*.yaml) read from the
+# environment reaches Jaeger in compose (addresses and paths are the compose network's and the
 # image's, not settings); Prometheus runs with the same flags in compose, in
 # k8s/ and in the tests (testkit), so exemplars are stored everywhere.
 jaeger_settings_and_prometheus_flags() {
   python - <<'PY'
 import re, sys, yaml
 problems = []
-offered = set(re.findall(r"\$\{env:(JAEGER_[A-Z_]+)", open("deploy/jaeger/config.yaml").read()))
-wiring = re.compile(r"_(ENDPOINT|HOST|PORT|URL|FILE)$")
+configs = ["deploy/jaeger/config.yaml", "deploy/jaeger/cassandra.yaml", "deploy/jaeger/adaptive-sampling.yaml"]
+offered = {n for c in configs for n in re.findall(r"\$\{env:(JAEGER_[A-Z_]+)", open(c).read())}
+wiring = re.compile(r"_(ENDPOINT|HOST|PORT|URL|FILE|SERVERS)$")
 compose = yaml.safe_load(open("docker-compose.yml"))
 passed = set((compose["services"]["jaeger"].get("environment") or {}).keys())
 missing = sorted(n for n in offered if not wiring.search(n) and n not in passed)
 if missing:
-    problems.append(f"docker-compose.yml does not pass {missing} to Jaeger (config.yaml reads them)")
+    problems.append(f"docker-compose.yml does not pass {missing} to Jaeger (its config files read them)")
 unknown = sorted(passed - offered)
 if unknown:
-    problems.append(f"docker-compose.yml passes {unknown} to Jaeger, which config.yaml does not read")
+    problems.append(f"docker-compose.yml passes {unknown} to Jaeger, which no config file of it reads")
 flags = lambda args: sorted(a for a in args if a.startswith("--enable-feature"))
 in_compose = flags(compose["services"]["prometheus"]["command"])
 k8s = [d for d in yaml.safe_load_all(open("k8s/prometheus/prometheus.yaml")) if d and d["kind"] == "Deployment"][0]
@@ -133,6 +134,42 @@ in_k8s = flags(k8s["spec"]["template"]["spec"]["containers"][0]["args"])
 in_tests = sorted(re.findall(r'"(--enable-feature=[^"]+)"', open("testkit/src/prometheus.rs").read()))
 if not (in_compose == in_k8s == in_tests) or not in_compose:
     problems.append(f"Prometheus feature flags differ: compose {in_compose}, k8s {in_k8s}, testkit {in_tests}")
+print("\n".join(problems))
+sys.exit(1 if problems else 0)
+PY
+}
+
+# The adaptive-sampling overlay: every Jaeger with adaptive-sampling.yaml
+# after config.yaml and cassandra.yaml; jaeger-adaptive running exactly the
+# same, alone (one replica, outside the Service jaeger), and the Jaegers
+# behind that Service waiting for it; the services polling Jaeger's
+# strategies (compose: scripts/check_deploy_env.py).
+adaptive_overlay() {
+  kubectl kustomize deploy/k8s-adaptive-sampling/ >"$logdir/adaptive.yaml" &&
+    python - "$logdir/adaptive.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+def deployment(name):
+    return next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
+problems = []
+jaeger, computing = deployment("jaeger"), deployment("jaeger-adaptive")
+args = lambda d: d["spec"]["template"]["spec"]["containers"][0]["args"]
+wanted = ["--config=/etc/jaeger/config.yaml", "--config=/etc/jaeger/cassandra.yaml", "--config=/etc/jaeger/adaptive-sampling.yaml"]
+for d in (jaeger, computing):
+    if args(d) != wanted:
+        problems.append(f"{d['metadata']['name']} runs {args(d)}, expected {wanted}")
+if computing["spec"]["replicas"] != 1:
+    problems.append("jaeger-adaptive must run one replica")
+service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "jaeger")
+labels = computing["spec"]["template"]["metadata"]["labels"]
+if all(labels.get(k) == v for k, v in service["spec"]["selector"].items()):
+    problems.append("the Service jaeger selects jaeger-adaptive: the services would send to and poll it")
+waits = [c for c in jaeger["spec"]["template"]["spec"].get("initContainers", []) if "http://jaeger-adaptive.monitoring.svc.cluster.local:13133/status" in " ".join(c.get("args", []))]
+if not waits:
+    problems.append("the Jaegers behind the Service jaeger do not wait for jaeger-adaptive")
+telemetry = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("telemetry-env"))
+if telemetry["data"].get("OTEL_TRACES_SAMPLER") != "parentbased_jaeger_remote":
+    problems.append(f"the services' sampler is {telemetry['data'].get('OTEL_TRACES_SAMPLER')!r}, not parentbased_jaeger_remote")
 print("\n".join(problems))
 sys.exit(1 if problems else 0)
 PY
@@ -553,6 +590,7 @@ copies_match() {
   cmp deploy/jaeger/config.yaml k8s/jaeger/config.yaml &&
     cmp deploy/prometheus/prometheus.yml k8s/prometheus/prometheus.yml &&
     cmp deploy/jaeger/cassandra.yaml k8s/jaeger/cassandra.yaml &&
+    cmp deploy/jaeger/adaptive-sampling.yaml k8s/jaeger/adaptive-sampling.yaml &&
     cmp deploy/jaeger/sampling-strategies.json k8s/jaeger/sampling-strategies.json &&
     cmp deploy/postgres/init.sql k8s/postgres/init.sql
 }
@@ -570,6 +608,29 @@ pins_match() {
 import sys, yaml
 images = {i["name"]: str(i.get("newTag")) for i in yaml.safe_load(open("k8s/kustomization.yaml"))["images"]}
 sys.exit(images.get(sys.argv[1]) != sys.argv[2])' "$name" "$tag" || { echo "k8s/kustomization.yaml pins another $name than $tag"; bad=1; }
+  done
+  # Every image k8s/ and each overlay render, against the same pins.
+  local rendered
+  for rendered in k8s/ deploy/k8s-*/; do
+    kubectl kustomize "$rendered" | python -c '
+import sys, yaml
+pins = dict(a.split("=", 1) for a in sys.argv[1:])
+def images(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "image" and isinstance(v, str):
+                yield v
+            else:
+                yield from images(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from images(v)
+bad = sorted({i for d in yaml.safe_load_all(sys.stdin) for i in images(d)
+              if i.split(":")[0] in pins and i != i.split(":")[0] + ":" + pins[i.split(":")[0]]})
+print("\n".join(bad))
+sys.exit(1 if bad else 0)' "jaegertracing/jaeger=$JAEGER_VERSION" "prom/prometheus=v$PROMETHEUS_VERSION" \
+      "apache/kafka=$KAFKA_VERSION" "cassandra=$CASSANDRA_VERSION" ||
+      { echo "$rendered renders the images above, not the pinned versions"; bad=1; }
   done
   grep -q "<kafka.version>$KAFKA_VERSION</kafka.version>" tools/kafka/pom.xml || { echo "tools/kafka/pom.xml resolves another Kafka than $KAFKA_VERSION"; bad=1; }
   grep -q "github.com/jaegertracing/jaeger $JAEGER_MODULE_VERSION" tools/go.mod || { echo "tools/go.mod builds another Jaeger than $JAEGER_MODULE_VERSION"; bad=1; }
@@ -618,11 +679,13 @@ for version in $K8S_VERSIONS; do
   run "k8s tail-sampling overlay ($version)" render_overlay_and_validate "$version" deploy/k8s-tail-sampling/
   run "k8s kafka-cluster overlay ($version)" render_overlay_and_validate "$version" deploy/k8s-kafka-cluster/
   run "k8s cassandra overlay ($version)" render_overlay_and_validate "$version" deploy/k8s-cassandra/
+  run "k8s adaptive overlay ($version)" render_overlay_and_validate "$version" deploy/k8s-adaptive-sampling/
 done
 run "tail sampling is one setting" tail_overlay
 run "Jaeger settings, Prometheus flags" jaeger_settings_and_prometheus_flags
 run "kafka cluster: 3 nodes, RF 3" kafka_cluster_overlay
 run "cassandra: store, 2 Jaegers" cassandra_overlay
+run "adaptive: a computing Jaeger" adaptive_overlay
 run "tail sampling on 1 Jaeger" tail_sampling_one_jaeger
 run "k8s images, scaling, budget" k8s_policy
 run "hadolint" hadolint --no-color Dockerfile

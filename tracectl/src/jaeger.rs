@@ -602,16 +602,39 @@ impl Jaeger {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let since = now.saturating_sub(lookback);
+        self.search(
+            service,
+            None,
+            now.saturating_sub(lookback)..now,
+            min_duration,
+            depth,
+        )
+        .await
+    }
+
+    /// The v3 search: traces with a span of `service` (named `operation`,
+    /// when given) that started within `window` (since the epoch, whole
+    /// seconds), lasting at least `min_duration`, at most `depth` of them.
+    pub async fn search(
+        &self,
+        service: &str,
+        operation: Option<&str>,
+        window: std::ops::Range<Duration>,
+        min_duration: Duration,
+        depth: usize,
+    ) -> anyhow::Result<Vec<Trace>> {
         // How many traces to look at: Jaeger up to 2.13 reads
         // `query.num_traces` (and answers 500 without it), later versions
         // `query.search_depth`; each ignores the other's name.
         let mut query = format!(
             "/api/v3/traces?query.service_name={}&query.start_time_min={}&query.start_time_max={}&query.num_traces={depth}&query.search_depth={depth}",
             encode(service),
-            rfc3339(since),
-            rfc3339(now),
+            rfc3339(window.start),
+            rfc3339(window.end),
         );
+        if let Some(operation) = operation {
+            query.push_str(&format!("&query.operation_name={}", encode(operation)));
+        }
         if !min_duration.is_zero() {
             query.push_str(&format!(
                 "&query.duration_min={}ms",
