@@ -59,6 +59,19 @@ pub struct Injected {
     pub step: String,
 }
 
+impl Injected {
+    /// The HTTP answer (status, JSON `error` code, message) every service
+    /// gives when a step failed on purpose: 500 `injected_fault`, like
+    /// [`crate::database::error_response`] for a failed statement.
+    pub fn error_response(&self) -> (http::StatusCode, &'static str, String) {
+        (
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            "injected_fault",
+            self.to_string(),
+        )
+    }
+}
+
 const VARIABLE: &str = "FAULTS";
 
 impl Faults {

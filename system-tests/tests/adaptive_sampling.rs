@@ -45,6 +45,10 @@ const MEASURE: Duration = Duration::from_secs(60);
 /// 9 %. Over the window, ± 50 %.
 const TOLERANCE: f64 = 0.5;
 
+/// One request of the load: its operation, when it was sent (since the
+/// epoch), whether it succeeded.
+type Sent = (&'static str, Duration, bool);
+
 fn since_epoch() -> Duration {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
 }
@@ -120,7 +124,7 @@ async fn adaptive_sampling_brings_each_operation_to_its_target_rate_of_stored_tr
 
     // A steady load: one request every 1/20 s, four in five to FAST.
     let stop = Arc::new(AtomicBool::new(false));
-    let sent: Arc<std::sync::Mutex<Vec<(&'static str, Duration, bool)>>> = Arc::default();
+    let sent: Arc<std::sync::Mutex<Vec<Sent>>> = Arc::default();
     let load = {
         let (stop, sent, http, gateway) = (
             stop.clone(),
@@ -137,7 +141,7 @@ async fn adaptive_sampling_brings_each_operation_to_its_target_rate_of_stored_tr
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) && Instant::now() < limit {
                 tick.tick().await;
-                let (operation, path, _) = if n % one_in == 0 { SLOW } else { FAST };
+                let (operation, path, _) = if n.is_multiple_of(one_in) { SLOW } else { FAST };
                 n += 1;
                 let (http, sent, url) = (http.clone(), sent.clone(), format!("{gateway}{path}"));
                 tokio::spawn(async move {

@@ -8,7 +8,8 @@
 //!   and an OTLP endpoint, and the counts the tests check afterwards.
 //! - [`otlp`]: a tee in front of Jaeger's OTLP endpoint, and a Jaeger without v3.
 //! - [`receiver`]: an OTLP receiver with TLS of a test CA, a required bearer
-//!   token and a choice of HTTP versions (credential and protocol tests).
+//!   token and a choice of HTTP versions (credential and protocol tests);
+//!   tracing-common-testing's, so that tracing-common's tests share it.
 //! - [`proxy`]: a TCP proxy that makes a dependency refuse or hang.
 //! - [`scan`]: finds personal data, secrets and query values in spans and logs.
 //! - [`process`]: signals to one service, waiting for its exit, its restart.
@@ -23,8 +24,8 @@ pub mod otlp;
 pub mod process;
 pub mod prometheus;
 pub mod proxy;
-pub mod receiver;
 pub mod scan;
 pub mod seed;
 
+pub use tracing_common_testing::otlp_receiver as receiver;
 pub use tracing_common_testing::{closed_port, free_port};

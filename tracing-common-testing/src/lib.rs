@@ -1,6 +1,7 @@
 //! Test helpers for `tracing-common` and the services (a dev-dependency only):
 //! an in-memory span capture, attribute and parent assertions, per-test
-//! databases and Kafka topic reads.
+//! databases and Kafka topic reads, and an OTLP receiver with TLS and
+//! credentials ([`otlp_receiver`]).
 //!
 //! In-memory span capture for tests of this crate and of the services.
 //!
@@ -8,6 +9,8 @@
 //! exports synchronously to memory, the W3C propagators, and the `tracing`
 //! bridge (logs go to the test output only when `TEST_LOG` is set). Tests that
 //! share a process tell their spans apart by trace id.
+
+pub mod otlp_receiver;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

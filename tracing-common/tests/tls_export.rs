@@ -9,17 +9,13 @@
 //!
 //! In each case the code that makes the span returns normally.
 
-#[path = "../../testkit/src/receiver.rs"]
-#[allow(dead_code)]
-mod receiver;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::{Tracer as _, TracerProvider as _};
-use receiver::{Options, TempDir, TestCa, TestReceiver};
 use tracing_common::{ExportStats, TelemetryConfig};
+use tracing_common_testing::otlp_receiver::{Options, TempDir, TestCa, TestReceiver};
 
 const TOKEN: &str = "s3cr3t-token";
 const SPAN: &str = "tls-export-probe";

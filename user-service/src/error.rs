@@ -27,11 +27,7 @@ impl IntoResponse for AppError {
             AppError::InvalidUserId => {
                 (StatusCode::BAD_REQUEST, "invalid_user_id", self.to_string())
             }
-            AppError::Injected(e) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "injected_fault",
-                e.to_string(),
-            ),
+            AppError::Injected(e) => e.error_response(),
             AppError::Database(e) => service_runtime::database::error_response(e, "users"),
         };
         order_contract::error::response(status, code, message)

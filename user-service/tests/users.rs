@@ -27,27 +27,35 @@ async fn spawn_app() -> axum::Router {
 
 const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-#[tokio::test]
-async fn a_seeded_user_is_returned_with_a_server_span_a_db_span_and_the_user_retrieved_event() {
-    let capture = capture();
-    let app = spawn_app().await;
-    let response = app
-        .oneshot(
-            Request::get("/users/user123")
-                .header("traceparent", PARENT)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let trace_id = trace_id_of(response.headers()["traceparent"].to_str().unwrap()).unwrap();
-    let body: serde_json::Value = serde_json::from_slice(
+/// `GET path` as a call from inside the trace `PARENT`.
+async fn get(app: axum::Router, path: &str) -> axum::response::Response {
+    app.oneshot(
+        Request::get(path)
+            .header("traceparent", PARENT)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn json(response: axum::response::Response) -> serde_json::Value {
+    serde_json::from_slice(
         &axum::body::to_bytes(response.into_body(), 1 << 16)
             .await
             .unwrap(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_seeded_user_is_returned_with_a_server_span_a_db_span_and_the_user_retrieved_event() {
+    let capture = capture();
+    let app = spawn_app().await;
+    let response = get(app, "/users/user123").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let trace_id = trace_id_of(response.headers()["traceparent"].to_str().unwrap()).unwrap();
+    let body = json(response).await;
     assert_eq!(body["user"]["id"], "user123");
     assert!(
         body["user"].get("email").is_none(),
@@ -90,12 +98,7 @@ async fn unknown_and_malformed_ids_get_clear_errors() {
             .await
             .unwrap();
         assert_eq!(response.status(), status, "{uri}");
-        let body: serde_json::Value = serde_json::from_slice(
-            &axum::body::to_bytes(response.into_body(), 1 << 16)
-                .await
-                .unwrap(),
-        )
-        .unwrap();
+        let body = json(response).await;
         assert_eq!(body["error"], code, "{uri}");
     }
 }
@@ -104,39 +107,17 @@ async fn unknown_and_malformed_ids_get_clear_errors() {
 async fn readiness_answers_from_the_database_without_leaving_a_trace() {
     let capture = capture();
     let app = spawn_app().await;
-    let response = app
-        .clone()
-        .oneshot(
-            Request::get("/readyz")
-                .header("traceparent", PARENT)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let response = get(app.clone(), "/readyz").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response.headers().get("traceparent").is_none(),
         "a probe answers without a trace context"
     );
-    let body: serde_json::Value = serde_json::from_slice(
-        &axum::body::to_bytes(response.into_body(), 1 << 16)
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let body = json(response).await;
     assert_eq!(body["ready"], true);
     // A traced request after the probe: its spans arrive, so the capture
     // works, and they are the only ones in the caller's trace.
-    let response = app
-        .oneshot(
-            Request::get("/users/user123")
-                .header("traceparent", PARENT)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let response = get(app, "/users/user123").await;
     assert_eq!(response.status(), StatusCode::OK);
     let trace_id = trace_id_of(PARENT).unwrap();
     capture.wait_for(trace_id, std::time::Duration::from_secs(5), |s| {

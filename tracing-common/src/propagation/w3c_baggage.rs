@@ -3,9 +3,10 @@
 //!
 //! The SDK's `BaggagePropagator` builds a `String` per member and joins them
 //! when it writes, and on reading collects each member's properties into a
-//! vector and allocates every name, value and property twice; order-service
-//! spent about 21,000 instructions per order in it (callgrind), more than in
-//! the rest of its propagation. The rules here:
+//! vector and allocates every name, value and property twice; under
+//! callgrind it was the largest part of order-service's propagation cost
+//! (the repository's docs/performance.md lists what was measured and how).
+//! The rules here:
 //!
 //! - Read: every `baggage` header of a request, joined in order like one
 //!   comma-separated list (the SDK reads only the first). A list longer than

@@ -17,7 +17,7 @@ use crate::config::{SamplerConfig, TelemetryConfig};
 /// provider gets the same `OTEL_TRACES_SAMPLER` semantics; the Jaeger remote
 /// sampler polls its endpoint on the Tokio runtime, so call this inside one.
 /// Its sampled root spans carry `sampler.type` and `sampler.param`, which
-/// Jaeger's adaptive sampling counts ([`remote`]'s docs).
+/// Jaeger's adaptive sampling counts (jaegertracing/jaeger#6700).
 pub fn sampler(config: &TelemetryConfig) -> Result<Box<dyn ShouldSample>, InitError> {
     let parent_based = |s| Sampler::ParentBased(Box::new(s));
     Ok(Box::new(match &config.sampler {

@@ -58,9 +58,10 @@ impl JsonWithTraceIds {
 /// layer behind a per-layer filter (`Filtered`) looks the span up in the
 /// registry each time to see whether its filter enabled it, even when the
 /// layer then does nothing with it: the fmt layer (which does nothing on them
-/// unless it logs span events) cost order-service about 30,000 instructions
-/// per order that way, with tracing on or off. The registry keeps track of
-/// the current span by itself.
+/// unless it logs span events) was a visible share of order-service's
+/// instructions per order that way, with tracing on or off (callgrind;
+/// docs/performance.md). The registry keeps track of the current span by
+/// itself.
 pub(crate) struct WithoutEnterExit<L> {
     inner: L,
     pass_enter_exit: bool,

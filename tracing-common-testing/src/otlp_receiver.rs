@@ -11,8 +11,8 @@
 //! It keeps, per accepted export, the protocol, the `authorization` header
 //! and the content encoding it saw, and the spans' names and trace ids.
 //!
-//! tracing-common's tests include this file with `#[path]`: that crate cannot
-//! depend on testkit, which depends on it. So it uses only crates both have.
+//! Here rather than in testkit so that tracing-common's own tests can use it
+//! (tracing-common cannot depend on testkit, which depends on tracectl).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
