@@ -119,20 +119,9 @@ mod tests {
 
     fn s(id: &str, parent: Option<&str>, service: &str, kind: Kind, name: &str) -> Span {
         Span {
-            trace_id: "t".into(),
-            span_id: id.into(),
-            parent_id: parent.map(str::to_owned),
             service: service.into(),
-            name: name.into(),
             kind,
-            start_ns: 0,
-            duration_ns: 1,
-            error: None,
-            links: vec![],
-            events: vec![],
-            event_attributes: Vec::new(),
-            integers: Default::default(),
-            attributes: Default::default(),
+            ..Span::sketch(id, parent, name, 0, 1)
         }
     }
 

@@ -249,27 +249,12 @@ pub fn render(summary: &Summary, top: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Kind, Span};
+    use crate::model::Span;
 
     const MS: u64 = 1_000_000;
 
     fn span(id: &str, parent: Option<&str>, name: &str, start_ms: u64, ms: u64) -> Span {
-        Span {
-            trace_id: "t".into(),
-            span_id: id.into(),
-            parent_id: parent.map(str::to_owned),
-            service: "svc".into(),
-            name: name.into(),
-            kind: Kind::Internal,
-            start_ns: start_ms * MS,
-            duration_ns: ms * MS,
-            error: None,
-            links: vec![],
-            events: vec![],
-            event_attributes: Vec::new(),
-            integers: Default::default(),
-            attributes: Default::default(),
-        }
+        Span::sketch(id, parent, name, start_ms * MS, ms * MS)
     }
 
     fn times(trace: &Trace) -> BTreeMap<String, u64> {

@@ -142,9 +142,7 @@ impl Prometheus {
     pub fn new(base: &str) -> anyhow::Result<Self> {
         Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()?,
+            http: crate::jaeger::api_client()?,
         })
     }
 

@@ -485,13 +485,19 @@ pub struct Jaeger {
     http: reqwest::Client,
 }
 
+/// The HTTP client tracectl reads a backend's API with (Jaeger, Prometheus):
+/// no answer within 10 s is an error, not a hang.
+pub(crate) fn api_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+}
+
 impl Jaeger {
     pub fn new(base: &str) -> anyhow::Result<Self> {
         Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()?,
+            http: api_client()?,
         })
     }
 

@@ -73,6 +73,34 @@ pub struct Span {
 }
 
 impl Span {
+    /// A span of service `svc`, kind INTERNAL, with these ids, name and
+    /// times and nothing else: what the unit tests build traces from.
+    #[cfg(test)]
+    pub(crate) fn sketch(
+        id: &str,
+        parent: Option<&str>,
+        name: &str,
+        start_ns: u64,
+        duration_ns: u64,
+    ) -> Span {
+        Span {
+            trace_id: "t".into(),
+            span_id: id.into(),
+            parent_id: parent.map(str::to_owned),
+            service: "svc".into(),
+            name: name.into(),
+            kind: Kind::Internal,
+            start_ns,
+            duration_ns,
+            error: None,
+            links: vec![],
+            events: vec![],
+            event_attributes: Vec::new(),
+            integers: Default::default(),
+            attributes: Default::default(),
+        }
+    }
+
     pub fn end_ns(&self) -> u64 {
         self.start_ns.saturating_add(self.duration_ns)
     }

@@ -150,22 +150,7 @@ mod tests {
     use crate::model::Span;
 
     fn span(id: &str, parent: Option<&str>, name: &str, start: u64, dur: u64) -> Span {
-        Span {
-            trace_id: "t".into(),
-            span_id: id.into(),
-            parent_id: parent.map(str::to_owned),
-            service: "svc".into(),
-            name: name.into(),
-            kind: Kind::Internal,
-            start_ns: start,
-            duration_ns: dur,
-            error: None,
-            links: vec![],
-            events: vec![],
-            event_attributes: Vec::new(),
-            integers: Default::default(),
-            attributes: Default::default(),
-        }
+        Span::sketch(id, parent, name, start, dur)
     }
 
     #[test]
