@@ -9,34 +9,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use testkit::cassandra::Cassandra;
-use testkit::env::{Env, Setup, bin_dir, export_stats, order_body, run_id};
+use testkit::env::{Env, Setup, export_stats, order_body, run_id, tracectl, try_tracectl};
 use testkit::jaeger::{Jaeger, JaegerOptions, deploy_dir};
 use testkit::otlp::OlderJaeger;
-
-/// Runs the `tracectl` binary: whether it succeeded, and its stdout and stderr.
-async fn try_tracectl(args: &[&str]) -> (bool, String, String) {
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let output = std::process::Command::new(bin_dir().join("tracectl"))
-            .args(&args)
-            .output()
-            .expect("target/debug/tracectl runs (cargo build --workspace --bins)");
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
-}
-
-/// Runs the `tracectl` binary; its stdout, or a failure with both streams.
-async fn tracectl(args: &[&str]) -> String {
-    let (ok, stdout, stderr) = try_tracectl(args).await;
-    assert!(ok, "tracectl {args:?} failed:\n{stdout}\n{stderr}");
-    stdout
-}
 
 /// `tracectl verify` against `jaeger`: the seed's order placed and its
 /// trace checked edge by edge; returns its trace id.
@@ -326,12 +301,12 @@ async fn cassandra_frozen_for_20_s_under_load_costs_no_request_and_no_span() {
     let failed_total = metric("otelcol_exporter_send_failed_spans_total").await;
     let failed = failed_total - failed_before;
     let not_queued = metric("otelcol_exporter_enqueue_failed_spans_total").await;
-    let log_dir = env.log_dir.clone();
-    env.finish().await;
+    let logs = env.finish().await;
+    let log_dir = logs.dir();
     let lost: Vec<(String, u64, u64)> = tracectl::stack::SERVICES
         .iter()
         .map(|s| {
-            let stats = export_stats(&log_dir, s).expect("each service wrote its export stats");
+            let stats = export_stats(log_dir, s).expect("each service wrote its export stats");
             ((*s).to_owned(), stats.ended, stats.lost())
         })
         .collect();

@@ -11,25 +11,9 @@ use std::time::{Duration, Instant};
 use opentelemetry::trace::{SpanId, TraceContextExt, TraceId, Tracer, TracerProvider as _};
 use opentelemetry_sdk::trace::{IdGenerator, Sampler, SdkTracerProvider, ShouldSample};
 use serde_json::Value;
-use testkit::env::{Setup, bin_dir, run_id};
+use testkit::env::{Setup, run_id, tracectl};
 use testkit::jaeger::{Jaeger, JaegerOptions, deploy_dir};
 use testkit::otlp::OlderJaeger;
-
-/// Runs the `tracectl` binary; its stdout, or a failure with both streams.
-fn tracectl(args: &[&str]) -> String {
-    let output = std::process::Command::new(bin_dir().join("tracectl"))
-        .args(args)
-        .output()
-        .expect("target/debug/tracectl runs (cargo build --workspace --bins)");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "tracectl {args:?} failed ({}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
 
 /// A waterfall without the notes Jaeger adds about spans (its clock-skew
 /// adjuster's), which the spans as sent cannot have.
@@ -62,26 +46,21 @@ async fn verify_and_show(
     whole_micros: bool,
 ) -> String {
     let (gateway, url) = (env.gateway.clone(), jaeger.to_owned());
-    let verified = tokio::task::spawn_blocking(move || {
-        tracectl(&[
-            "verify",
-            "--gateway",
-            &gateway,
-            "--jaeger",
-            &url,
-            "--timeout",
-            "60",
-        ])
-    })
-    .await
-    .unwrap();
+    let verified = tracectl(&[
+        "verify",
+        "--gateway",
+        &gateway,
+        "--jaeger",
+        &url,
+        "--timeout",
+        "60",
+    ])
+    .await;
     println!("tracectl verify ({api}):\n{verified}");
     assert!(verified.contains("verified: "), "{verified}");
     let trace_id = verified_trace_id(&verified);
     let (url, id) = (jaeger.to_owned(), trace_id.clone());
-    let shown = tokio::task::spawn_blocking(move || tracectl(&["show", &id, "--jaeger", &url]))
-        .await
-        .unwrap();
+    let shown = tracectl(&["show", &id, "--jaeger", &url]).await;
     let mut sent = env
         .receiver
         .store
@@ -122,19 +101,16 @@ async fn the_order_flow_is_one_trace_in_jaeger_and_tracectl_reads_it_back() {
 
     // 3. slowest: both orders' traces are listed for the gateway.
     let q = query.clone();
-    let slowest = tokio::task::spawn_blocking(move || {
-        tracectl(&[
-            "slowest",
-            "--service",
-            "api-gateway",
-            "--min-ms",
-            "0",
-            "--jaeger",
-            &q,
-        ])
-    })
-    .await
-    .unwrap();
+    let slowest = tracectl(&[
+        "slowest",
+        "--service",
+        "api-gateway",
+        "--min-ms",
+        "0",
+        "--jaeger",
+        &q,
+    ])
+    .await;
     println!("tracectl slowest:\n{slowest}");
     for id in [&trace_id, &v1_id] {
         assert!(
@@ -187,10 +163,12 @@ async fn the_order_flow_is_one_trace_in_jaeger_and_tracectl_reads_it_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_health_endpoint_compose_and_k8s_probe_answers_once_jaeger_is_ready() {
     // The endpoint tested here is the one the deployment files name.
-    let compose: serde_norway::Value = serde_norway::from_str(
+    let mut compose: serde_norway::Value = serde_norway::from_str(
         &std::fs::read_to_string(deploy_dir().join("../docker-compose.yml")).unwrap(),
     )
     .unwrap();
+    // Jaeger's settings come from the x-jaeger anchor (`<<: *jaeger`).
+    compose.apply_merge().unwrap();
     let check = format!("{:?}", compose["services"]["jaeger"]["healthcheck"]["test"]);
     assert!(check.contains("127.0.0.1:13133/status"), "{check}");
     let k8s = std::fs::read_to_string(deploy_dir().join("../k8s/jaeger/jaeger.yaml")).unwrap();

@@ -484,26 +484,18 @@ async fn tail_sampling_and_the_monitor_tab(in_cassandra: bool) {
         .filter(|s| s.service == "inventory-service" && s.error.is_some())
         .map(|s| s.trace_id.clone())
         .collect();
-    let output = std::process::Command::new(testkit::env::bin_dir().join("tracectl"))
-        .args([
-            "errors",
-            "--service",
-            "inventory-service",
-            "--minutes",
-            "30",
-            "--limit",
-            "1000",
-            "--jaeger",
-            &query,
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = testkit::env::tracectl(&[
+        "errors",
+        "--service",
+        "inventory-service",
+        "--minutes",
+        "30",
+        "--limit",
+        "1000",
+        "--jaeger",
+        &query,
+    ])
+    .await;
     let listed: BTreeSet<String> = stdout
         .lines()
         .filter_map(|l| l.split_whitespace().next())
@@ -551,32 +543,36 @@ async fn tail_sampling_and_the_monitor_tab(in_cassandra: bool) {
             "{exemplar:?} against the span's {} ns",
             span.duration_ns
         );
-        assert_eq!(class(&trace), Class::Slow, "{exemplar:?}");
+        // Slow (perhaps failed too: a fifth of stock checks fail).
+        assert!(
+            trace.duration_ns() >= THRESHOLD_MS * 1_000_000,
+            "{exemplar:?}: its trace took {} ns",
+            trace.duration_ns()
+        );
         assert_eq!(
             stored(&exemplar.trace_id).await,
             trace.spans.len(),
             "{exemplar:?}: Jaeger does not have the whole trace"
         );
     }
-    let output = std::process::Command::new(testkit::env::bin_dir().join("tracectl"))
-        .args([
-            "exemplars",
-            "--service",
-            "user-service",
-            "--operation",
-            lookup,
-        ])
-        .args(["--above", &format!("{THRESHOLD_MS}ms"), "--minutes", "30"])
-        .args(["--prometheus", &prometheus.url(), "--jaeger", &query])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let above = format!("{THRESHOLD_MS}ms");
+    let stdout = testkit::env::tracectl(&[
+        "exemplars",
+        "--service",
+        "user-service",
+        "--operation",
+        lookup,
+        "--above",
+        &above,
+        "--minutes",
+        "30",
+        "--prometheus",
+        &prometheus.url(),
+        "--jaeger",
+        &query,
+    ])
+    .await;
     println!("tracectl exemplars:\n{stdout}");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     let listed: Vec<&str> = stdout.lines().filter(|l| l.contains(" ms  ")).collect();
     assert_eq!(listed.len(), exemplars.len().min(20), "{stdout}");
     assert!(listed.iter().all(|l| l.contains("  yes, ")), "{stdout}");
@@ -617,24 +613,19 @@ async fn tail_sampling_and_the_monitor_tab(in_cassandra: bool) {
         "{summary:?}"
     );
     assert!(first.share(&summary) > 0.8, "{summary:?}");
-    let output = std::process::Command::new(testkit::env::bin_dir().join("tracectl"))
-        .args([
-            "critical-path",
-            "--service",
-            "api-gateway",
-            "--minutes",
-            "30",
-        ])
-        .args(["--slowest", "10", "--jaeger", &query])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = testkit::env::tracectl(&[
+        "critical-path",
+        "--service",
+        "api-gateway",
+        "--minutes",
+        "30",
+        "--slowest",
+        "10",
+        "--jaeger",
+        &query,
+    ])
+    .await;
     println!("tracectl critical-path:\n{stdout}");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     let table: Vec<&str> = stdout.lines().collect();
     assert!(
         table[3].starts_with("user-service  injected-delay lookup-user"),

@@ -27,6 +27,33 @@ pub fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// Runs the `tracectl` binary as a user would (on a blocking thread, so the
+/// test's own servers keep answering): whether it succeeded, its stdout and
+/// its stderr.
+pub async fn try_tracectl(args: &[&str]) -> (bool, String, String) {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let output = std::process::Command::new(bin_dir().join("tracectl"))
+            .args(&args)
+            .output()
+            .expect("target/debug/tracectl runs (cargo build --workspace --bins)");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .await
+    .expect("the tracectl thread")
+}
+
+/// Runs the `tracectl` binary; its stdout, or a failure with both streams.
+pub async fn tracectl(args: &[&str]) -> String {
+    let (ok, stdout, stderr) = try_tracectl(args).await;
+    assert!(ok, "tracectl {args:?} failed:\n{stdout}\n{stderr}");
+    stdout
+}
+
 /// `postgres://user@host:port`, from DATABASE_URL without its database.
 pub fn postgres_server() -> String {
     let url = std::env::var("DATABASE_URL")
@@ -76,14 +103,35 @@ pub struct Env {
     /// when [`Setup::jaeger`] asked for it.
     pub jaeger: Option<Jaeger>,
     pub http: reqwest::Client,
+    /// Set by [`Env::finish`], whose [`Logs`] then own the directory.
+    logs_handed_over: bool,
 }
 
 /// A passing test leaves nothing behind; a failing one keeps its logs
 /// (Kafka's, Jaeger's, the services') in `log_dir` for reading.
 impl Drop for Env {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
+        if !self.logs_handed_over && !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.log_dir);
+        }
+    }
+}
+
+/// An [`Env`]'s log directory after [`Env::finish`]: the services' logs and
+/// export stats as they stopped, removed when this is dropped unless the
+/// test failed.
+pub struct Logs(PathBuf);
+
+impl Logs {
+    pub fn dir(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Logs {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 }
@@ -232,6 +280,7 @@ impl Setup {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
+            logs_handed_over: false,
         }
     }
 }
@@ -369,8 +418,9 @@ impl Env {
     }
 
     /// Stops the services (SIGTERM), asserts none had to be killed, scans
-    /// everything exported and logged for leaks, drops the databases.
-    pub async fn finish(mut self) {
+    /// everything exported and logged for leaks, drops the databases; the
+    /// logs and export stats the services left, for reading.
+    pub async fn finish(mut self) -> Logs {
         let leaks = self.leaks();
         let killed = self.services.stop(Duration::from_secs(20)).await;
         assert!(killed.is_empty(), "had to kill {killed:?}");
@@ -386,6 +436,8 @@ impl Env {
         for db in &self.databases {
             let _ = tracectl::stack::drop_database(&self.postgres, db).await;
         }
+        self.logs_handed_over = true;
+        Logs(self.log_dir.clone())
     }
 }
 

@@ -130,7 +130,7 @@ fn the_ui_edge_cases_short_ids_cross_trace_references_errors_and_warnings() {
     assert!(trace.notes.iter().any(|w| w.contains("some span warning")));
     let text = waterfall::render(trace);
     assert_eq!(
-        text.lines().filter(|l| l.contains("ms  service-")).count(),
+        text.lines().filter(|l| l.contains("  service-")).count(),
         5,
         "{text}"
     );

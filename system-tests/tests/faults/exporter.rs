@@ -91,11 +91,11 @@ async fn a_hanging_otlp_endpoint_leaves_requests_fast_and_memory_bounded() {
             // Let the services flush what they can, then stop: the shutdown
             // must not hang on the endpoint either (bounded by its timeout).
             let started = Instant::now();
-            let log_dir = env.log_dir.clone();
-            env.finish().await;
+            let logs = env.finish().await;
+            let log_dir = logs.dir();
             let mut lost = 0;
             for service in tracectl::stack::SERVICES {
-                let stats = common::export_stats(&log_dir, service)
+                let stats = common::export_stats(log_dir, service)
                     .unwrap_or_else(|| panic!("{service} wrote no stats file at shutdown"));
                 // The shutdown log line reports the same count.
                 let log = std::fs::read_to_string(log_dir.join(format!("{service}.log")))
