@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use testkit::cassandra::Cassandra;
-use testkit::env::{Setup, run_id};
+use testkit::env::{Scratch, Setup};
 use testkit::jaeger::{Jaeger, JaegerOptions, deploy_dir};
 
 /// Traces per second Jaeger is to keep of each operation.
@@ -27,8 +27,16 @@ const SLOW: (&str, &str, f64) = (
     4.0,
 );
 /// Jaeger's computation: every 10 s on counts at least 5 s old.
-const INTERVAL: &str = "10s";
+const INTERVAL: Duration = Duration::from_secs(10);
 const DELAY: &str = "5s";
+/// What Jaeger serves an operation before its first computation. Every
+/// change reaches the services up to 20 s after Jaeger computed it (a
+/// follower's reload), so the count that follows mixes two probabilities
+/// and the next computation overshoots by about their ratio: from 1 (the
+/// deployments' default) to 0.125 it undershot to a fifth of the target and
+/// took minutes to climb back at most doubling per step. Starting at 0.2,
+/// closer to what the busy operation needs, keeps the test's swings small.
+const INITIAL: &str = "0.2";
 /// How long the first computed probabilities may take to be served: a
 /// count (10 s), its delay (5 s), a computation, a follower's reload (every
 /// 20 s, the first 10 to 20 s after it started).
@@ -79,7 +87,7 @@ async fn served(http: &reqwest::Client, jaeger: &Jaeger) -> BTreeMap<&'static st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adaptive_sampling_brings_each_operation_to_its_target_rate_of_stored_traces() {
-    let dir = std::env::temp_dir().join(format!("tracectl-adaptive-{}", run_id()));
+    let dir = Scratch::new("adaptive");
     let cassandra = Cassandra::start(&dir).await.expect("Cassandra starts");
     let options = JaegerOptions {
         extra_configs: vec![
@@ -92,7 +100,11 @@ async fn adaptive_sampling_brings_each_operation_to_its_target_rate_of_stored_tr
                 "JAEGER_ADAPTIVE_TARGET_SAMPLES_PER_SECOND",
                 TARGET.to_string(),
             ),
-            ("JAEGER_ADAPTIVE_CALCULATION_INTERVAL", INTERVAL.into()),
+            (
+                "JAEGER_ADAPTIVE_CALCULATION_INTERVAL",
+                format!("{}s", INTERVAL.as_secs()),
+            ),
+            ("JAEGER_ADAPTIVE_INITIAL_PROBABILITY", INITIAL.into()),
             ("JAEGER_ADAPTIVE_CALCULATION_DELAY", DELAY.into()),
         ]
         .into_iter()
@@ -107,6 +119,7 @@ async fn adaptive_sampling_brings_each_operation_to_its_target_rate_of_stored_tr
     let follower = Jaeger::start(&dir.join("follower"), &options)
         .await
         .expect("the serving Jaeger starts");
+    let counting_since = Instant::now();
     let sampler = format!(
         "endpoint={},pollingIntervalMs=1000,initialSamplingRate=1",
         follower.sampling_url()
@@ -124,6 +137,12 @@ async fn adaptive_sampling_brings_each_operation_to_its_target_rate_of_stored_tr
             .env(service, "OTEL_TRACES_SAMPLER_ARG", sampler.clone());
     }
     let env = setup.start("adaptive-sampling").await;
+    // The serving Jaeger counts in intervals from its start: begin the load
+    // just after one begins, so that its first count is a whole one (a
+    // partial count makes the first computation too high).
+    let since = counting_since.elapsed().as_secs_f64();
+    let next = (since / INTERVAL.as_secs_f64()).ceil() * INTERVAL.as_secs_f64() + 0.5;
+    tokio::time::sleep(Duration::from_secs_f64(next - since)).await;
 
     // A steady load: one request every 1/20 s, four in five to FAST.
     let stop = Arc::new(AtomicBool::new(false));
@@ -291,5 +310,4 @@ async fn adaptive_sampling_brings_each_operation_to_its_target_rate_of_stored_tr
     );
     env.finish().await;
     drop((leader, follower, cassandra));
-    let _ = std::fs::remove_dir_all(&dir);
 }

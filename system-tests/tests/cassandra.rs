@@ -5,11 +5,10 @@
 //! Jaeger, through a second Jaeger sharing the store, and a Cassandra frozen
 //! under load costing neither requests nor spans.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use testkit::cassandra::Cassandra;
-use testkit::env::{Env, Setup, export_stats, order_body, run_id, tracectl, try_tracectl};
+use testkit::env::{Env, Scratch, Setup, export_stats, order_body, tracectl, try_tracectl};
 use testkit::jaeger::{Jaeger, JaegerOptions, deploy_dir};
 use testkit::otlp::OlderJaeger;
 
@@ -66,12 +65,6 @@ async fn sent(env: &Env, trace_id: &str, whole_micros: bool) -> String {
         .join("\n")
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tracectl-{name}-{}", run_id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// The repository's Jaeger config with the Cassandra override, on `node`.
 fn on_cassandra(node: &Cassandra) -> JaegerOptions {
     JaegerOptions {
@@ -120,7 +113,7 @@ async fn accounted_for(http: &reqwest::Client, jaeger: &Jaeger, within: Duration
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_order_trace_is_read_back_whole_from_cassandra_through_both_apis_and_after_jaeger_restarts()
  {
-    let dir = scratch("cassandra-store");
+    let dir = Scratch::new("cassandra-store");
     let started = Instant::now();
     let node = Cassandra::start(&dir).await.expect("Cassandra starts");
     let cassandra_ready = started.elapsed();
@@ -170,7 +163,7 @@ async fn the_order_trace_is_read_back_whole_from_cassandra_through_both_apis_and
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_jaegers_share_one_cassandra_and_each_reads_the_whole_trace_the_other_half_wrote() {
-    let dir = scratch("cassandra-two-jaegers");
+    let dir = Scratch::new("cassandra-two-jaegers");
     let node = Cassandra::start(&dir).await.expect("Cassandra starts");
     let options = on_cassandra(&node);
     let second = Jaeger::start(&dir.join("jaeger-b"), &options)
@@ -224,7 +217,7 @@ async fn cassandra_frozen_for_20_s_under_load_costs_no_request_and_no_span() {
     const SECONDS: u64 = 40;
     const FROZEN_AT: u64 = 10;
     const FROZEN_FOR: u64 = 20;
-    let dir = scratch("cassandra-outage");
+    let dir = Scratch::new("cassandra-outage");
     let node = Cassandra::start(&dir).await.expect("Cassandra starts");
     let env = Setup {
         jaeger: Some(on_cassandra(&node)),
@@ -302,7 +295,7 @@ async fn cassandra_frozen_for_20_s_under_load_costs_no_request_and_no_span() {
     let failed = failed_total - failed_before;
     let not_queued = metric("otelcol_exporter_enqueue_failed_spans_total").await;
     let logs = env.finish().await;
-    let log_dir = logs.dir();
+    let log_dir: &std::path::Path = &logs;
     let lost: Vec<(String, u64, u64)> = tracectl::stack::SERVICES
         .iter()
         .map(|s| {

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use testkit::env::{bin_dir, run_id};
+use testkit::env::bin_dir;
 use testkit::jaeger::{Jaeger, JaegerOptions};
 use testkit::kafka::Kafka;
 use testkit::otlp::Tee;
@@ -112,8 +112,7 @@ impl Drop for Killed {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_services_wired_exactly_as_docker_compose_wires_them_serve_the_seed_order() {
     let environments = compose_environments();
-    let log_dir = std::env::temp_dir().join(format!("tracectl-compose-{}", run_id()));
-    std::fs::create_dir_all(&log_dir).unwrap();
+    let log_dir = testkit::env::Scratch::new("compose");
     let kafka = Kafka::start(&log_dir, None).await.unwrap();
     kafka.create_topics().await.unwrap();
     let jaeger = Jaeger::start(&log_dir, &JaegerOptions::default())

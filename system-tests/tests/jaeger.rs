@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use opentelemetry::trace::{SpanId, TraceContextExt, TraceId, Tracer, TracerProvider as _};
 use opentelemetry_sdk::trace::{IdGenerator, Sampler, SdkTracerProvider, ShouldSample};
 use serde_json::Value;
-use testkit::env::{Setup, run_id, tracectl};
+use testkit::env::{Scratch, Setup, tracectl};
 use testkit::jaeger::{Jaeger, JaegerOptions, deploy_dir};
 use testkit::otlp::OlderJaeger;
 
@@ -198,7 +198,7 @@ async fn the_health_endpoint_compose_and_k8s_probe_answers_once_jaeger_is_ready(
     );
 
     // Jaeger::start returns once /status answered 200 from this process.
-    let dir = std::env::temp_dir().join(format!("jaeger-health-{}", run_id()));
+    let dir = Scratch::new("jaeger-health");
     let jaeger = Jaeger::start(&dir, &JaegerOptions::default())
         .await
         .unwrap();
@@ -294,8 +294,7 @@ async fn share_settles(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_apply_the_strategies_jaeger_serves_and_a_changed_file_takes_effect() {
-    let dir = std::env::temp_dir().join(format!("jaeger-sampling-{}", run_id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("jaeger-sampling");
     // The repository's strategies, with one probabilistic service added
     // whose share the test can tell apart from 0 and 1.
     let mut strategies: Value = serde_json::from_str(

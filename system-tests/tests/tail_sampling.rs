@@ -191,7 +191,7 @@ async fn with_traces_in_cassandra_tail_sampling_and_the_monitor_tab_work_as_with
 }
 
 async fn tail_sampling_and_the_monitor_tab(in_cassandra: bool) {
-    let dir = std::env::temp_dir().join(format!("tail-sampling-{}", testkit::env::run_id()));
+    let dir = testkit::env::Scratch::new("tail-sampling");
     let prometheus = Prometheus::start(&dir).await.expect("Prometheus starts");
     let cassandra = if in_cassandra {
         Some(

@@ -103,7 +103,7 @@ pub struct Env {
     /// when [`Setup::jaeger`] asked for it.
     pub jaeger: Option<Jaeger>,
     pub http: reqwest::Client,
-    /// Set by [`Env::finish`], whose [`Logs`] then own the directory.
+    /// Set by [`Env::finish`], whose [`Scratch`] then owns the directory.
     logs_handed_over: bool,
 }
 
@@ -117,18 +117,36 @@ impl Drop for Env {
     }
 }
 
-/// An [`Env`]'s log directory after [`Env::finish`]: the services' logs and
-/// export stats as they stopped, removed when this is dropped unless the
-/// test failed.
-pub struct Logs(PathBuf);
+/// A directory of one test's own under the system's temporary directory
+/// (its backends' data and logs), removed when dropped unless the test is
+/// failing: a failed run keeps what it needs for reading. Also what
+/// [`Env::finish`] hands over: the services' logs and export stats as they
+/// stopped.
+pub struct Scratch(PathBuf);
 
-impl Logs {
-    pub fn dir(&self) -> &Path {
+impl Scratch {
+    /// `tracectl-<name>-<run id>`, created.
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("tracectl-{name}-{}", run_id()));
+        std::fs::create_dir_all(&dir).expect("create the test's directory");
+        Scratch(dir)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
         &self.0
     }
 }
 
-impl Drop for Logs {
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
     fn drop(&mut self) {
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.0);
@@ -420,7 +438,7 @@ impl Env {
     /// Stops the services (SIGTERM), asserts none had to be killed, scans
     /// everything exported and logged for leaks, drops the databases; the
     /// logs and export stats the services left, for reading.
-    pub async fn finish(mut self) -> Logs {
+    pub async fn finish(mut self) -> Scratch {
         let leaks = self.leaks();
         let killed = self.services.stop(Duration::from_secs(20)).await;
         assert!(killed.is_empty(), "had to kill {killed:?}");
@@ -437,7 +455,7 @@ impl Env {
             let _ = tracectl::stack::drop_database(&self.postgres, db).await;
         }
         self.logs_handed_over = true;
-        Logs(self.log_dir.clone())
+        Scratch(self.log_dir.clone())
     }
 }
 

@@ -92,7 +92,7 @@ async fn a_hanging_otlp_endpoint_leaves_requests_fast_and_memory_bounded() {
             // must not hang on the endpoint either (bounded by its timeout).
             let started = Instant::now();
             let logs = env.finish().await;
-            let log_dir = logs.dir();
+            let log_dir: &std::path::Path = &logs;
             let mut lost = 0;
             for service in tracectl::stack::SERVICES {
                 let stats = common::export_stats(log_dir, service)
