@@ -156,10 +156,7 @@ impl Prometheus {
         above_ms: f64,
         lookback: Duration,
     ) -> anyhow::Result<Vec<Exemplar>> {
-        let end = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let start = end.saturating_sub(lookback);
+        let std::ops::Range { start, end } = crate::jaeger::last(lookback);
         let url = format!(
             "{}/api/v1/query_exemplars?query={}&start={:.3}&end={:.3}",
             self.base,

@@ -485,6 +485,15 @@ pub struct Jaeger {
     http: reqwest::Client,
 }
 
+/// The last `lookback` up to now, as times since the epoch: the window of
+/// every "in the last M minutes" query.
+pub(crate) fn last(lookback: Duration) -> std::ops::Range<Duration> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    now.saturating_sub(lookback)..now
+}
+
 /// The HTTP client tracectl reads a backend's API with (Jaeger, Prometheus):
 /// no answer within 10 s is an error, not a hang.
 pub(crate) fn api_client() -> reqwest::Result<reqwest::Client> {
@@ -605,17 +614,8 @@ impl Jaeger {
         min_duration: Duration,
         depth: usize,
     ) -> anyhow::Result<Vec<Trace>> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        self.search(
-            service,
-            None,
-            now.saturating_sub(lookback)..now,
-            min_duration,
-            depth,
-        )
-        .await
+        self.search(service, None, last(lookback), min_duration, depth)
+            .await
     }
 
     /// The v3 search: traces with a span of `service` (named `operation`,
